@@ -1,0 +1,133 @@
+"""`layersync` command line: push-to-dbt, prs and demo. Errors are one line and an exit code."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from bot.errors import LayersyncError
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+
+def default_state_db() -> Path:
+    """The local forge's PR records; XDG's data dir, like other per-user tools keep state."""
+    if os.environ.get("LAYERSYNC_STATE_DB"):
+        return Path(os.environ["LAYERSYNC_STATE_DB"])
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "layersync" / "state.sqlite"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as the contract says
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="layersync", description="Keep a dbt project and a BI semantic layer in step.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    push = sub.add_parser("push-to-dbt", help="push semantic-layer fields into the dbt project as a PR")
+    push.add_argument("--semantic-repo", type=Path, required=True, help="path of the semantic-layer git repo")
+    push.add_argument("--dbt-repo", type=Path, required=True,
+                      help="path of the dbt repo (a bare remote, or a clone whose origin is pushed to)")
+    push.add_argument("--field", action="append", default=[], metavar="VIEW.FIELD",
+                      help="a field to push (repeatable); default: every field changed since --since")
+    push.add_argument("--since", metavar="REV", help="semantic-repo revision to diff against (default: HEAD~1)")
+    push.add_argument("--base", metavar="BRANCH", help="dbt branch the PR targets (default: the remote's default)")
+    push.add_argument("--dialect", help="SQL dialect of the semantic layer (default: layersync.yml, else duckdb)")
+    push.add_argument("--dbt-dialect", help="SQL dialect of the dbt project (default: layersync.yml, else duckdb)")
+    push.add_argument("--profiles-dir", type=Path, help="dbt profiles dir for the check (default: in-memory DuckDB)")
+    push.add_argument("--state-db", type=Path, default=None, help="local forge database (default: %(default)s)")
+    push.add_argument("--json", action="store_true", help="print a machine-readable result")
+
+    prs = sub.add_parser("prs", help="list pull requests recorded by the local forge")
+    prs.add_argument("--repo", help="only this repo (the remote's path)")
+    prs.add_argument("--state", choices=["open", "closed", "merged"], help="only PRs in this state")
+    prs.add_argument("--state-db", type=Path, default=None)
+    prs.add_argument("--json", action="store_true")
+    prs.add_argument("--show", type=int, metavar="N", help="print PR N's body (needs --repo if several repos)")
+
+    demo = sub.add_parser("demo", help="run push-to-dbt end to end on a generated jaffle_shop project")
+    demo.add_argument("--workdir", type=Path, help="keep the demo's repos here instead of a temp dir")
+    return parser
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from bot.forge.local import LocalForge
+    from bot.push_to_dbt import PushRequest, run
+
+    for label, path in (("--semantic-repo", args.semantic_repo), ("--dbt-repo", args.dbt_repo)):
+        if not path.exists():
+            raise LayersyncError(f"{label} `{path}` does not exist")
+    forge = LocalForge(args.state_db or default_state_db())
+    request = PushRequest(semantic_repo=args.semantic_repo, dbt_repo=args.dbt_repo, fields=args.field,
+                          since=args.since, base=args.base, dialect=args.dialect, dbt_dialect=args.dbt_dialect,
+                          profiles_dir=args.profiles_dir)
+    log = (lambda line: None) if args.json else (lambda line: print(f"  dbt | {line}", file=sys.stderr)
+                                                 if os.environ.get("LAYERSYNC_VERBOSE") else None)
+    result = run(request, forge, log=log)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(format_push_result(result))
+    return result.exit_code
+
+
+def format_push_result(result) -> str:
+    lines = []
+    for p in result.pushed:
+        lines.append(f"pushed   {p.id} -> {p.model}.{p.column} ({p.action})")
+    for s in result.skipped:
+        where = f"{s.file}:{s.line}: " if s.file and s.line else ""
+        lines.append(f"skipped  {s.id}: {where}{s.reason}")
+    if result.branch:
+        lines.append(f"branch   {result.branch}" + (f" @ {result.commit[:12]}" if result.commit else " (no new commit)"))
+    if result.pr:
+        lines.append(f"PR       #{result.pr.number} {result.pr.url} ({result.message})")
+    elif result.message:
+        lines.append(result.message)
+    return "\n".join(lines)
+
+
+def _cmd_prs(args: argparse.Namespace) -> int:
+    from bot.forge.local import LocalForge, format_pr_table
+
+    forge = LocalForge(args.state_db or default_state_db())
+    prs = forge.list_prs(args.repo, args.state)
+    if args.show is not None:
+        matches = [pr for pr in prs if pr.number == args.show]
+        if len(matches) != 1:
+            raise LayersyncError(f"PR #{args.show} " + ("not found" if not matches else "exists in several repos: add --repo"))
+        print(matches[0].body)
+        return EXIT_OK
+    if args.json:
+        print(json.dumps([pr.__dict__ for pr in prs], indent=2))
+    else:
+        print(format_pr_table(prs) if prs else "no pull requests")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo.run import run_demo
+
+    return run_demo(args.workdir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"push-to-dbt": _cmd_push, "prs": _cmd_prs, "demo": _cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except LayersyncError as exc:
+        print(f"layersync: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

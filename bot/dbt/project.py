@@ -1,0 +1,188 @@
+"""Where things are in a dbt project: models by name or alias, and the YAML that documents them.
+
+Reads through a `FileStore` so the same code serves a checkout on disk and in-memory tests, and
+opens only the files it needs: a project of thousands of models is indexed by file names alone.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Mapping, Protocol
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from bot.dbt import schema_yaml
+from bot.errors import RepoError
+
+YAML_SUFFIXES = (".yml", ".yaml")
+
+
+class FileStore(Protocol):
+    def read_text(self, path: str) -> str | None: ...
+
+    def list_files(self, under: str) -> list[str]: ...
+
+
+class DirStore:
+    """Files of a checkout on disk; paths are POSIX and relative to the root."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def read_text(self, path: str) -> str | None:
+        full = self.root / path
+        return full.read_text(encoding="utf-8") if full.is_file() else None
+
+    def list_files(self, under: str) -> list[str]:
+        base = self.root / under
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
+                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+
+
+class MemoryStore:
+    """Files in a dict, with pending edits layered on top (what the checkout will look like)."""
+
+    def __init__(self, files: Mapping[str, str], base: FileStore | None = None):
+        self.files = dict(files)
+        self.base = base
+
+    def read_text(self, path: str) -> str | None:
+        if path in self.files:
+            return self.files[path]
+        return self.base.read_text(path) if self.base else None
+
+    def list_files(self, under: str) -> list[str]:
+        prefix = under.rstrip("/") + "/"
+        own = {p for p in self.files if p.startswith(prefix)}
+        return sorted(own | set(self.base.list_files(under) if self.base else []))
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    path: str          # the model's .sql file
+    directory: str
+
+
+def _config_alias(sql: str) -> str | None:
+    """`alias=` from a `{{ config(...) }}` call; Jinja call syntax is Python's, so `ast` reads it."""
+    start = sql.find("config(")
+    while start >= 0:
+        depth, end = 0, start + len("config")
+        for end in range(start + len("config"), len(sql)):
+            depth += {"(": 1, ")": -1}.get(sql[end], 0)
+            if depth == 0:
+                break
+        try:
+            call = ast.parse(sql[start:end + 1], mode="eval").body
+        except SyntaxError:
+            call = None
+        if isinstance(call, ast.Call):
+            for keyword in call.keywords:
+                if keyword.arg == "alias" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+        start = sql.find("config(", end)
+    return None
+
+
+def normalise_table_name(table_name: str) -> str:
+    """`analytics."ORDERS"` → `orders`: views name tables as the warehouse sees them."""
+    last = table_name.strip().split(".")[-1]
+    return last.strip('"`[]').lower()
+
+
+class DbtProject:
+    def __init__(self, store: FileStore):
+        self.store = store
+        text = store.read_text("dbt_project.yml")
+        if text is None:
+            raise RepoError("not a dbt project: no dbt_project.yml", "dbt_project.yml")
+        try:
+            data = YAML(typ="safe").load(text) or {}
+        except YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise RepoError(f"invalid YAML: {getattr(exc, 'problem', exc)}", "dbt_project.yml",
+                            mark.line + 1 if mark else None) from None
+        self.name: str = str(data.get("name", ""))
+        self.profile: str = str(data.get("profile") or self.name)
+        self.model_paths: list[str] = [str(p).rstrip("/") for p in data.get("model-paths") or data.get("source-paths") or ["models"]]
+        self._models: dict[str, Model] | None = None
+
+    def _files(self) -> Iterable[str]:
+        for root in self.model_paths:
+            yield from self.store.list_files(root)
+
+    def models(self) -> dict[str, Model]:
+        if self._models is None:
+            self._models = {}
+            for path in self._files():
+                if path.endswith(".sql"):
+                    posix = PurePosixPath(path)
+                    self._models[posix.stem.lower()] = Model(posix.stem, path, str(posix.parent))
+        return self._models
+
+    def find_model(self, table_name: str) -> Model | None:
+        """By model name first, then by a `config(alias=...)`; the alias scan reads files only when needed."""
+        wanted = normalise_table_name(table_name)
+        models = self.models()
+        if wanted in models:
+            return models[wanted]
+        for model in models.values():
+            text = self.store.read_text(model.path) or ""
+            if "alias" in text and (_config_alias(text) or "").lower() == wanted:
+                return model
+        for path in self._yaml_files():
+            text = self.store.read_text(path) or ""
+            if "alias" not in text:
+                continue
+            match = _yaml_alias_owner(text, wanted)
+            if match and match.lower() in models:
+                return models[match.lower()]
+        return None
+
+    def _yaml_files(self) -> list[str]:
+        return [p for p in self._files() if p.endswith(YAML_SUFFIXES)]
+
+    def properties_file(self, model: Model) -> tuple[str, bool]:
+        """The YAML file documenting `model`, and whether it already declares it.
+
+        Where none does, the conventional place: a models file in the model's own directory
+        (`_<dir>__models.yml` style or any that declares models), else a new `_<dir>__models.yml`.
+        """
+        candidates = self._yaml_files()
+        for path in candidates:
+            text = self.store.read_text(path) or ""
+            if model.name not in text:
+                continue
+            try:
+                if model.name in schema_yaml.model_names(text):
+                    return path, True
+            except schema_yaml.SchemaYamlError:
+                continue
+        siblings = sorted(p for p in candidates if str(PurePosixPath(p).parent) == model.directory)
+        dir_name = PurePosixPath(model.directory).name
+        preferred = [p for p in siblings if PurePosixPath(p).name.startswith(f"_{dir_name}__models")]
+        for path in preferred + siblings:
+            try:
+                if schema_yaml.model_names(self.store.read_text(path) or ""):
+                    return path, False
+            except schema_yaml.SchemaYamlError:
+                continue
+        return f"{model.directory}/_{dir_name}__models.yml", False
+
+
+def _yaml_alias_owner(text: str, alias: str) -> str | None:
+    try:
+        data = YAML(typ="safe").load(text) or {}
+    except YAMLError:
+        return None
+    for entry in data.get("models") or [] if isinstance(data, dict) else []:
+        if isinstance(entry, dict):
+            config = entry.get("config") or {}
+            if isinstance(config, dict) and str(config.get("alias", "")).lower() == alias:
+                return str(entry.get("name"))
+    return None

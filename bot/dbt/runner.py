@@ -1,0 +1,133 @@
+"""dbt as a subprocess, with a profiles dir written by layersync so runs never touch users' targets."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ruamel.yaml import YAML
+
+
+@dataclass
+class DbtRun:
+    args: list[str]
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def error_lines(self, limit: int = 20) -> list[str]:
+        """dbt's own words for what failed, without its progress chatter."""
+        picked: list[str] = []
+        lines = self.output.splitlines()
+        for i, line in enumerate(lines):
+            text = _strip_timestamp(line)
+            if any(word in text for word in ("Error", "error:", "ERROR", "FAIL ")) and "ERROR=0" not in text:
+                picked.append(text)
+                picked.extend(_strip_timestamp(x) for x in lines[i + 1:i + 4] if _strip_timestamp(x))
+        seen: dict[str, None] = dict.fromkeys(t for t in picked if t)
+        return list(seen)[:limit] or [_strip_timestamp(l) for l in lines[-5:] if l.strip()]
+
+
+@dataclass
+class DbtCheck:
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    failing_models: set[str] = field(default_factory=set)
+
+
+def _strip_timestamp(line: str) -> str:
+    """`12:01:02  Some text` → `Some text` (dbt prefixes each log line with the time)."""
+    line = line.rstrip()
+    if len(line) > 10 and line[2] == ":" and line[5] == ":" and line[:2].isdigit():
+        return line[8:].strip()
+    return line.strip()
+
+
+def dbt_command() -> list[str]:
+    """The dbt beside this interpreter (our venv), else whatever `dbt` is on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("dbt")
+    return [found] if found else [sys.executable, "-m", "dbt.cli.main"]
+
+
+def write_duckdb_profile(profiles_dir: Path, profile: str, database: str, schema: str = "main",
+                         threads: int = 1) -> Path:
+    profiles_dir.mkdir(parents=True, exist_ok=True)
+    doc = {profile: {"target": "layersync", "outputs": {"layersync": {
+        "type": "duckdb", "path": database, "schema": schema, "threads": threads}}}}
+    target = profiles_dir / "profiles.yml"
+    with target.open("w", encoding="utf-8") as handle:
+        YAML(typ="safe").dump(doc, handle)
+    return target
+
+
+def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
+            log: Callable[[str], None] | None = None, timeout: float = 1800) -> DbtRun:
+    """Run one dbt command; its output streams to `log` line by line and is kept for reports."""
+    scratch = Path(tempfile.mkdtemp(prefix="layersync-dbt-"))
+    env = {
+        **os.environ,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DO_NOT_TRACK": "1",
+        "DBT_USE_COLORS": "false",
+        "DBT_LOG_PATH": str(scratch / "logs"),
+        "DBT_PROFILES_DIR": str(profiles_dir),
+    }
+    command = [*dbt_command(), *args, "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir)]
+    lines: list[str] = []
+    try:
+        process = subprocess.Popen(command, cwd=project_dir, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if log:
+                log(line.rstrip("\n"))
+        returncode = process.wait(timeout=timeout)
+    except FileNotFoundError:
+        return DbtRun(command, 127, "dbt is not installed")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return DbtRun(command, returncode, "\n".join(lines))
+
+
+def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
+                  profiles_dir: Path | None = None, log: Callable[[str], None] | None = None) -> DbtCheck:
+    """`dbt parse`, then `dbt compile` of the touched models: what dbt itself says of the edit.
+
+    Without a profiles dir, an in-memory DuckDB target is written, which is enough for parse and
+    compile of any project whose models do not query the warehouse while compiling.
+    """
+    with tempfile.TemporaryDirectory(prefix="layersync-profiles-") as tmp:
+        if profiles_dir is None:
+            profiles_dir = Path(tmp)
+            write_duckdb_profile(profiles_dir, profile, ":memory:")
+        needs_deps = any((project_dir / f).exists() for f in ("packages.yml", "dependencies.yml"))
+        if needs_deps and not (project_dir / "dbt_packages").exists():
+            deps = run_dbt(["deps"], project_dir, profiles_dir, log=log)
+            if not deps.ok:
+                return DbtCheck(False, ["dbt deps failed:", *deps.error_lines()])
+        parse = run_dbt(["parse"], project_dir, profiles_dir, log=log)
+        if not parse.ok:
+            return DbtCheck(False, parse.error_lines(), _models_named(parse.output, models))
+        if not models:
+            return DbtCheck(True)
+        compiled = run_dbt(["compile", "--select", *models], project_dir, profiles_dir, log=log)
+        if not compiled.ok:
+            return DbtCheck(False, compiled.error_lines(), _models_named(compiled.output, models))
+    return DbtCheck(True)
+
+
+def _models_named(output: str, models: Sequence[str]) -> set[str]:
+    """Which of the touched models dbt's error output blames (`... in model orders (...)`)."""
+    return {m for m in models if f"model {m} " in output or f"model {m}\n" in output or f"/{m}.sql" in output}

@@ -1,0 +1,170 @@
+"""`layersync demo`: an analyst's edit pushed to dbt, built, and checked against the semantic SQL.
+
+Everything happens in a scratch directory on the embedded defaults: git repos on disk, the local
+forge in SQLite, dbt-duckdb writing one DuckDB file.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import git
+
+from bot.dbt.runner import run_dbt, write_duckdb_profile
+from bot.forge.base import format_pr_table
+from bot.forge.local import LocalForge
+from bot.push_to_dbt import PushRequest, PushResult, run
+from bot.semantic.reader import OmniYamlReader
+from bot.semantic.refs import Resolver
+
+ANALYST = git.Actor("Ada Analyst", "ada@example.com")
+ORDERS_EDIT = """\
+  is_large_order:
+    label: Large order
+    description: Orders of more than 20 dollars
+    sql: ${TABLE}.amount > 20
+  order_size:
+    label: Order size
+    description: small (< 10), medium (< 30) or large
+    sql: case when ${amount} >= 30 then 'large' when ${amount} >= 10 then 'medium' else 'small' end
+"""
+ORDERS_MEASURE = """\
+  large_order_revenue:
+    label: Revenue from large orders
+    sql: case when ${is_large_order} then ${amount} else 0 end
+    aggregate_type: sum
+"""
+CUSTOMERS_EDIT = """\
+  customer_tier:
+    label: Customer tier
+    description: gold from 100 dollars of lifetime value
+    sql: case when ${customer_lifetime_value} >= 100 then 'gold' else 'standard' end
+"""
+
+
+def package_dir(name: str) -> Path:
+    return Path(str(resources.files("bot.demo") / name))
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "target"))
+
+
+def create_dbt_repo(root: Path) -> Path:
+    """A bare remote (what a forge hosts) seeded with the jaffle_shop project on `main`."""
+    remote = root / "dbt.git"
+    git.Repo.init(remote, bare=True, initial_branch="main")
+    work = git.Repo.clone_from(remote, root / "dbt")
+    _copy_tree(package_dir("jaffle_shop"), Path(work.working_tree_dir))
+    seeds = Path(work.working_tree_dir) / "seeds"
+    seeds.mkdir(exist_ok=True)
+    for csv in sorted(package_dir("data").glob("*.csv")):
+        shutil.copy(csv, seeds / csv.name)
+    (Path(work.working_tree_dir) / ".gitignore").write_text("target/\nlogs/\ndbt_packages/\n*.duckdb\n")
+    work.git.add("-A")
+    work.index.commit("jaffle_shop dbt project", author=ANALYST, committer=ANALYST)
+    work.git.push("origin", "HEAD:refs/heads/main")
+    return remote
+
+
+def create_semantic_repo(root: Path) -> Path:
+    path = root / "semantic"
+    repo = git.Repo.init(path, initial_branch="main")
+    _copy_tree(package_dir("semantic"), path)
+    repo.git.add("-A")
+    repo.index.commit("Semantic layer over jaffle_shop", author=ANALYST, committer=ANALYST)
+    return path
+
+
+def _insert_before(text: str, marker: str, addition: str) -> str:
+    index = text.index(marker)
+    return text[:index] + addition + text[index:]
+
+
+def analyst_edit(semantic: Path) -> str:
+    """The analyst adds dimensions (and a measure) and commits, as they would in their BI tool."""
+    orders = semantic / "views" / "orders.view.yaml"
+    text = _insert_before(orders.read_text(), "\nmeasures:", ORDERS_EDIT)
+    orders.write_text(text.rstrip("\n") + "\n" + ORDERS_MEASURE)
+    customers = semantic / "views" / "customers.view.yaml"
+    customers.write_text(_insert_before(customers.read_text(), "\nmeasures:", CUSTOMERS_EDIT))
+    repo = git.Repo(semantic)
+    repo.git.add("-A")
+    return repo.index.commit("Add order size, large orders and customer tier", author=ANALYST,
+                             committer=ANALYST).hexsha
+
+
+def build(remote: Path, branch: str, root: Path, database: Path, schema: str) -> bool:
+    """`dbt build` of one branch into its own schema of the shared DuckDB file."""
+    checkout = root / f"build-{schema}"
+    git.Repo.clone_from(remote, checkout, branch=branch)
+    profiles = root / f"profiles-{schema}"
+    write_duckdb_profile(profiles, "jaffle_shop", str(database), schema=schema)
+    print(f"\n$ dbt build   # branch {branch} -> schema {schema}")
+    result = run_dbt(["build"], checkout, profiles)
+    summary = [line for line in result.output.splitlines() if "PASS=" in line or "Completed" in line]
+    print("  " + ("\n  ".join(s.strip() for s in summary[-2:]) if summary else "\n  ".join(result.error_lines())))
+    return result.ok
+
+
+def verify(semantic: Path, database: Path, result: PushResult) -> bool:
+    """Each new dbt column (dev) against the analyst's SQL evaluated directly on the prod table."""
+    reader = OmniYamlReader()
+    ok = True
+    connection = duckdb.connect(str(database), read_only=True)
+    try:
+        for pushed in result.pushed:
+            if not pushed.dbt_sql:
+                continue
+            view = reader.read((semantic / pushed.file).read_text(), pushed.file)
+            field = view.fields[pushed.id.split(".", 1)[1]]
+            key = next(f.name for f in view.fields.values() if f.primary_key)
+            expected = Resolver(view, "duckdb").resolve(field).sql(dialect="duckdb")
+            sql = (f"select count(*) as total, count(*) filter (where d.{pushed.column} is distinct from p.expected) "
+                   f"as wrong from dev.{pushed.model} d join (select {key}, {expected} as expected "
+                   f"from prod.{pushed.model}) p using ({key})")
+            total, wrong = connection.execute(sql).fetchone()
+            sample = connection.execute(
+                f"select {key}, {pushed.column} from dev.{pushed.model} order by {key} limit 3").fetchall()
+            ok = ok and wrong == 0 and total > 0
+            mark = "ok" if wrong == 0 and total > 0 else "MISMATCH"
+            print(f"  {mark:8} {pushed.model}.{pushed.column}: {total - wrong}/{total} rows equal `{expected}` "
+                  f"on prod; e.g. {sample}")
+    finally:
+        connection.close()
+    return ok
+
+
+def run_demo(workdir: Path | None = None) -> int:
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="layersync-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"layersync demo in {root}\n")
+    remote = create_dbt_repo(root)
+    semantic = create_semantic_repo(root)
+    commit = analyst_edit(semantic)
+    print(f"analyst committed {commit[:12]} to the semantic layer: orders.is_large_order, orders.order_size, "
+          f"orders.large_order_revenue (a measure), customers.customer_tier\n")
+    forge = LocalForge(root / "state.sqlite")
+    print(f"$ layersync push-to-dbt --semantic-repo {semantic} --dbt-repo {remote}")
+    result = run(PushRequest(semantic_repo=semantic, dbt_repo=remote), forge)
+    from bot.cli import format_push_result
+
+    print(format_push_result(result))
+    if result.pr is None or result.branch is None:
+        print("demo failed: no PR was opened")
+        return 1
+    print(f"\n$ layersync prs\n{format_pr_table(forge.list_prs())}\n")
+    print("----- PR body -----\n" + result.pr.body + "\n-------------------")
+    database = root / "warehouse.duckdb"
+    if not (build(remote, "main", root, database, "prod") and build(remote, result.branch, root, database, "dev")):
+        print("demo failed: dbt build failed")
+        return 1
+    print("\nnew columns on the bot's branch (dev) vs. the semantic SQL on main's tables (prod):")
+    if not verify(semantic, database, result):
+        print("demo failed: values differ")
+        return 1
+    print(f"\ndemo ok: repos, PR database and warehouse are in {root}")
+    return 0

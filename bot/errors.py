@@ -1,0 +1,34 @@
+"""Errors a user can act on: each names the file and line it is about."""
+from __future__ import annotations
+
+
+class LayersyncError(Exception):
+    """Base for problems we report to users instead of crashing on."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+
+    def where(self) -> str:
+        """`file:line` prefix, so messages point users straight at the spot."""
+        if self.file and self.line:
+            return f"{self.file}:{self.line}"
+        return self.file or ""
+
+    def __str__(self) -> str:
+        where = self.where()
+        return f"{where}: {self.message}" if where else self.message
+
+
+class SemanticError(LayersyncError):
+    """A semantic-layer file or field that cannot be read."""
+
+
+class TranslationError(LayersyncError):
+    """A field that cannot be translated into dbt (unknown field, cycle, join needed, ...)."""
+
+
+class RepoError(LayersyncError):
+    """A repository that cannot be read or written (missing path, unknown revision, ...)."""

@@ -1,0 +1,214 @@
+"""The forge interface: where layersync's pull requests and comments live.
+
+The engine only ever talks to a :class:`Forge`, so it cannot tell a local
+SQLite-backed forge (used for demos, tests and air-gapped setups) from a
+hosted one such as GitHub. Everything in this module is therefore
+forge-neutral: plain records, the protocol, and helpers whose rules (such as
+the body size limit) every implementation must apply identically so that a
+run behaves the same whichever forge it targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol, runtime_checkable
+
+__all__ = [
+    "BOT_AUTHOR",
+    "BODY_LIMIT",
+    "PR_STATES",
+    "Comment",
+    "Forge",
+    "ForgeError",
+    "NotFoundError",
+    "PullRequest",
+    "format_pr_table",
+    "truncate_body",
+]
+
+#: Hosted forges reject bodies above this size (GitHub: 65,536 characters for
+#: both PR bodies and comments). Applying it locally too means a report that
+#: works in the demo cannot start failing once pointed at GitHub.
+BODY_LIMIT = 65536
+
+#: The only states a pull request can be in. "merged" is kept distinct from
+#: "closed" because the engine treats a merged sync PR as done and a closed
+#: one as rejected.
+PR_STATES: tuple[str, ...] = ("open", "closed", "merged")
+
+#: Identity the bot posts under unless told otherwise; matches the login a
+#: GitHub App named "layersync" gets, so local and hosted runs look alike.
+BOT_AUTHOR = "layersync[bot]"
+
+
+class ForgeError(Exception):
+    """Base class so callers can catch forge failures without knowing which forge raised them."""
+
+
+class NotFoundError(ForgeError, LookupError):
+    """Raised for a missing PR or comment; also a LookupError so ``except KeyError``-style code reads naturally."""
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """Immutable snapshot of a PR, so callers never mistake a stale copy for a live handle."""
+
+    number: int
+    repo: str
+    title: str
+    body: str
+    head: str
+    base: str
+    state: str  # "open" | "closed" | "merged"
+    url: str
+    created_at: str  # ISO-8601, UTC
+    updated_at: str  # ISO-8601, UTC
+
+
+@dataclass(frozen=True)
+class Comment:
+    """Immutable snapshot of a PR comment; ``id`` is what an in-place edit targets."""
+
+    id: int
+    body: str
+    author: str
+    created_at: str  # ISO-8601, UTC
+    updated_at: str  # ISO-8601, UTC
+
+
+@runtime_checkable
+class Forge(Protocol):
+    """What the engine needs from a forge, and nothing forge-specific.
+
+    ``repo`` is an opaque key chosen by the caller: ``owner/name`` on GitHub,
+    the absolute path of a bare remote for the local forge. Implementations
+    must not reinterpret it, or PRs would silently split across two keys.
+
+    Every mutating call is idempotent where the engine may retry it (a crashed
+    or re-triggered run must not open a second PR or post a second report).
+    """
+
+    def open_or_update_pr(
+        self, repo: str, *, head: str, base: str, title: str, body: str
+    ) -> tuple[PullRequest, bool]:
+        """Open a PR for ``head`` → ``base``, or refresh the open one; the bool is True if it was created.
+
+        An OPEN PR with the same head and base is updated in place rather than
+        duplicated, so re-running a sync only ever touches one PR. A closed or
+        merged PR does not count: a new one is opened, as on GitHub.
+        """
+        ...
+
+    def get_pr(self, repo: str, number: int) -> PullRequest:
+        """Fetch one PR; raises :class:`NotFoundError` if it does not exist."""
+        ...
+
+    def list_prs(self, repo: str | None = None, state: str | None = None) -> list[PullRequest]:
+        """List PRs, optionally for one repo and/or one state, oldest first."""
+        ...
+
+    def close_pr(self, repo: str, number: int, merged: bool = False) -> PullRequest:
+        """Close a PR, recording it as merged when ``merged`` is True."""
+        ...
+
+    def upsert_comment(self, repo: str, number: int, body: str, marker: str) -> tuple[Comment, bool]:
+        """Post or edit the bot's comment identified by ``marker``; the bool is True if it was created.
+
+        ``marker`` is a hidden HTML comment such as
+        ``<!-- layersync:report pr=12 -->``. The bot's own comment containing
+        it is edited in place, so repeated runs keep one up-to-date report
+        instead of stacking new ones.
+        """
+        ...
+
+    def list_comments(self, repo: str, number: int) -> list[Comment]:
+        """All comments on a PR, oldest first."""
+        ...
+
+    def add_comment(self, repo: str, number: int, body: str, author: str = BOT_AUTHOR) -> Comment:
+        """Always post a new comment (for one-off messages that must not be edited away)."""
+        ...
+
+
+def _truncation_note(original_len: int, limit: int) -> str:
+    """Build the note appended to cut bodies; depends only on the inputs so its length is known up front."""
+    return (
+        "\n\n---\n"
+        f"> :warning: **Truncated by layersync:** this text was {original_len:,} characters, "
+        f"over the {limit:,}-character limit, so the end was cut. "
+        "Run layersync locally to see the full output."
+    )
+
+
+def truncate_body(body: str, limit: int = BODY_LIMIT) -> str:
+    """Fit ``body`` within ``limit`` characters, saying visibly that it was cut.
+
+    Hosted forges reject over-long bodies outright, which would turn a large
+    but otherwise fine sync into a failed run; a cut body with a note is far
+    more useful. The cut prefers a line boundary (so a Markdown table row or
+    list item is not left half-written) and closes a code fence left open by
+    the cut, so the note renders as prose rather than inside a code block.
+    The result is guaranteed to be at most ``limit`` characters.
+    """
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    if len(body) <= limit:
+        return body
+
+    note = _truncation_note(len(body), limit)
+    fence_close = "\n```"
+    budget = limit - len(note) - len(fence_close)
+    if budget <= 0:
+        # Limit too small for any note: a hard cut is the only honest option.
+        return body[:limit]
+
+    kept = body[:budget]
+    # Back up to the last newline if it is reasonably close; otherwise (one
+    # giant line) accept a mid-line cut rather than dropping most of the text.
+    newline = kept.rfind("\n")
+    if newline >= budget - 2000 and newline > 0:
+        kept = kept[:newline]
+    kept = kept.rstrip()
+
+    # An odd number of ``` lines means the cut landed inside a fenced block.
+    fences = sum(1 for line in kept.splitlines() if line.lstrip().startswith("```"))
+    if fences % 2 == 1:
+        kept += fence_close
+
+    result = kept + note
+    assert len(result) <= limit
+    return result
+
+
+def format_pr_table(prs: Iterable[PullRequest]) -> str:
+    """Render PRs as an aligned plain-text table for ``layersync prs``.
+
+    Lives here rather than in the CLI so every forge's PRs print the same
+    way. Titles are clipped so one long title cannot push the repo column
+    off-screen; the repo is last because local repo keys are long paths.
+    """
+    rows = [
+        (
+            f"#{pr.number}",
+            pr.state,
+            f"{pr.head} → {pr.base}",
+            _clip(pr.title.replace("\n", " "), 60),
+            pr.repo,
+        )
+        for pr in prs
+    ]
+    if not rows:
+        return "No pull requests."
+    header = ("#", "STATE", "HEAD → BASE", "TITLE", "REPO")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = [cell.ljust(width) for cell, width in zip(cells, widths)]
+        return "  ".join([*padded, cells[-1]]).rstrip()
+
+    return "\n".join([line(header), *(line(r) for r in rows)])
+
+
+def _clip(text: str, width: int) -> str:
+    """Shorten ``text`` to ``width`` characters with an ellipsis, so table columns stay aligned."""
+    return text if len(text) <= width else text[: width - 1] + "…"

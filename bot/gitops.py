@@ -1,0 +1,178 @@
+"""Everything that runs git: reading revisions of the semantic repo, and a scratch clone of the
+dbt repo in which the bot branches, commits and pushes — never the user's own working tree."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import git
+from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from bot.errors import RepoError
+
+BOT_NAME = "layersync[bot]"
+BOT_EMAIL = "layersync-bot@users.noreply.localhost"
+
+
+def open_repo(path: Path | str, what: str) -> git.Repo:
+    try:
+        return git.Repo(path)
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        raise RepoError(f"{what} `{path}` is not a git repository") from None
+
+
+class RevisionReader:
+    """Files of a repository at a given revision, read from git objects (no checkout needed)."""
+
+    def __init__(self, path: Path | str, what: str = "repository"):
+        self.path = Path(path)
+        self.repo = open_repo(path, what)
+        self.what = what
+
+    def commit(self, rev: str) -> git.Commit:
+        try:
+            return self.repo.commit(rev)
+        except (BadName, ValueError, GitCommandError):
+            raise RepoError(f"unknown revision `{rev}` in {self.what} `{self.path}`") from None
+
+    def has_revision(self, rev: str) -> bool:
+        try:
+            self.repo.commit(rev)
+            return True
+        except (BadName, ValueError, GitCommandError):
+            return False
+
+    def list_files(self, rev: str, keep: Callable[[str], bool]) -> list[str]:
+        tree = self.commit(rev).tree
+        return sorted(item.path for item in tree.traverse() if item.type == "blob" and keep(item.path))
+
+    def read(self, rev: str, path: str) -> str | None:
+        try:
+            blob = self.commit(rev).tree / path
+        except KeyError:
+            return None
+        return blob.data_stream.read().decode("utf-8")
+
+    def store(self, rev: str) -> "RevisionStore":
+        return RevisionStore(self, rev)
+
+    def changed_paths(self, old_rev: str | None, new_rev: str) -> list[str]:
+        """Paths that differ between two revisions (both sides of a rename); all files if no old one."""
+        new = self.commit(new_rev)
+        if old_rev is None:
+            return sorted(item.path for item in new.tree.traverse() if item.type == "blob")
+        paths: set[str] = set()
+        for change in self.commit(old_rev).diff(new):
+            paths.update(p for p in (change.a_path, change.b_path) if p)
+        return sorted(paths)
+
+
+def remote_of(path: Path | str) -> str:
+    """Where the bot pushes for a dbt repo given as a path: the path itself if bare, else its origin."""
+    repo = open_repo(path, "dbt repo")
+    if repo.bare:
+        return str(Path(repo.git_dir).resolve())
+    if "origin" in [r.name for r in repo.remotes]:
+        url = repo.remotes.origin.url
+        local = Path(path, url) if not Path(url).is_absolute() and "://" not in url and ":" not in url else None
+        return str(local.resolve()) if local is not None and local.exists() else url
+    return str(Path(repo.working_tree_dir).resolve())
+
+
+class Workspace:
+    """A throwaway clone of the remote: the bot's edits can never touch a user's uncommitted work."""
+
+    def __init__(self, remote: str):
+        self.remote = remote
+        self._tmp = tempfile.mkdtemp(prefix="layersync-ws-")
+        try:
+            self.repo = git.Repo.clone_from(remote, Path(self._tmp) / "repo")
+        except GitCommandError as exc:
+            self.close()
+            raise RepoError(f"cannot clone `{remote}`: {_git_reason(exc)}") from None
+        with self.repo.config_writer() as config:
+            config.set_value("user", "name", BOT_NAME)
+            config.set_value("user", "email", BOT_EMAIL)
+        self.root = Path(self.repo.working_tree_dir)
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def default_branch(self) -> str:
+        """The remote's HEAD branch, as a clone records it in `origin/HEAD`."""
+        try:
+            ref = self.repo.git.symbolic_ref("refs/remotes/origin/HEAD")
+            return ref.rsplit("/", 1)[-1] if ref.startswith("refs/remotes/origin/") else ref
+        except GitCommandError:
+            heads = [r.remote_head for r in self.repo.remotes.origin.refs if r.remote_head != "HEAD"]
+            for name in ("main", "master"):
+                if name in heads:
+                    return name
+            if heads:
+                return heads[0]
+            raise RepoError(f"`{self.remote}` has no branches") from None
+
+    def remote_branch_sha(self, branch: str) -> str | None:
+        for ref in self.repo.remotes.origin.refs:
+            if ref.remote_head == branch:
+                return ref.commit.hexsha
+        return None
+
+    def checkout(self, branch: str, base: str) -> bool:
+        """Check out `branch`, continuing the remote's branch when it exists; True when it did."""
+        if self.remote_branch_sha(branch) is not None:
+            self.repo.git.checkout("-B", branch, f"origin/{branch}")
+            return True
+        if self.remote_branch_sha(base) is None:
+            raise RepoError(f"base branch `{base}` does not exist in `{self.remote}`")
+        self.repo.git.checkout("-B", branch, f"origin/{base}")
+        return False
+
+    def write(self, files: dict[str, str]) -> None:
+        for rel, text in files.items():
+            target = self.root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+
+    def commit(self, message: str, paths: list[str]) -> str | None:
+        """Commit exactly `paths`; None when they hold no change (a rerun on the same input)."""
+        self.repo.index.add(paths)
+        if not self.repo.index.diff("HEAD"):
+            return None
+        self.repo.git.commit("-m", message, "--no-verify")
+        return self.repo.head.commit.hexsha
+
+    def push(self, branch: str) -> None:
+        """A plain push: if someone else moved the branch meanwhile, git refuses and so do we."""
+        try:
+            self.repo.git.push("origin", f"refs/heads/{branch}:refs/heads/{branch}")
+        except GitCommandError as exc:
+            raise RepoError(f"push of `{branch}` to `{self.remote}` was refused: {_git_reason(exc)}") from None
+
+
+def _git_reason(exc: GitCommandError) -> str:
+    lines = [line.strip() for line in str(exc.stderr or exc).splitlines() if line.strip()]
+    return lines[-1].strip("'") if lines else "git failed"
+
+
+class RevisionStore:
+    """A `FileStore` over one revision, so planners can compare with a branch they have not checked out."""
+
+    def __init__(self, reader: RevisionReader, rev: str):
+        self.reader = reader
+        self.rev = reader.commit(rev).hexsha
+
+    def read_text(self, path: str) -> str | None:
+        return self.reader.read(self.rev, path)
+
+    def list_files(self, under: str) -> list[str]:
+        prefix = under.rstrip("/") + "/"
+        return self.reader.list_files(self.rev, lambda p: p.startswith(prefix))

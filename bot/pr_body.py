@@ -1,0 +1,60 @@
+"""The push-to-dbt PR description: what a reviewer needs to trust the bot's change."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from bot.translate.push import PushedField, Skipped
+
+ACTION_WORDS = {"added": "new column", "replaced": "expression replaced", "documented": "documented",
+                "unchanged": "already up to date"}
+
+
+def marker(branch: str) -> str:
+    """Hidden in every body so a rerun finds and updates its own PR instead of adding another."""
+    return f"<!-- layersync:push branch={branch} -->"
+
+
+def _code(sql: str | None) -> str:
+    if not sql:
+        return "_(none)_"
+    return "\n```sql\n" + sql.strip() + "\n```\n"
+
+
+def _inline(text: str | None) -> str:
+    return "`" + (text or "").replace("`", "'").replace("\n", " ") + "`"
+
+
+def title(pushed: Sequence[PushedField]) -> str:
+    if len(pushed) == 1:
+        return f"layersync: push {pushed[0].id} to dbt"
+    return f"layersync: push {len(pushed)} semantic-layer fields to dbt"
+
+
+def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skipped],
+           semantic_repo: str, semantic_commit: str) -> str:
+    lines = [marker(branch), "",
+             f"This PR moves logic from the semantic layer into dbt, from semantic-layer commit "
+             f"`{semantic_commit[:12]}` of `{semantic_repo}`.", ""]
+    if pushed:
+        lines += ["| field | dbt model | column | change |", "|---|---|---|---|"]
+        for p in pushed:
+            lines.append(f"| `{p.id}` ({p.file}:{p.line}) | `{p.model}` | `{p.column}` | {ACTION_WORDS[p.action]} |")
+        lines.append("")
+        for p in pushed:
+            lines += [f"### `{p.id}` → `{p.model}.{p.column}`", "",
+                      f"**Semantic layer (before)** — {p.file}:{p.line}:", _code(p.semantic_sql)]
+            if p.previous_dbt_sql:
+                lines += ["**dbt column until now:**", _code(p.previous_dbt_sql)]
+            if p.dbt_sql:
+                lines += ["**dbt (after):**", _code(p.dbt_sql)]
+            if p.files:
+                lines.append("Files: " + ", ".join(_inline(f) for f in p.files))
+            lines.append("")
+    if skipped:
+        lines += ["### Not pushed", "", "| field | where | why |", "|---|---|---|"]
+        for s in skipped:
+            where = f"{s.file}:{s.line}" if s.file and s.line else (s.file or "")
+            lines.append(f"| `{s.id}` | {where} | {s.reason.replace('|', '/').replace(chr(10), ' ')} |")
+        lines.append("")
+    lines.append("_Checked with `dbt parse` and `dbt compile` of the touched models before this was pushed._")
+    return "\n".join(lines)

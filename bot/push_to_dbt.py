@@ -1,0 +1,172 @@
+"""The push-to-dbt job: select fields, plan the dbt edits, check them with dbt, branch, push, PR.
+
+The CLI and (later) the webhook handlers both call `run`, so a comment command and a terminal
+command do exactly the same thing.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+from typing import Any, Callable
+
+from bot import pr_body
+from bot.config import CONFIG_FILE, Config, parse_config
+from bot.dbt.project import DbtProject, DirStore
+from bot.dbt.runner import check_project
+from bot.errors import RepoError
+from bot.forge.base import Forge, PullRequest
+from bot.gitops import RevisionReader, Workspace, remote_of
+from bot.semantic.reader import reader_for
+from bot.selection import Selection, select_changed, select_named
+from bot.translate.push import FieldRequest, PushedField, PushPlan, PushPlanner, Skipped
+
+
+@dataclass
+class PushRequest:
+    semantic_repo: Path
+    dbt_repo: Path
+    fields: list[str] = dc_field(default_factory=list)
+    since: str | None = None
+    base: str | None = None
+    dialect: str | None = None
+    dbt_dialect: str | None = None
+    profiles_dir: Path | None = None
+
+
+@dataclass
+class PushResult:
+    semantic_commit: str
+    branch: str | None = None
+    commit: str | None = None
+    pr: PullRequest | None = None
+    pr_created: bool = False
+    pushed: list[PushedField] = dc_field(default_factory=list)
+    skipped: list[Skipped] = dc_field(default_factory=list)
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(s.is_failure for s in self.skipped) else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "semantic_commit": self.semantic_commit,
+            "branch": self.branch,
+            "commit": self.commit,
+            "pr": None if self.pr is None else {
+                "number": self.pr.number, "url": self.pr.url, "repo": self.pr.repo, "state": self.pr.state,
+                "created": self.pr_created, "title": self.pr.title, "base": self.pr.base, "head": self.pr.head},
+            "pushed": [{"field": p.id, "file": p.file, "line": p.line, "model": p.model, "column": p.column,
+                        "action": p.action, "semantic_sql": p.semantic_sql, "dbt_sql": p.dbt_sql,
+                        "previous_dbt_sql": p.previous_dbt_sql, "files": list(p.files)} for p in self.pushed],
+            "skipped": [{"field": s.id, "file": s.file, "line": s.line, "reason": s.reason, "code": s.code}
+                        for s in self.skipped],
+            "message": self.message,
+        }
+
+
+def branch_name(prefix: str, requests: list[FieldRequest]) -> str:
+    """Named by the fields, not the commit, so a rerun after another edit updates the same branch."""
+    ids = sorted({r.field.id for r in requests})
+    if len(ids) == 1:
+        view, _, name = ids[0].partition(".")
+        slug = f"{view}-{name}"
+    else:
+        slug = "batch-" + hashlib.sha1("\n".join(ids).encode()).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", slug).strip("-.") or "fields"
+    return prefix + slug.replace("..", ".")
+
+
+def load_config(reader: RevisionReader, head: str, request: PushRequest) -> Config:
+    config = parse_config(reader.read(head, CONFIG_FILE), CONFIG_FILE)
+    return config.with_overrides(dialect=request.dialect, dbt_dialect=request.dbt_dialect)
+
+
+def select(reader: RevisionReader, head: str, request: PushRequest, config: Config) -> Selection:
+    fmt = reader_for(config.format)
+    since = request.since
+    if since is None:
+        parents = reader.commit(head).parents
+        since = parents[0].hexsha if parents else None
+    elif not reader.has_revision(since):
+        raise RepoError(f"unknown revision `{since}` in semantic-layer repo `{reader.path}`")
+    if request.fields:
+        return select_named(reader, head, since, request.fields, fmt)
+    return select_changed(reader, head, since, config.dialect, fmt)
+
+
+def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda _: None) -> PushResult:
+    semantic = RevisionReader(request.semantic_repo, "semantic-layer repo")
+    head = semantic.commit("HEAD").hexsha
+    config = load_config(semantic, head, request)
+    selection = select(semantic, head, request, config)
+    result = PushResult(semantic_commit=head, skipped=list(selection.skipped))
+    candidates = [r for r in selection.requests if r.field.kind == "dimension"]
+    if not selection.requests:
+        result.message = "nothing to push: no semantic-layer field changed" if not request.fields else "nothing to push"
+        return result
+    remote = remote_of(request.dbt_repo)
+    with Workspace(remote) as ws:
+        base = request.base or config.base_branch or ws.default_branch()
+        branch = branch_name(config.branch_prefix, candidates or selection.requests)
+        existed = ws.checkout(branch, base)
+        base_store = RevisionReader(ws.root, "dbt workspace").store(f"origin/{base}")
+        plan = _plan_and_check(ws, selection.requests, config, base_store, request.profiles_dir, log)
+        result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
+        changed = [p for p in plan.pushed if p.action != "unchanged"]
+        if not plan.pushed or (not existed and not changed):
+            result.message = ("nothing pushed: " + "; ".join(s.reason for s in plan.skipped)
+                              if not plan.pushed else "dbt already has these columns; no branch needed")
+            return result
+        ws.write(plan.files)
+        message = _commit_message(plan.pushed, semantic.path, head)
+        result.commit = ws.commit(message, sorted(plan.files)) if plan.files else None
+        if result.commit is not None:
+            ws.push(branch)
+            log(f"pushed {branch} ({result.commit[:12]}) to {remote}")
+        result.branch = branch
+        body = pr_body.render(branch=branch, pushed=plan.pushed, skipped=result.skipped,
+                              semantic_repo=str(semantic.path), semantic_commit=head)
+        result.pr, result.pr_created = forge.open_or_update_pr(remote, head=branch, base=base,
+                                                               title=pr_body.title(plan.pushed), body=body)
+        result.message = (f"{'opened' if result.pr_created else 'updated'} PR #{result.pr.number}"
+                          if result.commit or result.pr_created else f"PR #{result.pr.number} is already up to date")
+    return result
+
+
+def _plan_and_check(ws: Workspace, requests: list[FieldRequest], config: Config, base_store: Any,
+                    profiles_dir: Path | None, log: Callable[[str], None]) -> PushPlan:
+    """Plan, then let dbt judge; fields on models dbt rejects are dropped and the rest re-planned."""
+    excluded: dict[str, Skipped] = {}
+    project = DbtProject(DirStore(ws.root))
+    while True:  # each failed round excludes at least one field, so this ends
+        live = [r for r in requests if r.field.id not in excluded]
+        planner = PushPlanner(DirStore(ws.root), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
+                              base_store=base_store)
+        plan = planner.plan(live)
+        plan.skipped.extend(excluded.values())
+        if not plan.files or not config.dbt_check:
+            return plan
+        ws.write(plan.files)
+        try:
+            check = check_project(ws.root, plan.models, profile=project.profile, profiles_dir=profiles_dir, log=log)
+        finally:
+            ws.repo.git.checkout("--", ".")
+            ws.repo.git.clean("-fdq", "--", *(p for p in plan.files))
+        if check.ok:
+            return plan
+        blamed = check.failing_models or set(plan.models)
+        reason = "dbt rejected the edit: " + " / ".join(check.errors[:6])
+        for p in plan.pushed:
+            if p.model in blamed and p.action != "unchanged":
+                excluded[p.id] = Skipped(p.id, p.file, p.line, reason, "dbt-error")
+
+
+def _commit_message(pushed: list[PushedField], semantic_repo: Path, head: str) -> str:
+    changed = [p for p in pushed if p.action != "unchanged"]
+    subject = (f"layersync: push {changed[0].id} to dbt" if len(changed) == 1
+               else f"layersync: push {len(changed)} semantic-layer fields to dbt")
+    body = "\n".join(f"- {p.id} -> {p.model}.{p.column} ({p.action})" for p in changed)
+    return f"{subject}\n\nFrom semantic-layer commit {head} of {semantic_repo}.\n\n{body}\n"

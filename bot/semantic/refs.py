@@ -1,0 +1,191 @@
+"""`${...}` references in semantic-layer SQL, and their resolution into SQL over a table's columns.
+
+The `${}` syntax is the semantic layer's own template language, so it is scanned here by hand;
+everything between the references is SQL and goes to sqlglot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from bot.errors import TranslationError
+from bot.semantic.model import Field, View
+
+TABLE_PLACEHOLDER = "__layersync_table__"
+REF_PREFIX = "__layersync_ref_"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One `${...}`: `${TABLE}`, `${field}` or `${view.field}`."""
+
+    target: str
+
+    @property
+    def is_table(self) -> bool:
+        return self.target.upper() == "TABLE"
+
+    @property
+    def view(self) -> str | None:
+        return self.target.split(".", 1)[0] if "." in self.target else None
+
+    @property
+    def field(self) -> str:
+        return self.target.split(".", 1)[1] if "." in self.target else self.target
+
+
+def scan(sql: str) -> list[str | Ref]:
+    """Split template text into SQL pieces and references; an unclosed `${` is an error."""
+    parts: list[str | Ref] = []
+    pos = 0
+    while True:
+        start = sql.find("${", pos)
+        if start < 0:
+            if pos < len(sql):
+                parts.append(sql[pos:])
+            return parts
+        end = sql.find("}", start + 2)
+        if end < 0:
+            raise ValueError(f"unclosed `${{` at character {start + 1}")
+        if start > pos:
+            parts.append(sql[pos:start])
+        target = sql[start + 2:end].strip()
+        if not target:
+            raise ValueError(f"empty reference `${{}}` at character {start + 1}")
+        parts.append(Ref(target))
+        pos = end + 1
+
+
+def parse_field_sql(sql: str, dialect: str) -> tuple[exp.Expression, dict[str, Ref]]:
+    """Parse a field's SQL with placeholders standing in for references."""
+    refs: dict[str, Ref] = {}
+    text: list[str] = []
+    for part in scan(sql):
+        if isinstance(part, Ref):
+            if part.is_table:
+                text.append(TABLE_PLACEHOLDER)
+            else:
+                placeholder = f"{REF_PREFIX}{len(refs)}"
+                refs[placeholder] = part
+                text.append(placeholder)
+        else:
+            text.append(part)
+    source = "".join(text).strip()
+    if not source:
+        raise ValueError("empty SQL expression")
+    expression = sqlglot.parse_one(source, dialect=dialect)
+    if isinstance(expression, (exp.Query, exp.Command)) or expression is None:
+        raise ValueError("a field's SQL must be an expression, not a statement")
+    return expression, refs
+
+
+def is_aggregate(expression: exp.Expression) -> bool:
+    """True when the expression aggregates rows (outside a window), so it is no row-level column."""
+    for node in expression.find_all(exp.AggFunc):
+        if not node.find_ancestor(exp.Window):
+            return True
+    return False
+
+
+def plain_column(field: Field, dialect: str) -> str | None:
+    """The column a dimension simply exposes (no `sql:`, `${TABLE}.col`, or a bare/quoted identifier)."""
+    if field.sql is None:
+        return field.name
+    try:
+        expression, refs = parse_field_sql(field.sql, dialect)
+    except (ValueError, ParseError, TokenError):
+        return None
+    if isinstance(expression, exp.Column) and not refs:
+        table = expression.table
+        if not table or table == TABLE_PLACEHOLDER:
+            return expression.name
+    return None
+
+
+def _wrap(expression: exp.Expression) -> exp.Expression:
+    """Parenthesise a substituted expression unless it is atomic, so precedence survives."""
+    if isinstance(expression, (exp.Column, exp.Literal, exp.Func, exp.Paren, exp.Boolean, exp.Null, exp.Cast)):
+        return expression
+    return exp.Paren(this=expression)
+
+
+class Resolver:
+    """Turns a dimension into one SQL expression over its view's table columns.
+
+    References to other fields of the same view are inlined recursively; a cycle, an unknown
+    field, an aggregate or a reference into another view (a join) cannot become a column of
+    the view's own dbt model and is reported with the field's file and line.
+    """
+
+    def __init__(self, view: View, dialect: str):
+        self.view = view
+        self.dialect = dialect
+
+    def resolve(self, field: Field) -> exp.Expression:
+        return self._resolve(field, ())
+
+    def _resolve(self, field: Field, stack: tuple[str, ...]) -> exp.Expression:
+        if field.name in stack:
+            cycle = " -> ".join((*stack[stack.index(field.name):], field.name))
+            raise TranslationError(f"reference cycle: {cycle}", field.location.file, field.location.line)
+        if field.kind == "measure":
+            origin = self.view.fields.get(stack[-1]) if stack else None
+            where = origin.location if origin else field.location
+            raise TranslationError(
+                f"refers to measure `{field.name}`, an aggregate: a row-level column cannot contain it",
+                where.file, where.line,
+            )
+        if field.sql is None:
+            return exp.column(field.name, quoted=not _is_simple_identifier(field.name))
+        try:
+            expression, refs = parse_field_sql(field.sql, self.dialect)
+        except (ValueError, ParseError, TokenError) as exc:
+            raise TranslationError(f"invalid SQL in `{field.name}`: {_first_line(exc)}",
+                                   field.location.file, field.location.line) from None
+        if is_aggregate(expression):
+            raise TranslationError(
+                f"`{field.name}` aggregates rows; only row-level dimensions become dbt columns",
+                field.location.file, field.location.line,
+            )
+        inner_stack = (*stack, field.name)
+
+        def substitute(node: exp.Expression) -> exp.Expression:
+            if not isinstance(node, exp.Column):
+                return node
+            if node.table == TABLE_PLACEHOLDER:
+                return exp.column(node.name, quoted=node.this.args.get("quoted", False))
+            if node.name == TABLE_PLACEHOLDER:
+                raise TranslationError(f"`${{TABLE}}` in `{field.name}` must name a column: `${{TABLE}}.column`",
+                                       field.location.file, field.location.line)
+            ref = refs.get(node.name)
+            if ref is None:
+                return node
+            target = self._target(ref, field)
+            if target is None:  # not a declared field: the table's column of that name
+                return exp.column(ref.field, quoted=not _is_simple_identifier(ref.field))
+            return _wrap(self._resolve(target, inner_stack).copy())
+
+        return expression.transform(substitute)
+
+    def _target(self, ref: Ref, origin: Field) -> Field | None:
+        where = (origin.location.file, origin.location.line)
+        if ref.view is not None and ref.view != self.view.name:
+            raise TranslationError(
+                f"`${{{ref.target}}}` reads view `{ref.view}`: that needs a join, which a column of "
+                f"`{self.view.table_name}` cannot express", *where,
+            )
+        target = self.view.field_named(ref.field)
+        if target is None and ref.view is not None:
+            raise TranslationError(f"unknown field `${{{ref.target}}}` in view `{self.view.name}`", *where)
+        return target
+
+
+def _is_simple_identifier(name: str) -> bool:
+    return name.replace("_", "a").isalnum() and not name[:1].isdigit() and name == name.lower()
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
