@@ -111,6 +111,7 @@ class DbtProject:
         self.profile: str = str(data.get("profile") or self.name)
         self.model_paths: list[str] = [str(p).rstrip("/") for p in data.get("model-paths") or data.get("source-paths") or ["models"]]
         self._models: dict[str, Model] | None = None
+        self._declared: dict[tuple[str, int], list[str]] = {}
 
     def _files(self) -> Iterable[str]:
         for root in self.model_paths:
@@ -156,23 +157,25 @@ class DbtProject:
         candidates = self._yaml_files()
         for path in candidates:
             text = self.store.read_text(path) or ""
-            if model.name not in text:
-                continue
-            try:
-                if model.name in schema_yaml.model_names(text):
-                    return path, True
-            except schema_yaml.SchemaYamlError:
-                continue
+            if model.name in text and model.name in self._declared_models(path, text):
+                return path, True
         siblings = sorted(p for p in candidates if str(PurePosixPath(p).parent) == model.directory)
         dir_name = PurePosixPath(model.directory).name
         preferred = [p for p in siblings if PurePosixPath(p).name.startswith(f"_{dir_name}__models")]
         for path in preferred + siblings:
-            try:
-                if schema_yaml.model_names(self.store.read_text(path) or ""):
-                    return path, False
-            except schema_yaml.SchemaYamlError:
-                continue
+            if self._declared_models(path, self.store.read_text(path) or ""):
+                return path, False
         return f"{model.directory}/_{dir_name}__models.yml", False
+
+    def _declared_models(self, path: str, text: str) -> list[str]:
+        """Models a YAML file declares; parsed once per content, since big projects ask often."""
+        key = (path, hash(text))
+        if key not in self._declared:
+            try:
+                self._declared[key] = schema_yaml.model_names(text)
+            except schema_yaml.SchemaYamlError:
+                self._declared[key] = []
+        return self._declared[key]
 
 
 def _yaml_alias_owner(text: str, alias: str) -> str | None:

@@ -103,7 +103,7 @@ def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
 
 def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
                   profiles_dir: Path | None = None, log: Callable[[str], None] | None = None) -> DbtCheck:
-    """`dbt parse`, then `dbt compile` of the touched models: what dbt itself says of the edit.
+    """`dbt compile` of the touched models (after dbt's parse of the project): dbt's own verdict on the edit.
 
     Without a profiles dir, an in-memory DuckDB target is written, which is enough for parse and
     compile of any project whose models do not query the warehouse while compiling.
@@ -117,14 +117,11 @@ def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
             deps = run_dbt(["deps"], project_dir, profiles_dir, log=log)
             if not deps.ok:
                 return DbtCheck(False, ["dbt deps failed:", *deps.error_lines()])
-        parse = run_dbt(["parse"], project_dir, profiles_dir, log=log)
-        if not parse.ok:
-            return DbtCheck(False, parse.error_lines(), _models_named(parse.output, models))
-        if not models:
-            return DbtCheck(True)
-        compiled = run_dbt(["compile", "--select", *models], project_dir, profiles_dir, log=log)
-        if not compiled.ok:
-            return DbtCheck(False, compiled.error_lines(), _models_named(compiled.output, models))
+        # `dbt compile` parses the whole project first, so one run answers both questions.
+        args = ["compile", "--select", *models] if models else ["parse"]
+        checked = run_dbt(args, project_dir, profiles_dir, log=log)
+        if not checked.ok:
+            return DbtCheck(False, checked.error_lines(), _models_named(checked.output, models))
     return DbtCheck(True)
 
 

@@ -1,0 +1,979 @@
+"""Minimal-diff edits of a dbt model's SQL file.
+
+layersync adds one computed column to a model's final SELECT and the reviewer
+must see only that line in the pull request. A dbt model is a Jinja template,
+not SQL, and rendering it needs the whole project; so instead we *mask* the
+Jinja with same-length, SQL-neutral text. Every offset in the masked text is
+then an offset in the original file: sqlglot's tokenizer tells us *where* the
+select list and its items are, sqlglot's AST tells us *what* they mean, and
+every edit is a splice into the untouched original text.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError, TokenError
+from sqlglot.tokens import Token, TokenType
+
+__all__ = [
+    "ModelShape",
+    "ModelSqlError",
+    "analyse",
+    "column_sql",
+    "mask_jinja",
+    "upsert_column",
+]
+
+
+class ModelSqlError(ValueError):
+    """Why the model's SQL cannot be edited; .line is 1-based or None."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.message = message
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a consumer of the model can see of its columns without running it."""
+
+    output_columns: list[str]
+    has_star: bool
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+# --------------------------------------------------------------------------
+# Jinja scanning and masking
+# --------------------------------------------------------------------------
+
+_CLOSERS = {"{{": "}}", "{%": "%}", "{#": "#}"}
+_KINDS = {"{{": "expr", "{%": "stmt", "{#": "comment"}
+_BLOCK_TAGS = frozenset(
+    {"if", "for", "macro", "call", "filter", "block", "with", "autoescape",
+     "raw", "set", "materialization", "test", "snapshot", "docs"}
+)
+_MIDDLE_TAGS = frozenset({"elif", "else"})
+
+
+@dataclass(frozen=True)
+class _Jinja:
+    """One Jinja tag; `context` is the SQL lexical state it sits in, which
+    decides what SQL-neutral text can stand in for it."""
+
+    start: int
+    end: int  # exclusive
+    kind: str  # "expr" | "stmt" | "comment"
+    context: str  # "code" | "literal" | "line_comment" | "block_comment"
+    tag: str  # first word of the tag ("if", "endfor", "config", ...)
+    inner: str
+
+    @property
+    def opens_block(self) -> bool:
+        # `{% set x = 1 %}` is a one-liner; `{% set x %}...{% endset %}` a block.
+        if self.kind != "stmt" or self.tag not in _BLOCK_TAGS:
+            return False
+        return not (self.tag == "set" and "=" in self.inner)
+
+    @property
+    def closes_block(self) -> bool:
+        return self.kind == "stmt" and self.tag.startswith("end")
+
+
+def _tag_of(inner: str) -> str:
+    """First word of a tag, ignoring whitespace-control markers (`{%-`, `{{+`)."""
+    body = inner.lstrip("-+ \t\r\n")
+    word = ""
+    for char in body:
+        if not (char.isalnum() or char == "_"):
+            break
+        word += char
+    rest = body[len(word):].lstrip()
+    if word == "config" and rest.startswith("("):
+        return "config"
+    return word
+
+
+def _find_close(text: str, pos: int, closer: str, opened_at: int) -> int:
+    """End (exclusive) of a Jinja tag; Jinja strings and dict braces may hide
+    the closing delimiter, so they are skipped."""
+    depth = 0
+    quote = ""
+    while pos < len(text):
+        char = text[pos]
+        if quote:
+            if char == "\\":
+                pos += 2
+                continue
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif depth == 0 and text.startswith(closer, pos):
+            return pos + 2
+        elif char == "{":
+            depth += 1
+        elif char == "}" and depth > 0:
+            depth -= 1
+        pos += 1
+    raise ModelSqlError(
+        f"unterminated Jinja {text[opened_at:opened_at + 2]} ... {closer}",
+        _line_of(text, opened_at),
+    )
+
+
+def _read_jinja(text: str, start: int, context: str) -> _Jinja:
+    opener = text[start:start + 2]
+    closer = _CLOSERS[opener]
+    kind = _KINDS[opener]
+    if kind == "comment":
+        close = text.find(closer, start + 2)
+        if close < 0:
+            raise ModelSqlError("unterminated Jinja comment {# ... #}", _line_of(text, start))
+        end = close + 2
+    else:
+        end = _find_close(text, start + 2, closer, start)
+    inner = text[start + 2:end - 2]
+    tag = _tag_of(inner) if kind != "comment" else ""
+    return _Jinja(start, end, kind, context, tag, inner)
+
+
+def _find_endraw(text: str, pos: int, opened_at: int) -> int:
+    """Start of the `{% endraw %}` closing a raw block: its content is SQL."""
+    while True:
+        pos = text.find("{%", pos)
+        if pos < 0:
+            raise ModelSqlError("unterminated {% raw %} block", _line_of(text, opened_at))
+        end = _find_close(text, pos + 2, "%}", pos)
+        if _tag_of(text[pos + 2:end - 2]) == "endraw":
+            return pos
+        pos = end
+
+
+def _advance_sql_state(text: str, pos: int, state: str, quote: str) -> tuple[int, str, str]:
+    """One step of a tiny SQL lexer: enough to know whether Jinja sits in
+    code, a literal or a comment (Jinja renders everywhere, SQL does not)."""
+    char = text[pos]
+    if state == "code":
+        if text.startswith("--", pos):
+            return pos + 2, "line_comment", quote
+        if text.startswith("/*", pos):
+            return pos + 2, "block_comment", quote
+        if char in "'\"`":
+            return pos + 1, "literal", char
+    elif state == "line_comment" and char == "\n":
+        return pos + 1, "code", quote
+    elif state == "block_comment" and text.startswith("*/", pos):
+        return pos + 2, "code", quote
+    elif state == "literal" and char == quote:
+        return pos + 1, "code", ""
+    return pos + 1, state, quote
+
+
+def _scan_jinja(text: str) -> list[_Jinja]:
+    """All Jinja tags in source order, each with its SQL context."""
+    regions: list[_Jinja] = []
+    state, quote = "code", ""
+    pos, raw_until = 0, -1
+    while pos < len(text):
+        if pos >= raw_until and text.startswith(("{{", "{%", "{#"), pos):
+            region = _read_jinja(text, pos, state)
+            regions.append(region)
+            pos = region.end
+            if region.kind == "stmt" and region.tag == "raw":
+                raw_until = _find_endraw(text, pos, region.start)
+            continue
+        pos, state, quote = _advance_sql_state(text, pos, state, quote)
+    return regions
+
+
+def _blank(src: str, fill: str) -> str:
+    return "".join(char if char in "\r\n" else fill for char in src)
+
+
+def _placeholder(src: str, width: int) -> str:
+    """An identifier derived from the Jinja text, so equal Jinja masks equally
+    (AST comparisons stay meaningful) whatever its position in the file."""
+    digest = f"{zlib.crc32(src.encode()):08x}"
+    label = f"__j{digest}__"
+    if len(label) > width:
+        label = f"_j{digest}"[:width]
+    return label.ljust(width, "_")
+
+
+def _mask_region(src: str, region: _Jinja) -> str:
+    if region.context == "literal":
+        return _blank(src, "_")  # the literal must stay one literal
+    if region.context == "block_comment":
+        return _blank(src, " ")
+    if region.context == "line_comment":
+        masked = _blank(src, " ")
+        # Newlines inside the tag would end the SQL comment early; re-open it.
+        return masked[:-2] + "--" if "\n" in src else masked
+    if region.kind != "expr" or region.tag == "config":
+        return _blank(src, " ")
+    first, newline, rest = src.partition("\n")
+    return _placeholder(src, len(first)) + (newline + _blank(rest, " ") if newline else "")
+
+
+def _mask(text: str, regions: list[_Jinja]) -> str:
+    pieces: list[str] = []
+    pos = 0
+    for region in regions:
+        pieces.append(text[pos:region.start])
+        pieces.append(_mask_region(text[region.start:region.end], region))
+        pos = region.end
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
+def mask_jinja(text: str) -> str:
+    """Replace Jinja by same-length SQL so offsets and line numbers carry over.
+
+    `{{ expr }}` becomes an identifier (a multi-line one: an identifier on its
+    first line, whitespace after); `{{ config(...) }}`, `{% ... %}` and
+    `{# ... #}` become whitespace; Jinja inside a SQL literal or comment
+    becomes filler that keeps the literal/comment intact. Newlines are kept.
+    """
+    return _mask(text, _scan_jinja(text))
+
+
+# --------------------------------------------------------------------------
+# Locating the final SELECT
+# --------------------------------------------------------------------------
+
+_OPEN = frozenset({TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE})
+_CLOSE = frozenset({TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE})
+_SET_OPS = frozenset({TokenType.UNION, TokenType.EXCEPT, TokenType.INTERSECT})
+_LIST_END = frozenset(
+    {TokenType.FROM, TokenType.INTO, TokenType.WHERE, TokenType.GROUP_BY,
+     TokenType.HAVING, TokenType.QUALIFY, TokenType.WINDOW, TokenType.ORDER_BY,
+     TokenType.LIMIT, TokenType.OFFSET, TokenType.FETCH, TokenType.SEMICOLON,
+     TokenType.CLUSTER_BY, TokenType.DISTRIBUTE_BY, TokenType.SORT_BY,
+     TokenType.PREWHERE, TokenType.CONNECT_BY, TokenType.START_WITH}
+) | _SET_OPS
+
+
+@dataclass(frozen=True)
+class _Projection:
+    """One select-list item: its AST and where it is written."""
+
+    node: exp.Expression
+    start: int
+    end: int  # exclusive, including the alias
+    inner_end: int  # exclusive end of the expression without its alias
+    name: str | None  # output name as parsed (masked text)
+    display: str | None  # output name as written in the file
+    star: bool  # `*`, `t.*`, or an opaque Jinja call such as dbt_utils.star
+    qualifier: str | None  # source text of `t` in `t.*`
+
+    @property
+    def inner(self) -> exp.Expression:
+        return self.node.this if isinstance(self.node, exp.Alias) else self.node
+
+
+@dataclass(frozen=True)
+class _Branch:
+    """One SELECT of the final query (several for a set operation)."""
+
+    select: exp.Select
+    keyword_start: int
+    list_end: int  # offset of the token ending the select list, or len(text)
+    projections: tuple[_Projection, ...]
+    separators: tuple[int, ...]  # offsets of the commas between projections
+    dynamic: bool  # the select list contains a {% for %} loop
+    sources: int  # FROM + JOINs, to know whether `t.*` columns need `t.`
+
+    def index_of(self, name: str) -> int | None:
+        wanted = name.lower()
+        for index, projection in enumerate(self.projections):
+            names = [n for n in (projection.name, projection.display) if n is not None]
+            if any(candidate.lower() == wanted for candidate in names):
+                return index
+        return None
+
+    @property
+    def stars(self) -> list[_Projection]:
+        return [projection for projection in self.projections if projection.star]
+
+
+@dataclass(frozen=True)
+class _Model:
+    text: str
+    masked: str
+    dialect: str
+    regions: tuple[_Jinja, ...]
+    branches: tuple[_Branch, ...]
+    by_name: bool  # UNION BY NAME: branches line up by name, not position
+
+    def line(self, offset: int) -> int:
+        return _line_of(self.text, offset)
+
+
+def _dialect(dialect: str) -> sqlglot.Dialect:
+    try:
+        return sqlglot.Dialect.get_or_raise(dialect)
+    except ValueError as error:
+        raise ModelSqlError(f"unknown SQL dialect {dialect!r}") from error
+
+
+def _parse_statement(masked: str, dialect: sqlglot.Dialect) -> exp.Expression:
+    try:
+        statements = [s for s in dialect.parse(masked) if s is not None]
+    except ParseError as error:
+        first = error.errors[0] if error.errors else {}
+        description = first.get("description") or str(error)
+        raise ModelSqlError(f"invalid SQL: {description}", first.get("line")) from error
+    except TokenError as error:
+        raise ModelSqlError(f"invalid SQL: {error}") from error
+    if not statements:
+        raise ModelSqlError("the model contains no SQL query")
+    if len(statements) > 1:
+        raise ModelSqlError(f"the model contains {len(statements)} statements; expected one query")
+    return statements[0]
+
+
+def _tokenize(masked: str, dialect: sqlglot.Dialect) -> list[Token]:
+    try:
+        tokens = dialect.tokenize(masked)
+    except TokenError as error:
+        raise ModelSqlError(f"invalid SQL: {error}") from error
+    while tokens and tokens[-1].token_type == TokenType.SEMICOLON:
+        tokens.pop()
+    return tokens
+
+
+def _match(tokens: list[Token], index: int, stop: int, text: str) -> int:
+    """Index of the bracket closing the one at `index`."""
+    depth = 0
+    for position in range(index, stop):
+        kind = tokens[position].token_type
+        if kind in _OPEN:
+            depth += 1
+        elif kind in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return position
+    raise ModelSqlError("unbalanced parenthesis", _line_of(text, tokens[index].start))
+
+
+def _scan_depth0(tokens: list[Token], index: int, stop: int, wanted: frozenset[TokenType]) -> int | None:
+    """First token of a `wanted` type outside brackets, from `index`."""
+    depth = 0
+    for position in range(index, stop):
+        kind = tokens[position].token_type
+        if kind in _OPEN:
+            depth += 1
+        elif kind in _CLOSE:
+            depth -= 1
+        elif depth == 0 and kind in wanted:
+            return position
+    return None
+
+
+def _skip_ctes(tokens: list[Token], index: int, stop: int, text: str) -> int:
+    """Index of the main query after `WITH a AS (...), b (x) AS (...)`."""
+    while index < stop:
+        if tokens[index].token_type == TokenType.L_PAREN:
+            index = _match(tokens, index, stop, text) + 1
+            if index >= stop:
+                break
+            follower = tokens[index]
+            continues = follower.token_type in (TokenType.COMMA, TokenType.ALIAS, TokenType.NOT)
+            if not (continues or follower.text.upper() == "MATERIALIZED"):
+                return index
+        index += 1
+    raise ModelSqlError("WITH clause without a final query", _line_of(text, len(text)))
+
+
+def _skip_set_modifiers(tokens: list[Token], index: int, stop: int) -> int:
+    while index < stop:
+        token = tokens[index]
+        if token.token_type in (TokenType.ALL, TokenType.DISTINCT):
+            index += 1
+        elif token.text.upper() == "BY" and index + 1 < stop and tokens[index + 1].text.upper() == "NAME":
+            index += 2
+        else:
+            break
+    return index
+
+
+def _query_branches(tokens: list[Token], index: int, stop: int, text: str) -> list[tuple[int, int]]:
+    """(SELECT token, select-list end token) of each branch of the query in
+    tokens[index:stop], descending into parenthesised branches."""
+    if index < stop and tokens[index].token_type == TokenType.WITH:
+        index = _skip_ctes(tokens, index + 1, stop, text)
+    branches: list[tuple[int, int]] = []
+    while True:
+        if index >= stop:
+            raise ModelSqlError("the model has no final SELECT", _line_of(text, len(text)))
+        token = tokens[index]
+        if token.token_type == TokenType.L_PAREN:
+            close = _match(tokens, index, stop, text)
+            branches += _query_branches(tokens, index + 1, close, text)
+            index = close + 1
+        elif token.token_type == TokenType.SELECT:
+            end = _scan_depth0(tokens, index + 1, stop, _LIST_END)
+            end = stop if end is None else end
+            branches.append((index, end))
+            index = end
+        else:
+            raise ModelSqlError(
+                f"the final query must be a SELECT, found {token.text!r}", _line_of(text, token.start)
+            )
+        operator = _scan_depth0(tokens, index, stop, _SET_OPS)
+        if operator is None:
+            return branches
+        index = _skip_set_modifiers(tokens, operator + 1, stop)
+
+
+def _ast_branches(node: exp.Expression, text: str) -> list[exp.Select]:
+    while isinstance(node, exp.Subquery):
+        node = node.this
+    if isinstance(node, exp.SetOperation):
+        return _ast_branches(node.this, text) + _ast_branches(node.expression, text)
+    if isinstance(node, exp.Select):
+        return [node]
+    raise ModelSqlError(f"the model's query is not a SELECT (found {node.key.upper()})")
+
+
+def _final_set_operations(node: exp.Expression) -> list[exp.SetOperation]:
+    """Set operations joining the final query's branches (not those in CTEs)."""
+    while isinstance(node, exp.Subquery):
+        node = node.this
+    if not isinstance(node, exp.SetOperation):
+        return []
+    return [node, *_final_set_operations(node.this), *_final_set_operations(node.expression)]
+
+
+def _is_by_name(node: exp.Expression) -> bool:
+    """UNION BY NAME lines branches up by name; only when every operator does."""
+    operations = _final_set_operations(node)
+    return bool(operations) and all(op.args.get("by_name") for op in operations)
+
+
+def _list_start(tokens: list[Token], index: int, stop: int, text: str) -> int:
+    """First token of the select list: after DISTINCT [ON (...)], ALL, TOP n, AS STRUCT."""
+    if index + 1 < stop and tokens[index].token_type == TokenType.ALIAS:
+        if tokens[index + 1].text.upper() in ("STRUCT", "VALUE"):
+            index += 2
+    if index < stop and tokens[index].token_type in (TokenType.ALL, TokenType.DISTINCT):
+        index += 1
+        if index < stop and tokens[index].token_type == TokenType.ON:
+            index = _match(tokens, index + 1, stop, text) + 1
+    if index < stop and tokens[index].token_type == TokenType.TOP:
+        index += 1
+        if index < stop and tokens[index].token_type == TokenType.L_PAREN:
+            index = _match(tokens, index, stop, text)
+        index += 1
+    return index
+
+
+def _split_items(tokens: list[Token], index: int, stop: int, text: str) -> tuple[list[tuple[int, int]], list[int]]:
+    """Token ranges [first, last] of the select-list items and their comma tokens."""
+    items: list[tuple[int, int]] = []
+    commas: list[int] = []
+    depth, first = 0, index
+    for position in range(index, stop + 1):
+        kind = tokens[position].token_type if position < stop else None
+        if kind in _OPEN:
+            depth += 1
+        elif kind in _CLOSE:
+            depth -= 1
+        elif depth == 0 and (kind == TokenType.COMMA or position == stop):
+            if position == first:
+                where = tokens[min(position, len(tokens) - 1)].start if tokens else 0
+                raise ModelSqlError("empty item in the final select list", _line_of(text, where))
+            items.append((first, position - 1))
+            if kind == TokenType.COMMA:
+                commas.append(position)
+            first = position + 1
+    return items, commas
+
+
+def _after_jinja(offset: int, regions: tuple[_Jinja, ...]) -> int:
+    """Push an offset out of a Jinja tag: a multi-line `{{ }}` masks to a token
+    shorter than the tag, and edits must never land inside Jinja."""
+    for region in regions:
+        if region.start < offset < region.end:
+            return region.end
+    return offset
+
+
+def _overlaps_jinja(start: int, end: int, regions: tuple[_Jinja, ...]) -> bool:
+    return any(region.start < end and start < region.end for region in regions)
+
+
+def _is_star(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Star) or (isinstance(node, exp.Column) and isinstance(node.this, exp.Star))
+
+
+def _build_projection(
+    node: exp.Expression, tokens: list[Token], first: int, last: int, text: str, regions: tuple[_Jinja, ...]
+) -> _Projection:
+    start = tokens[first].start
+    end = _after_jinja(tokens[last].end + 1, regions)
+    inner_end, name, name_start, star, qualifier = end, None, start, False, None
+    if isinstance(node, exp.Alias):
+        alias = tokens[last]
+        inner_last = last - 1
+        if inner_last >= first and tokens[inner_last].token_type == TokenType.ALIAS:
+            inner_last -= 1
+        if alias.text != node.alias or inner_last < first:
+            raise ModelSqlError(f"cannot locate the alias {node.alias!r} in the text", _line_of(text, start))
+        inner_end = _after_jinja(tokens[inner_last].end + 1, regions)
+        name, name_start = node.alias, alias.start
+    elif _is_star(node):
+        star = True
+        if isinstance(node, exp.Column) and node.table:
+            dot = next(i for i in range(first, last + 1) if tokens[i].token_type == TokenType.STAR) - 1
+            qualifier = text[start:tokens[dot].start]
+    elif isinstance(node, exp.Column):
+        opaque = any(r.kind == "expr" and r.start == start and r.end == end for r in regions)
+        if opaque:  # e.g. {{ dbt_utils.star(ref('x')) }}: columns we cannot see
+            star = True
+        else:
+            name, name_start = node.name, tokens[last].start
+    display = name
+    if name is not None and _overlaps_jinja(name_start, end, regions):
+        display = text[name_start:end]
+    return _Projection(node, start, end, inner_end, name, display, star, qualifier)
+
+
+def _source_count(select: exp.Select) -> int:
+    from_clause = select.args.get("from_") or select.args.get("from")
+    return (1 if from_clause else 0) + len(select.args.get("joins") or [])
+
+
+def _build_branch(
+    select: exp.Select, tokens: list[Token], keyword: int, stop: int, text: str, regions: tuple[_Jinja, ...]
+) -> _Branch:
+    start = _list_start(tokens, keyword + 1, stop, text)
+    items, commas = _split_items(tokens, start, stop, text)
+    if len(items) != len(select.expressions):
+        raise ModelSqlError(
+            "cannot line up the final select list with its parsed form", _line_of(text, tokens[keyword].start)
+        )
+    projections = tuple(
+        _build_projection(node, tokens, first, last, text, regions)
+        for node, (first, last) in zip(select.expressions, items)
+    )
+    list_end = tokens[stop].start if stop < len(tokens) else len(text)
+    keyword_start = tokens[keyword].start
+    dynamic = any(
+        r.kind == "stmt" and r.tag == "for" and keyword_start <= r.start < list_end for r in regions
+    )
+    return _Branch(
+        select, keyword_start, list_end, projections,
+        tuple(tokens[c].start for c in commas), dynamic, _source_count(select),
+    )
+
+
+def _load(text: str, dialect: str) -> _Model:
+    """Mask, parse and locate the final SELECT branch(es) of a model."""
+    regions = tuple(_scan_jinja(text))
+    masked = _mask(text, list(regions))
+    sql_dialect = _dialect(dialect)
+    tree = _parse_statement(masked, sql_dialect)
+    selects = _ast_branches(tree, text)
+    tokens = _tokenize(masked, sql_dialect)
+    spans = _query_branches(tokens, 0, len(tokens), text)
+    if len(spans) != len(selects):
+        raise ModelSqlError("cannot line up the final query's SELECTs with its parsed form")
+    branches = tuple(
+        _build_branch(select, tokens, keyword, stop, text, regions)
+        for select, (keyword, stop) in zip(selects, spans)
+    )
+    return _Model(text, masked, dialect, regions, branches, _is_by_name(tree))
+
+
+# --------------------------------------------------------------------------
+# Public read-only API
+# --------------------------------------------------------------------------
+
+
+def analyse(text: str, dialect: str = "duckdb") -> ModelShape:
+    """Output columns of the model's final SELECT (first branch of a set
+    operation), as written; has_star also covers opaque Jinja projections and
+    `{% for %}` loops in the select list, since both hide columns."""
+    first = _load(text, dialect).branches[0]
+    names = [p.display for p in first.projections if p.display is not None]
+    return ModelShape(output_columns=names, has_star=bool(first.stars) or first.dynamic)
+
+
+def column_sql(text: str, name: str, dialect: str = "duckdb") -> str | None:
+    """The SQL text (as written in the file) of the final SELECT's projection
+    named `name` (case-insensitive), without the alias; None when the model has
+    no explicit projection of that name."""
+    model = _load(text, dialect)
+    first = model.branches[0]
+    index = first.index_of(name)
+    if index is None:
+        return None
+    projection = first.projections[index]
+    return text[projection.start:projection.inner_end]
+
+
+# --------------------------------------------------------------------------
+# Substituting output columns by the projections that produce them
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Substitute:
+    """Text (as written in the file) standing in for one output column."""
+
+    text: str
+    node: exp.Expression  # parsed from the masked text, for checking precedence
+
+    @property
+    def atomic(self) -> bool:
+        node = self.node
+        if isinstance(node, (exp.Binary, exp.Unary, exp.Predicate)):
+            return False
+        return isinstance(node, (exp.Column, exp.Literal, exp.Paren, exp.Boolean, exp.Null, exp.Window,
+                                 exp.Subquery, exp.Func, exp.Identifier))
+
+
+def _parse_expression(expression: exp.Expression | str, dialect: str) -> exp.Expression:
+    """The column's expression; subqueries are refused because their column
+    references are not output columns of this model."""
+    if isinstance(expression, exp.Expression):
+        node = expression.copy()
+    else:
+        try:
+            node = sqlglot.parse_one(expression, read=dialect)
+        except SqlglotError as error:
+            raise ModelSqlError(f"cannot parse expression {expression!r}: {error}") from error
+    if isinstance(node, exp.Alias):
+        raise ModelSqlError("pass the expression without an alias; the column name is separate")
+    if any(isinstance(n, exp.Query) for n in node.walk()):
+        raise ModelSqlError("the expression must not contain a subquery")
+    return node
+
+
+def _column_refs(node: exp.Expression) -> list[exp.Column]:
+    """Output-column references; lambda parameters parse as identifiers, not columns."""
+    return [column for column in node.find_all(exp.Column) if not isinstance(column.this, exp.Star)]
+
+
+def _masked_node(text: str, dialect: str) -> exp.Expression:
+    """Parse SQL that may carry Jinja; placeholders are content-derived, so
+    equal Jinja gives equal trees."""
+    return sqlglot.parse_one(mask_jinja(text), read=dialect)
+
+
+def _star_substitute(column: exp.Column, model: _Model, branch: _Branch) -> _Substitute:
+    """A column that is not projected explicitly but may come through a star."""
+    key = column.name.lower()
+    candidates: list[_Projection] = []
+    for projection in branch.stars:
+        star = projection.node.this if isinstance(projection.node, exp.Column) else projection.node
+        if not isinstance(star, exp.Star):  # opaque Jinja projection
+            candidates.append(projection)
+            continue
+        excluded = star.args.get("except_") or star.args.get("except") or []
+        if key in {e.name.lower() for e in excluded}:
+            continue
+        for replaced in star.args.get("replace") or []:
+            if replaced.alias.lower() == key:
+                if _overlaps_jinja(projection.start, projection.end, model.regions):
+                    raise ModelSqlError(
+                        f"column {column.name!r} is replaced inside a Jinja-templated star",
+                        model.line(projection.start),
+                    )
+                return _Substitute(replaced.this.sql(dialect=model.dialect), replaced.this)
+        candidates.append(projection)
+    if not candidates:
+        if branch.dynamic:
+            raise ModelSqlError(
+                f"column {column.name!r} is not projected explicitly; it may come from a Jinja "
+                "{% for %} loop, which cannot be substituted",
+                model.line(branch.keyword_start),
+            )
+        raise ModelSqlError(f"unknown column {column.name!r} in the final select", model.line(branch.keyword_start))
+    identifier = column.this.sql(dialect=model.dialect)
+    only = candidates[0]
+    if len(candidates) == 1 and only.qualifier is not None and branch.sources > 1:
+        text = f"{only.qualifier}.{identifier}"
+    else:
+        text = identifier
+    return _Substitute(text, _masked_node(text, model.dialect))
+
+
+def _resolve(column: exp.Column, model: _Model, branch: _Branch, reference: _Branch) -> _Substitute:
+    index = reference.index_of(column.name)
+    if index is None:
+        return _star_substitute(column, model, branch)
+    projection = branch.projections[index]
+    if projection.star:
+        raise ModelSqlError(
+            f"column {column.name!r} sits where another branch has a star", model.line(projection.start)
+        )
+    return _Substitute(model.text[projection.start:projection.inner_end], projection.inner)
+
+
+def _needs_parens(column: exp.Column, substitute: _Substitute, policy: str) -> bool:
+    """policy: "none" (trust precedence), "calls" (skip only in call
+    arguments and parentheses) or "all" (every non-atomic substitute)."""
+    if substitute.atomic or policy == "none":
+        return False
+    if policy == "all":
+        return True
+    parent = column.parent
+    if isinstance(parent, exp.Paren):
+        return False
+    is_call = isinstance(parent, exp.Func) and not isinstance(parent, (exp.Binary, exp.Unary, exp.Predicate))
+    return not is_call
+
+
+def _splice_placeholders(sql: str, texts: dict[str, str], dialect: str) -> str:
+    """Put the source text in place of placeholder identifiers, by token offsets."""
+    pieces: list[str] = []
+    pos = 0
+    for token in _dialect(dialect).tokenize(sql):
+        if token.token_type == TokenType.VAR and token.text in texts:
+            pieces.append(sql[pos:token.start])
+            pieces.append(texts[token.text])
+            pos = token.end + 1
+    pieces.append(sql[pos:])
+    return "".join(pieces)
+
+
+def _render_attempt(
+    expression: exp.Expression, substitutes: list[_Substitute], dialect: str, policy: str
+) -> tuple[str, bool]:
+    """Render the expression with substitutes; report whether the result
+    parses back to the intended tree (i.e. the parentheses were enough)."""
+    tree = expression.copy()
+    texts: dict[str, str] = {}
+    expected: dict[str, exp.Expression] = {}
+    for index, (column, substitute) in enumerate(zip(_column_refs(tree), substitutes)):
+        placeholder = f"__layersync_{index}__"
+        wrap = _needs_parens(column, substitute, policy)
+        texts[placeholder] = f"({substitute.text})" if wrap else substitute.text
+        expected[placeholder] = exp.Paren(this=substitute.node.copy()) if wrap else substitute.node.copy()
+        column.replace(exp.column(placeholder))
+    rendered = tree.sql(dialect=dialect)
+    result = _splice_placeholders(rendered, texts, dialect)
+    try:
+        wanted = sqlglot.parse_one(rendered, read=dialect).transform(
+            lambda n: expected[n.name].copy() if isinstance(n, exp.Column) and n.name in expected else n
+        )
+        return result, wanted == _masked_node(result, dialect)
+    except SqlglotError:
+        return result, False
+
+
+def _render(expression: exp.Expression, substitutes: list[_Substitute], dialect: str) -> str:
+    """Fewest parentheses that provably keep the meaning (the result must
+    parse back to the intended tree); every non-atomic substitute is
+    parenthesised when nothing lighter can be verified."""
+    for policy in ("none", "calls"):
+        result, verified = _render_attempt(expression, substitutes, dialect, policy)
+        if verified:
+            return result
+    return _render_attempt(expression, substitutes, dialect, "all")[0]
+
+
+def _alias_sql(name: str, dialect: str) -> str:
+    """The alias, quoted only when it must be: odd characters, or a word the
+    dialect's tokenizer treats as a keyword (`as from from t` is legal
+    PostgreSQL but reads as a clause to most tools)."""
+    rendered = exp.to_identifier(name).sql(dialect=dialect)
+    try:
+        tokens = _dialect(dialect).tokenize(rendered)
+        plain = len(tokens) == 1 and tokens[0].token_type in (TokenType.VAR, TokenType.IDENTIFIER)
+        parsed = sqlglot.parse_one(f"select 1 as {rendered}", read=dialect)
+        if plain and isinstance(parsed, exp.Select) and parsed.expressions[0].alias == name:
+            return rendered
+    except SqlglotError:
+        pass
+    return exp.to_identifier(name, quoted=True).sql(dialect=dialect)
+
+
+# --------------------------------------------------------------------------
+# Text edits
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Edit:
+    start: int
+    end: int
+    text: str
+
+
+def _apply(text: str, edits: list[_Edit]) -> str:
+    # Later edits at the same offset are applied first so earlier ones end up before them.
+    ordered = sorted(enumerate(edits), key=lambda pair: (pair[1].start, pair[0]), reverse=True)
+    for _, edit in ordered:
+        text = text[:edit.start] + edit.text + text[edit.end:]
+    return text
+
+
+def _check_balanced(model: _Model, start: int, end: int, what: str) -> None:
+    """Refuse edits that would land inside (or cut through) a Jinja block,
+    where the new column would only exist conditionally or be looped."""
+    depth = 0
+    for region in model.regions:
+        if not (start <= region.start < end) or region.kind != "stmt":
+            continue
+        if region.opens_block:
+            depth += 1
+        elif region.closes_block:
+            depth -= 1
+        elif region.tag in _MIDDLE_TAGS and depth == 0:
+            depth = -1
+        if depth < 0:
+            break
+    if depth != 0:
+        raise ModelSqlError(f"{what} lies inside a Jinja {{% ... %}} block; cannot edit it safely", model.line(end))
+
+
+def _line_end_after(model: _Model, pos: int, stop: int) -> int | None:
+    """Where the line holding `pos` ends, skipping trailing comments and Jinja;
+    None when more SQL follows on that line."""
+    masked = model.masked
+    jinja_at = {region.start: region.end for region in model.regions}
+    state = "code"
+    while pos < stop:
+        if pos in jinja_at:
+            pos = jinja_at[pos]
+            continue
+        if masked[pos] == "\n" and state != "block":
+            return pos - 1 if pos > 0 and masked[pos - 1] == "\r" else pos
+        if state == "block":
+            if masked.startswith("*/", pos):
+                state, pos = "code", pos + 2
+                continue
+        elif state == "code":
+            if masked.startswith("--", pos):
+                state, pos = "line", pos + 2
+                continue
+            if masked.startswith("/*", pos):
+                state, pos = "block", pos + 2
+                continue
+            if not masked[pos].isspace():
+                return None
+        pos += 1
+    return len(masked) if stop == len(masked) else None
+
+
+def _leading_whitespace(line: str) -> str:
+    return line[:len(line) - len(line.lstrip(" \t"))]
+
+
+def _insertion(model: _Model, branch: _Branch, item: str) -> list[_Edit]:
+    """Edits appending `item` to the branch's select list in the file's style."""
+    text = model.text
+    last = branch.projections[-1]
+    line_end = _line_end_after(model, last.end, branch.list_end)
+    line_start = text.rfind("\n", 0, last.start) + 1
+    before = model.masked[line_start:last.start]
+    newline = "\r\n" if "\r\n" in text else "\n"
+    comma = branch.separators[-1] if branch.separators else None
+    if line_end is not None and before.strip() == "":
+        _check_balanced(model, branch.keyword_start, line_end, "the end of the final select list")
+        indent = _leading_whitespace(text[line_start:last.start])
+        return [_Edit(last.end, last.end, ","), _Edit(line_end, line_end, f"{newline}{indent}{item}")]
+    if line_end is not None and comma is not None and before.strip() == "," and comma >= line_start:
+        _check_balanced(model, branch.keyword_start, line_end, "the end of the final select list")
+        indent = _leading_whitespace(text[line_start:comma])
+        gap = text[comma + 1:last.start]
+        return [_Edit(line_end, line_end, f"{newline}{indent},{gap}{item}")]
+    _check_balanced(model, branch.keyword_start, last.end, "the end of the final select list")
+    return [_Edit(last.end, last.end, f", {item}")]
+
+
+def _replacement(model: _Model, branch: _Branch, index: int, new_sql: str, alias: str, named: bool) -> list[_Edit]:
+    """Edit replacing a projection's expression, keeping its alias; none if unchanged."""
+    projection = branch.projections[index]
+    current = model.text[projection.start:projection.inner_end]
+    if current == new_sql:
+        return []
+    try:
+        if _masked_node(current, model.dialect) == _masked_node(new_sql, model.dialect):
+            return []
+    except SqlglotError:
+        pass
+    _check_balanced(model, projection.start, projection.inner_end, f"the column {projection.display!r}")
+    if isinstance(projection.node, exp.Alias) or not named:
+        return [_Edit(projection.start, projection.inner_end, new_sql)]
+    # A bare `col` gets its name from the column; keep that name with an alias.
+    return [_Edit(projection.start, projection.end, f"{new_sql} as {alias}")]
+
+
+def _check_set_operation(model: _Model) -> None:
+    """Positional set operations need every column visible in every branch."""
+    if len(model.branches) < 2 or model.by_name:
+        return
+    for branch in model.branches:
+        if branch.stars or branch.dynamic:
+            raise ModelSqlError(
+                "a branch of the final set operation selects * or Jinja-generated columns, "
+                "so the new column's position cannot be lined up across branches",
+                model.line(branch.keyword_start),
+            )
+
+
+def _check_no_placeholder_leak(model: _Model, result: str) -> None:
+    """Masked identifiers must never reach the file: they would be real
+    (and wrong) identifiers once dbt renders the template."""
+    for region in model.regions:
+        label = model.masked[region.start:region.end].split("\n")[0].rstrip("_ ")
+        if region.kind == "expr" and label.startswith("__j") and label in result and label not in model.text:
+            raise ModelSqlError("internal error: a Jinja placeholder leaked into the edit", model.line(region.start))
+
+
+def _validate(text: str, name: str, dialect: str) -> None:
+    """Re-read the edited text the same way, so a bad splice fails here, not in dbt."""
+    try:
+        model = _load(text, dialect)
+    except ModelSqlError as error:
+        raise ModelSqlError(f"the edited model is not valid SQL: {error.message}", error.line) from error
+    branches = model.branches if model.by_name else model.branches[:1]
+    if any(branch.index_of(name) is None for branch in branches):
+        raise ModelSqlError(f"the edited model does not project {name!r}")
+
+
+def upsert_column(
+    text: str, name: str, expression: exp.Expression | str, dialect: str = "duckdb"
+) -> str:
+    """Return the model text with `<expression> as <name>` in the final SELECT.
+
+    `expression` is over the model's output columns; each referenced column is
+    replaced by the text of the projection producing it (a SELECT cannot
+    portably reference its own aliases). An existing projection named `name`
+    has its expression replaced in place; everything else is byte-identical.
+    """
+    model = _load(text, dialect)
+    node = _parse_expression(expression, dialect)
+    references = _column_refs(node)
+    if any(column.name.lower() == name.lower() for column in references):
+        raise ModelSqlError(f"the expression for {name!r} references {name!r} itself")
+    _check_set_operation(model)
+    alias = _alias_sql(name, dialect)
+    first = model.branches[0]
+    edits: list[_Edit] = []
+    for branch in model.branches:
+        reference = branch if model.by_name else first
+        substitutes = [_resolve(column, model, branch, reference) for column in references]
+        new_sql = _render(node, substitutes, dialect)
+        target = reference.index_of(name)
+        if target is None:
+            edits += _insertion(model, branch, f"{new_sql} as {alias}")
+        else:
+            edits += _replacement(model, branch, target, new_sql, alias, named=branch is reference)
+    if not edits:
+        return text
+    result = _apply(text, edits)
+    _check_no_placeholder_leak(model, result)
+    _validate(result, name, dialect)
+    return result

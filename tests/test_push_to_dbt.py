@@ -1,0 +1,183 @@
+"""push-to-dbt end to end on real git repos, with real `dbt parse` / `dbt compile` checks."""
+from __future__ import annotations
+
+import difflib
+import json
+
+import pytest
+
+from bot.cli import main
+from bot.forge.local import LocalForge
+from bot.push_to_dbt import PushRequest, run
+
+ORDERS_SQL = "models/marts/orders.sql"
+MARTS_YML = "models/marts/_marts__models.yml"
+LARGE = """\
+  is_large_order:
+    label: Large order
+    description: Orders of more than 20 dollars
+    sql: ${TABLE}.amount > 20
+"""
+
+
+def added_and_removed(before: str, after: str) -> tuple[list[str], list[str]]:
+    diff = list(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0))
+    added = [l[1:] for l in diff if l.startswith("+") and not l.startswith("+++")]
+    removed = [l[1:] for l in diff if l.startswith("-") and not l.startswith("---")]
+    return added, removed
+
+
+def push(repos, **kwargs):
+    return run(PushRequest(semantic_repo=repos.semantic, dbt_repo=repos.remote, **kwargs),
+               LocalForge(repos.state_db))
+
+
+def test_new_dimension_becomes_a_column_on_a_branch_with_a_pr(repos) -> None:
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    sha = repos.commit_semantic()
+    result = push(repos)
+
+    assert result.exit_code == 0
+    assert result.branch == "layersync/push/orders-is_large_order"
+    assert [(p.id, p.model, p.column, p.action) for p in result.pushed] == [
+        ("orders.is_large_order", "orders", "is_large_order", "added")]
+    assert result.pushed[0].dbt_sql == "amount > 20"
+    # The model: one line changed (the new column); the rest byte-identical.
+    before, after = repos.dbt_file("main", ORDERS_SQL), repos.dbt_file(result.branch, ORDERS_SQL)
+    added, removed = added_and_removed(before, after)
+    assert removed == ["select * from final"]
+    assert added == ["select *, amount > 20 as is_large_order from final"]
+    # The YAML: the column entry added, nothing else touched.
+    added, removed = added_and_removed(repos.dbt_file("main", MARTS_YML), repos.dbt_file(result.branch, MARTS_YML))
+    assert removed == []
+    assert added == ["      - name: is_large_order", "        description: Orders of more than 20 dollars"]
+    # The PR in the local forge.
+    prs = LocalForge(repos.state_db).list_prs()
+    assert len(prs) == 1 and prs[0].head == result.branch and prs[0].base == "main" and prs[0].state == "open"
+    assert "<!-- layersync:push branch=layersync/push/orders-is_large_order -->" in prs[0].body
+    assert sha[:12] in prs[0].body and "amount > 20" in prs[0].body
+
+
+def test_rerun_is_idempotent_and_re_edit_updates_the_same_branch(repos) -> None:
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.commit_semantic()
+    first = push(repos)
+    tip = repos.branch_sha(first.branch)
+
+    again = push(repos)
+    assert again.commit is None and not again.pr_created
+    assert again.pr.number == first.pr.number
+    assert repos.branch_sha(first.branch) == tip
+    assert [p.action for p in again.pushed] == ["unchanged"]
+
+    repos.edit_view("orders", "sql: ${TABLE}.amount > 20", "sql: ${TABLE}.amount > 25")
+    repos.commit_semantic("raise the bar")
+    third = push(repos)
+    assert third.branch == first.branch and third.pr.number == first.pr.number and not third.pr_created
+    assert [p.action for p in third.pushed] == ["replaced"]
+    assert third.pushed[0].previous_dbt_sql == "amount > 20"
+    assert third.pushed[0].dbt_sql == "amount > 25"
+    # Fast-forward on top of the bot's earlier commit, never a rewrite.
+    new_tip = repos.branch_sha(first.branch)
+    assert new_tip != tip
+    import git
+    assert git.Repo(repos.remote).is_ancestor(tip, new_tip)
+    model = repos.dbt_file(first.branch, ORDERS_SQL)
+    assert "amount > 25 as is_large_order" in model and "amount > 20" not in model
+    assert len(LocalForge(repos.state_db).list_prs()) == 1
+
+
+def test_bad_fields_are_reported_and_good_ones_still_go_through(repos) -> None:
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE + """\
+  broken:
+    sql: ${TABLE}.amount +* (
+  joined:
+    sql: ${customers.first_name}
+  big_revenue:
+    sql: sum(${TABLE}.amount)
+measures:""".rstrip("\n").replace("measures:", "", 1) + "\nmeasures:")
+    repos.write_semantic("views/nowhere.view.yaml", "table_name: not_a_model\ndimensions:\n  x:\n    sql: ${TABLE}.a + 1\n")
+    repos.commit_semantic()
+    result = push(repos)
+
+    assert result.exit_code == 1
+    assert [p.id for p in result.pushed] == ["orders.is_large_order"]
+    reasons = {s.id: (s.file, s.line, s.code, s.reason) for s in result.skipped}
+    view_lines = (repos.semantic / "views/orders.view.yaml").read_text().splitlines()
+    assert reasons["orders.broken"][:2] == ("views/orders.view.yaml", view_lines.index("  broken:") + 1)
+    assert "invalid SQL" in reasons["orders.broken"][3]
+    assert "needs a join" in reasons["orders.joined"][3]
+    assert reasons["orders.big_revenue"][3].endswith("only row-level dimensions become dbt columns")
+    assert reasons["nowhere.x"][2] == "unknown-model"
+    pr = LocalForge(repos.state_db).list_prs()[0]
+    assert "### Not pushed" in pr.body and f"views/orders.view.yaml:{view_lines.index('  broken:') + 1}" in pr.body
+
+
+def test_unknown_column_on_an_explicit_model_is_refused(repos) -> None:
+    repos.edit_view("customers", "\nmeasures:", "\n  ghost:\n    sql: ${TABLE}.no_such_column + 1\nmeasures:")
+    repos.commit_semantic()
+    result = push(repos)
+    assert result.exit_code == 1 and result.pushed == [] and result.branch is None
+    assert "no_such_column" in result.skipped[0].reason
+    assert LocalForge(repos.state_db).list_prs() == []
+
+
+def test_measures_are_not_pushed_but_are_not_failures(repos) -> None:
+    repos.write_semantic("views/orders.view.yaml",
+                         (repos.semantic / "views/orders.view.yaml").read_text()
+                         + "  big_count:\n    sql: ${order_id}\n    aggregate_type: count_distinct\n")
+    repos.commit_semantic()
+    result = push(repos)
+    assert result.exit_code == 0 and result.pushed == [] and result.pr is None
+    assert [(s.id, s.code) for s in result.skipped] == [("orders.big_count", "aggregate")]
+    assert "not pushed (aggregate)" in result.skipped[0].reason
+
+
+def test_named_fields_and_plain_column_documentation(repos) -> None:
+    result = push(repos, fields=["customers.full_name", "orders.nope", "orders.status"])
+    assert result.exit_code == 1
+    assert {s.id: s.code for s in result.skipped} == {"orders.nope": "unknown-field"}
+    assert {p.id: p.action for p in result.pushed} == {"customers.full_name": "added", "orders.status": "documented"} \
+        or {p.id: p.action for p in result.pushed} == {"customers.full_name": "added", "orders.status": "unchanged"}
+    model = repos.dbt_file(result.branch, "models/marts/customers.sql")
+    assert "customers.first_name || ' ' || customers.last_name as full_name" in model
+
+
+def test_cli_json_contract_and_exit_codes(repos, capsys) -> None:
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.commit_semantic()
+    args = ["push-to-dbt", "--semantic-repo", str(repos.semantic), "--dbt-repo", str(repos.remote),
+            "--state-db", str(repos.state_db)]
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["branch"] == "layersync/push/orders-is_large_order"
+    assert out["pr"]["number"] == 1 and out["pr"]["created"] is True
+    assert out["pushed"][0]["field"] == "orders.is_large_order" and out["skipped"] == []
+
+    assert main(["prs", "--state-db", str(repos.state_db)]) == 0
+    assert "layersync/push/orders-is_large_order" in capsys.readouterr().out
+
+    assert main([*args, "--since", "no-such-rev"]) == 2
+    assert "unknown revision `no-such-rev`" in capsys.readouterr().err
+    assert main([*args, "--field", "no_dot"]) == 2
+    assert "VIEW.FIELD" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["push-to-dbt", "--semantic-repo", "/nonexistent", "--dbt-repo", "/nonexistent"], "does not exist"),
+    (["push-to-dbt", "--dbt-repo", "/tmp"], "required"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_cli_usage_errors_exit_2_with_one_line(argv, words, capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        code = main(argv)
+        raise SystemExit(code)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_not_a_git_repo_exits_2(tmp_path, capsys) -> None:
+    (tmp_path / "plain").mkdir()
+    assert main(["push-to-dbt", "--semantic-repo", str(tmp_path / "plain"), "--dbt-repo", str(tmp_path / "plain")]) == 2
+    assert "is not a git repository" in capsys.readouterr().err
