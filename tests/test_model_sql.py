@@ -340,10 +340,10 @@ SHAPES = [
         "join {{ ref('customers') }} as c on o.customer_id = c.id\n",
         "is_named_large",
         "amount > 10 and customer_name <> ''",
-        "select\n    o.*,\n    c.name as customer_name,\n    o.amount > 10 AND c.name <> '' as is_named_large\n"
+        "select\n    o.*,\n    c.name as customer_name,\n    o.amount > 10 and c.name <> '' as is_named_large\n"
         "from {{ ref('orders') }} as o\njoin {{ ref('customers') }} as c on o.customer_id = c.id\n",
         removed=["    c.name as customer_name"],
-        added=["    c.name as customer_name,", "    o.amount > 10 AND c.name <> '' as is_named_large"],
+        added=["    c.name as customer_name,", "    o.amount > 10 and c.name <> '' as is_named_large"],
     ),
     Shape(
         "jinja_projection_keeps_original_text",
@@ -599,3 +599,13 @@ def test_substituted_aliases_run_in_duckdb(db: duckdb.DuckDBPyConnection) -> Non
     rows = [(order_id, float(net), float(gross), round(float(share), 9)) for order_id, net, gross, share in rows]
     # discount_share still means 1 - (gross - discount) / gross: it was written before the replace.
     assert rows == [(1, 45.0, 50.0, 0.1), (2, 36.0, 40.0, 0.25)]
+
+
+def test_new_sql_follows_the_files_keyword_case() -> None:
+    lower = "select\n    id,\n    amount\nfrom {{ ref('orders') }}\n"
+    upper = "SELECT\n    id,\n    amount\nFROM {{ ref('orders') }}\n"
+    expression = "CASE WHEN COALESCE(amount, 0) > 10 THEN 'Big' ELSE 'small' END"
+    assert upsert_column(lower, "size", expression).splitlines()[3] == (
+        "    case when coalesce(amount, 0) > 10 then 'Big' else 'small' end as size")
+    assert upsert_column(upper, "size", expression).splitlines()[3] == (
+        "    CASE WHEN COALESCE(amount, 0) > 10 THEN 'Big' ELSE 'small' END AS size")

@@ -746,8 +746,36 @@ def _splice_placeholders(sql: str, texts: dict[str, str], dialect: str) -> str:
     return "".join(pieces)
 
 
+_UNCASED = frozenset({
+    TokenType.VAR, TokenType.IDENTIFIER, TokenType.STRING, TokenType.NATIONAL_STRING,
+    TokenType.RAW_STRING, TokenType.HEX_STRING, TokenType.BIT_STRING, TokenType.BYTE_STRING,
+    TokenType.HEREDOC_STRING, TokenType.NUMBER,
+})
+
+
+def _prefers_lowercase(model: _Model) -> bool:
+    """Whether the file writes keywords in lower case (`select ... from`), as most dbt projects do."""
+    words = [t.text for t in _tokenize(model.masked, _dialect(model.dialect)) if t.token_type not in _UNCASED
+             and t.text.isalpha()]
+    return sum(w.islower() for w in words) > sum(w.isupper() for w in words)
+
+
+def _lowercase_keywords(sql: str, dialect: str) -> str:
+    """sqlglot writes `CASE WHEN COALESCE(...)`; in a lower-case file the new line should read alike.
+    Keywords and function names are lowered by token offsets; names and literals keep their case."""
+    tokens = _dialect(dialect).tokenize(sql)
+    chars = list(sql)
+    for index, token in enumerate(tokens):
+        is_function = (token.token_type == TokenType.VAR and index + 1 < len(tokens)
+                       and tokens[index + 1].token_type == TokenType.L_PAREN)
+        if (token.token_type not in _UNCASED or is_function) and sql[token.start:token.end + 1].isupper():
+            chars[token.start:token.end + 1] = sql[token.start:token.end + 1].lower()
+    return "".join(chars)
+
+
 def _render_attempt(
-    expression: exp.Expression, substitutes: list[_Substitute], dialect: str, policy: str
+    expression: exp.Expression, substitutes: list[_Substitute], dialect: str, policy: str,
+    lowercase: bool = False,
 ) -> tuple[str, bool]:
     """Render the expression with substitutes; report whether the result
     parses back to the intended tree (i.e. the parentheses were enough)."""
@@ -761,6 +789,8 @@ def _render_attempt(
         expected[placeholder] = exp.Paren(this=substitute.node.copy()) if wrap else substitute.node.copy()
         column.replace(exp.column(placeholder))
     rendered = tree.sql(dialect=dialect)
+    if lowercase:
+        rendered = _lowercase_keywords(rendered, dialect)
     result = _splice_placeholders(rendered, texts, dialect)
     try:
         wanted = sqlglot.parse_one(rendered, read=dialect).transform(
@@ -771,15 +801,16 @@ def _render_attempt(
         return result, False
 
 
-def _render(expression: exp.Expression, substitutes: list[_Substitute], dialect: str) -> str:
+def _render(expression: exp.Expression, substitutes: list[_Substitute], dialect: str,
+            lowercase: bool = False) -> str:
     """Fewest parentheses that provably keep the meaning (the result must
     parse back to the intended tree); every non-atomic substitute is
     parenthesised when nothing lighter can be verified."""
     for policy in ("none", "calls"):
-        result, verified = _render_attempt(expression, substitutes, dialect, policy)
+        result, verified = _render_attempt(expression, substitutes, dialect, policy, lowercase)
         if verified:
             return result
-    return _render_attempt(expression, substitutes, dialect, "all")[0]
+    return _render_attempt(expression, substitutes, dialect, "all", lowercase)[0]
 
 
 def _alias_sql(name: str, dialect: str) -> str:
@@ -961,14 +992,15 @@ def upsert_column(
     _check_set_operation(model)
     alias = _alias_sql(name, dialect)
     first = model.branches[0]
+    lowercase = _prefers_lowercase(model)
     edits: list[_Edit] = []
     for branch in model.branches:
         reference = branch if model.by_name else first
         substitutes = [_resolve(column, model, branch, reference) for column in references]
-        new_sql = _render(node, substitutes, dialect)
+        new_sql = _render(node, substitutes, dialect, lowercase)
         target = reference.index_of(name)
         if target is None:
-            edits += _insertion(model, branch, f"{new_sql} as {alias}")
+            edits += _insertion(model, branch, f"{new_sql} {'as' if lowercase else 'AS'} {alias}")
         else:
             edits += _replacement(model, branch, target, new_sql, alias, named=branch is reference)
     if not edits:

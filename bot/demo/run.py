@@ -40,8 +40,8 @@ ORDERS_MEASURE = """\
 CUSTOMERS_EDIT = """\
   customer_tier:
     label: Customer tier
-    description: gold from 100 dollars of lifetime value
-    sql: case when ${customer_lifetime_value} >= 100 then 'gold' else 'standard' end
+    description: gold from 50 dollars of lifetime value
+    sql: case when ${customer_lifetime_value} >= 50 then 'gold' else 'standard' end
 """
 
 
