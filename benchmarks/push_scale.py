@@ -47,11 +47,11 @@ def folder_yaml(models: range) -> str:
     return "\n".join(out) + "\n"
 
 
-def view_yaml(i: int, bump: int = 0) -> str:
+def view_yaml(i: int) -> str:
     lines = [f"table_name: m{i:05d}", f"label: Model {i}", "dimensions:", "  id:", "    primary_key: true"]
     lines += [f"  c{k}: {{}}" for k in range(1, 5)]
     for k in range(1, FIELDS_PER_VIEW - 4):
-        lines += [f"  derived_{k}:", f"    sql: ${{TABLE}}.c{k} * {k + bump} + ${{c{k + 1}}}",
+        lines += [f"  derived_{k}:", f"    sql: ${{TABLE}}.c{k} * {k} + ${{c{k + 1}}}",
                   f"    description: derived field {k}"]
     return "\n".join(lines) + "\n"
 
@@ -81,8 +81,9 @@ def build(root: Path, n_models: int, n_changed: int) -> tuple[Path, Path, str, s
     before = srepo.head.commit.hexsha
     step = max(1, n_models // n_changed)
     for i in range(0, n_models, step)[:n_changed]:
-        (sem / "views" / f"m{i:05d}.view.yaml").write_text(view_yaml(i, bump=1).replace(
-            "derived_1:\n    sql: ${TABLE}.c1 * 2", "derived_1:\n    sql: ${TABLE}.c1 * 3", 1))
+        edited = view_yaml(i).replace("sql: ${TABLE}.c1 * 1 +", "sql: ${TABLE}.c1 * 3 +", 1)
+        assert edited != view_yaml(i)
+        (sem / "views" / f"m{i:05d}.view.yaml").write_text(edited)
     srepo.git.add("-A")
     srepo.git.commit("-qm", "analyst edits")
     return dbt, sem, before, srepo.head.commit.hexsha

@@ -59,6 +59,11 @@ class ViewSource:
         return None
 
 
+def _read_at(reader: RevisionReader, fmt: ViewReader, rev: str | None, path: str) -> View | None:
+    text = reader.read(rev, path) if rev is not None else None
+    return None if text is None else fmt.read(text, path)
+
+
 def _file_view_name(fmt: ViewReader, path: str) -> str:
     namer = getattr(fmt, "view_name_from_path", None)
     return namer(path) if namer else path
@@ -109,17 +114,19 @@ def select_changed(reader: RevisionReader, head: str, since: str | None, dialect
     old_views: dict[str, View] = {}
     new_views: dict[str, View] = {}
     for path in paths:
-        for rev, views in ((since, old_views), (head, new_views)):
-            text = reader.read(rev, path) if rev is not None else None
-            if text is None:
-                continue
-            try:
-                view = fmt.read(text, path)
-            except SemanticError as exc:
-                if rev == head:
-                    selection.skipped.append(_file_error(exc, path))
-                continue
-            views[view.name] = view
+        try:
+            new_view = _read_at(reader, fmt, head, path)
+        except SemanticError as exc:
+            # Reported once for the file; its fields are neither pushed nor taken as removed.
+            selection.skipped.append(_file_error(exc, path))
+            continue
+        try:
+            old_view = _read_at(reader, fmt, since, path)
+        except SemanticError:
+            old_view = None  # the analyst just repaired the file: its fields count as added
+        for view, views in ((old_view, old_views), (new_view, new_views)):
+            if view is not None:
+                views[view.name] = view
     for change in diff_views(old_views, new_views, dialect):
         if change.kind == "removed":
             old = change.old

@@ -609,3 +609,11 @@ def test_new_sql_follows_the_files_keyword_case() -> None:
         "    case when coalesce(amount, 0) > 10 then 'Big' else 'small' end as size")
     assert upsert_column(upper, "size", expression).splitlines()[3] == (
         "    CASE WHEN COALESCE(amount, 0) > 10 THEN 'Big' ELSE 'small' END AS size")
+
+
+def test_jinja_calls_that_render_nothing_take_no_place_in_the_sql() -> None:
+    model = ("{% if execute %}{{ exceptions.raise_compiler_error('frozen') }}{% endif %}\n"
+             "{{ log('building', info=True) }}\n"
+             "select order_id, amount from {{ ref('orders') }}\n")
+    assert upsert_column(model, "doubled", "amount * 2").splitlines()[2] == (
+        "select order_id, amount, amount * 2 as doubled from {{ ref('orders') }}")

@@ -181,3 +181,44 @@ def test_not_a_git_repo_exits_2(tmp_path, capsys) -> None:
     (tmp_path / "plain").mkdir()
     assert main(["push-to-dbt", "--semantic-repo", str(tmp_path / "plain"), "--dbt-repo", str(tmp_path / "plain")]) == 2
     assert "is not a git repository" in capsys.readouterr().err
+
+
+def test_a_model_dbt_rejects_drops_only_its_fields(repos, tmp_path) -> None:
+    """A field whose model fails `dbt compile` is reported with dbt's words; the others still land."""
+    import git
+
+    work = git.Repo.clone_from(repos.remote, tmp_path / "dbt-edit")
+    model = tmp_path / "dbt-edit" / "models" / "marts" / "legacy_orders.sql"
+    model.write_text("{% if execute %}{{ exceptions.raise_compiler_error('legacy_orders is frozen') }}{% endif %}\n"
+                     "select order_id, amount from {{ ref('orders') }}\n")
+    work.git.add("-A")
+    work.index.commit("a model that refuses to compile")
+    work.git.push("origin", "HEAD:main")
+    repos.write_semantic("views/legacy_orders.view.yaml",
+                         "table_name: legacy_orders\ndimensions:\n  order_id:\n    primary_key: true\n"
+                         "  doubled:\n    sql: ${TABLE}.amount * 2\n")
+    repos.edit_view("customers", "\nmeasures:", "\n  is_new:\n    sql: ${number_of_orders} = 0\nmeasures:")
+    repos.commit_semantic()
+
+    result = push(repos)
+    assert result.exit_code == 1
+    assert [p.id for p in result.pushed] == ["customers.is_new"]
+    failed = {s.id: s for s in result.skipped}
+    assert failed["legacy_orders.doubled"].code == "dbt-error"
+    assert "legacy_orders is frozen" in failed["legacy_orders.doubled"].reason
+    # Nothing of the rejected field reached the branch.
+    assert repos.dbt_file(result.branch, "models/marts/legacy_orders.sql") == model.read_text()
+    assert "legacy_orders" not in (repos.dbt_file(result.branch, MARTS_YML) or "")
+    assert "number_of_orders, 0) = 0 as is_new" in repos.dbt_file(result.branch, "models/marts/customers.sql")
+
+
+def test_a_broken_view_file_is_reported_and_other_views_still_push(repos) -> None:
+    repos.edit_view("orders", "dimensions:\n", "dimensions:\n  oops: [unclosed\n")
+    repos.edit_view("customers", "\nmeasures:", "\n  is_new:\n    sql: ${number_of_orders} = 0\nmeasures:")
+    repos.commit_semantic()
+    result = push(repos)
+    assert result.exit_code == 1
+    assert [p.id for p in result.pushed] == ["customers.is_new"]
+    (bad,) = result.skipped
+    assert (bad.file, bad.code) == ("views/orders.view.yaml", "invalid-file")
+    assert bad.line is not None and "invalid YAML" in bad.reason

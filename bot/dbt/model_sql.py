@@ -86,6 +86,11 @@ class _Jinja:
         return self.kind == "stmt" and self.tag.startswith("end")
 
 
+# Jinja calls that render to nothing (dbt's config, logging and exceptions), so they occupy no
+# place in the SQL; any other `{{ ... }}` renders text and stands for an identifier.
+_SILENT_CALLS = frozenset({"config", "log", "print", "exceptions", "do"})
+
+
 def _tag_of(inner: str) -> str:
     """First word of a tag, ignoring whitespace-control markers (`{%-`, `{{+`)."""
     body = inner.lstrip("-+ \t\r\n")
@@ -95,8 +100,8 @@ def _tag_of(inner: str) -> str:
             break
         word += char
     rest = body[len(word):].lstrip()
-    if word == "config" and rest.startswith("("):
-        return "config"
+    if word in _SILENT_CALLS and rest[:1] in ("(", "."):
+        return "config"  # renders nothing, like `config(...)`: mask as whitespace
     return word
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Protocol
 
+import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -17,6 +18,7 @@ from bot.dbt import schema_yaml
 from bot.errors import RepoError
 
 YAML_SUFFIXES = (".yml", ".yaml")
+_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class FileStore(Protocol):
@@ -168,14 +170,29 @@ class DbtProject:
         return f"{model.directory}/_{dir_name}__models.yml", False
 
     def _declared_models(self, path: str, text: str) -> list[str]:
-        """Models a YAML file declares; parsed once per content, since big projects ask often."""
+        """Models a YAML file declares; parsed once per content, since big projects ask often.
+
+        Only to locate files, so libyaml's fast loader does; the edit itself re-reads the file
+        strictly (duplicate keys, exact lines) through `schema_yaml`.
+        """
         key = (path, hash(text))
         if key not in self._declared:
-            try:
-                self._declared[key] = schema_yaml.model_names(text)
-            except schema_yaml.SchemaYamlError:
-                self._declared[key] = []
+            self._declared[key] = _fast_model_names(text)
         return self._declared[key]
+
+
+def _fast_model_names(text: str) -> list[str]:
+    try:
+        data = yaml.load(text, Loader=_FastLoader)
+    except yaml.YAMLError:
+        try:
+            return schema_yaml.model_names(text)
+        except schema_yaml.SchemaYamlError:
+            return []
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        return []
+    return [str(entry["name"]) for entry in models if isinstance(entry, dict) and entry.get("name") is not None]
 
 
 def _yaml_alias_owner(text: str, alias: str) -> str | None:

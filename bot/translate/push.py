@@ -97,9 +97,6 @@ class PushPlanner:
                 plan.skipped.append(Skipped(request.field.id, exc.file or request.field.location.file,
                                             exc.line or request.field.location.line, exc.message))
                 continue
-            except (model_sql.ModelSqlError, schema_yaml.SchemaYamlError) as exc:
-                plan.skipped.append(skip_for(request, exc.message))
-                continue
             if isinstance(outcome, Skipped):
                 plan.skipped.append(outcome)
                 continue
@@ -123,9 +120,14 @@ class PushPlanner:
                            "unknown-model")
         expression = Resolver(view, self.dialect).resolve(field)
         plain = _is_plain_column(expression)
-        if plain is not None:
-            return self._document_plain(request, model, plain)
-        return self._add_column(request, model, expression)
+        try:
+            if plain is not None:
+                return self._document_plain(request, model, plain)
+            return self._add_column(request, model, expression)
+        except model_sql.ModelSqlError as exc:
+            # Name the dbt file too: the problem may sit in the model, not in the analyst's SQL.
+            where = f"{model.path}:{exc.line}" if exc.line else model.path
+            raise TranslationError(f"{where}: {exc.message}", field.location.file, field.location.line) from None
 
     def _document_plain(self, request: FieldRequest, model: Model, column: str):
         field = request.field

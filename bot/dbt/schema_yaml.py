@@ -1,0 +1,864 @@
+"""Minimal-diff edits of dbt properties YAML (``models:`` / ``columns:``).
+
+layersync opens pull requests against files people maintain by hand, so a
+reviewer must see only the lines the bot had to touch: comments, key order,
+quoting, blank lines and indentation all have to survive.  The strategy:
+
+1. Load with ruamel.yaml round-trip mode and find the indentation setting
+   whose dump of the *unmodified* document reproduces the file byte for byte.
+2. Edit the tree, dump it again with the same setting.
+3. Diff "dump before" against "dump after" and splice only those hunks into
+   the original text.  Inserted blocks are moved above comments/blank lines
+   that ruamel attached to the preceding node (they usually belong to what
+   follows), deleted blocks keep such comments.
+4. Re-load the result and check it means the same as the edited tree; if the
+   splice cannot be done unambiguously, fall back to the plain dump.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarstring import (
+    DoubleQuotedScalarString,
+    LiteralScalarString,
+    PlainScalarString,
+    ScalarString,
+)
+from ruamel.yaml.tokens import CommentToken
+
+try:  # dbt reads properties files with PyYAML; used to double-check emitted scalars
+    import yaml as _pyyaml
+except ImportError:  # pragma: no cover
+    _pyyaml = None  # type: ignore[assignment]
+
+__all__ = [
+    "SchemaYamlError",
+    "column_entry",
+    "model_names",
+    "remove_column",
+    "upsert_column",
+]
+
+Indent = tuple[int, int, int]  # (mapping, sequence, offset) as in YAML.indent()
+
+_DBT_INDENT: Indent = (2, 4, 2)
+_COMMON_INDENTS: tuple[Indent, ...] = (
+    (2, 4, 2),
+    (2, 2, 0),
+    (4, 4, 2),
+    (4, 6, 4),
+    (4, 4, 0),
+    (2, 4, 0),
+    (4, 2, 0),
+    (3, 3, 1),
+)
+_WIDTH = 1 << 30  # never re-wrap long lines
+_TEST_KEYS = ("data_tests", "tests")
+
+
+class SchemaYamlError(ValueError):
+    """A YAML file layersync cannot edit; .line is 1-based or None."""
+
+    def __init__(self, message: str, line: int | None = None):
+        self.message = message
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+# --------------------------------------------------------------------------
+# Text envelope: line endings, BOM and final newline are restored verbatim.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """What we strip before handing text to ruamel, so it can be put back."""
+
+    bom: bool
+    crlf: bool
+    final_newline: bool
+
+    @classmethod
+    def of(cls, text: str) -> tuple[_Envelope, str]:
+        bom = text.startswith("\ufeff")
+        body = text[1:] if bom else text
+        crlf = "\r\n" in body and "\n" not in body.replace("\r\n", "")
+        if crlf:
+            body = body.replace("\r\n", "\n")
+        final_newline = body.endswith("\n") or not body
+        if not final_newline:
+            body += "\n"
+        return cls(bom, crlf, final_newline), body
+
+    def wrap(self, body: str) -> str:
+        if not self.final_newline and body.endswith("\n"):
+            body = body[:-1]
+        if self.crlf:
+            body = body.replace("\n", "\r\n")
+        return ("\ufeff" if self.bom else "") + body
+
+
+# --------------------------------------------------------------------------
+# Loading, dumping, layout detection
+# --------------------------------------------------------------------------
+
+
+def _yaml(indent: Indent = _DBT_INDENT, explicit_start: bool = False) -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = _WIDTH
+    yaml.indent(mapping=indent[0], sequence=indent[1], offset=indent[2])
+    yaml.explicit_start = explicit_start
+    return yaml
+
+
+def _load(body: str) -> Any:
+    """Parse, translating ruamel's errors so callers get a line to point at."""
+    try:
+        return _yaml().load(body)
+    except DuplicateKeyError as exc:
+        raise SchemaYamlError(_problem(exc, "duplicate key"), _mark_line(exc)) from exc
+    except MarkedYAMLError as exc:
+        raise SchemaYamlError(_problem(exc, "invalid YAML"), _mark_line(exc)) from exc
+    except YAMLError as exc:
+        raise SchemaYamlError(f"invalid YAML: {exc}") from exc
+
+
+def _problem(exc: MarkedYAMLError, prefix: str) -> str:
+    detail = " ".join(p for p in (exc.context, exc.problem) if p)
+    return f"{prefix}: {detail}" if detail else prefix
+
+
+def _mark_line(exc: MarkedYAMLError) -> int | None:
+    mark = exc.problem_mark or exc.context_mark
+    return mark.line + 1 if mark is not None else None
+
+
+def _dump(data: Any, indent: Indent, explicit_start: bool) -> str:
+    stream = io.StringIO()
+    _yaml(indent, explicit_start).dump(data, stream)
+    return stream.getvalue()
+
+
+@dataclass
+class _Doc:
+    """A loaded document plus the layouts that best reproduce its text.
+
+    `layouts` maps indent settings to the dump of the *unmodified* tree, best
+    first; a byte-identical one, if any, is the only entry.
+    """
+
+    body: str
+    data: Any
+    explicit_start: bool = False
+    layouts: dict[Indent, str] = field(default_factory=dict)
+
+    @property
+    def indent(self) -> Indent:
+        return next(iter(self.layouts), _DBT_INDENT)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.body.splitlines(keepends=True)
+
+    def dump(self, indent: Indent | None = None) -> str:
+        return _dump(self.data, indent or self.indent, self.explicit_start)
+
+
+_DASH_RE = re.compile(r"^( *)- +(?=\S)")
+_KEY_RE = re.compile(r"^( *)[^\s#-][^#]*:\s*(#.*)?$")
+
+
+def _guess_indent(body: str) -> Indent:
+    """A first guess read off the text, so the common case costs one dump."""
+    lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    mapping, seq = None, None
+    for prev, cur in zip(lines, lines[1:]):
+        key = _KEY_RE.match(prev)
+        if key is None:
+            continue
+        parent = len(key.group(1))
+        dash = _DASH_RE.match(cur)
+        if dash and seq is None and len(dash.group(1)) >= parent:
+            seq = (len(dash.group(0)) - parent, len(dash.group(1)) - parent)
+        elif not dash and mapping is None:
+            child = len(cur) - len(cur.lstrip(" "))
+            if child > parent:
+                mapping = child - parent
+    sequence, offset = seq or (_DBT_INDENT[1], _DBT_INDENT[2])
+    return (mapping or sequence - offset or 2, sequence, offset)
+
+
+def _indent_candidates(body: str) -> Iterator[Indent]:
+    seen: set[Indent] = set()
+    grid = ((m, s, o) for m in (2, 4) for s in range(2, 7) for o in range(0, s - 1))
+    for cand in (_guess_indent(body), *_COMMON_INDENTS, *grid):
+        if cand not in seen and cand[1] >= cand[2] + 2 and cand[0] > 0:
+            seen.add(cand)
+            yield cand
+
+
+def _has_explicit_start(body: str) -> bool:
+    for line in body.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return stripped == "---" or stripped.startswith("--- ")
+    return False
+
+
+def _parse(text: str) -> tuple[_Envelope, _Doc]:
+    envelope, body = _Envelope.of(text)
+    doc = _Doc(body=body, data=_load(body), explicit_start=_has_explicit_start(body))
+    if doc.data is not None:
+        doc.layouts = _rank_layouts(doc)
+    return envelope, doc
+
+
+def _rank_layouts(doc: _Doc, keep: int = 6) -> dict[Indent, str]:
+    """The indent whose round trip is byte-identical, else the closest few.
+
+    Several are kept because hand-edited files mix styles: the splice later
+    uses whichever setting reproduces the lines around the edit.
+    """
+    body_lines = doc.body.splitlines()
+    scored: list[tuple[float, int, Indent, str]] = []
+    for rank, cand in enumerate(_indent_candidates(doc.body)):
+        try:
+            out = doc.dump(cand)
+        except YAMLError:  # pragma: no cover - exotic settings ruamel rejects
+            continue
+        if out == doc.body:
+            return {cand: out}
+        score = difflib.SequenceMatcher(None, out.splitlines(), body_lines, autojunk=False).ratio()
+        scored.append((-score, rank, cand, out))
+    return {cand: out for _, _, cand, out in sorted(scored)[:keep]}
+
+
+# --------------------------------------------------------------------------
+# Navigating the dbt structure (with validation that yields line numbers)
+# --------------------------------------------------------------------------
+
+
+def _line_of_key(node: Any, key: Any) -> int | None:
+    try:
+        return node.lc.key(key)[0] + 1
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def _line_of_item(node: Any, index: int) -> int | None:
+    try:
+        return node.lc.item(index)[0] + 1
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _line_of_node(node: Any) -> int | None:
+    try:
+        return node.lc.line + 1
+    except (AttributeError, TypeError):
+        return None
+
+
+def _root(data: Any) -> CommentedMap | None:
+    """The top-level mapping; a document of only comments counts as absent."""
+    if data is None:
+        return None
+    if not isinstance(data, CommentedMap):
+        raise SchemaYamlError("top level of a dbt properties file must be a mapping", _line_of_node(data) or 1)
+    return data
+
+
+def _models(root: CommentedMap | None) -> CommentedSeq | None:
+    if root is None or root.get("models") is None:
+        return None
+    models = root["models"]
+    if not isinstance(models, CommentedSeq):
+        raise SchemaYamlError("`models:` must be a list", _line_of_key(root, "models"))
+    _check_entries(models, "models")
+    return models
+
+
+def _check_entries(seq: CommentedSeq, what: str) -> None:
+    for index, entry in enumerate(seq):
+        if not isinstance(entry, CommentedMap):
+            raise SchemaYamlError(f"entry {index + 1} of `{what}:` is not a mapping", _line_of_item(seq, index))
+
+
+def _find_model(models: CommentedSeq | None, model: str) -> CommentedMap | None:
+    for entry in models or ():
+        if str(entry.get("name")) == model:
+            return entry
+    return None
+
+
+def _columns(model: CommentedMap) -> CommentedSeq | None:
+    columns = model.get("columns")
+    if columns is None:
+        return None
+    if not isinstance(columns, CommentedSeq):
+        raise SchemaYamlError("`columns:` must be a list", _line_of_key(model, "columns"))
+    _check_entries(columns, "columns")
+    return columns
+
+
+def _find_column_index(columns: CommentedSeq | None, column: str) -> int | None:
+    """Exact name first; dbt column names are usually case-insensitive, so fall back."""
+    names = [str(entry.get("name")) for entry in columns or ()]
+    if column in names:
+        return names.index(column)
+    folded = [i for i, name in enumerate(names) if name.casefold() == column.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def _locate(root: CommentedMap | None, model: str, column: str) -> tuple[CommentedMap | None, CommentedSeq | None, int | None]:
+    entry = _find_model(_models(root), model)
+    columns = _columns(entry) if entry is not None else None
+    return entry, columns, _find_column_index(columns, column)
+
+
+def _walk_entries(root: CommentedMap | None) -> Iterator[CommentedMap]:
+    """Model and column entries in document order: where file conventions live."""
+    for model in _models(root) or ():
+        yield model
+        columns = model.get("columns")
+        if isinstance(columns, list):
+            yield from (c for c in columns if isinstance(c, CommentedMap))
+
+
+# --------------------------------------------------------------------------
+# Plain views and value styling
+# --------------------------------------------------------------------------
+
+
+_NAN = object()
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's tree as builtins, so 'same meaning' can be checked with ==."""
+    if isinstance(node, Mapping):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, float):
+        return _NAN if math.isnan(node) else float(node)
+    if isinstance(node, int):
+        return int(node)
+    return node
+
+
+def _to_yaml(value: Any) -> Any:
+    """Plain Python → ruamel nodes, so new nested values dump in block style."""
+    if isinstance(value, Mapping):
+        return CommentedMap((k, _to_yaml(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return CommentedSeq(_to_yaml(v) for v in value)
+    return value
+
+
+def _round_trips(value: str, indent: Indent) -> bool:
+    """Read back by ruamel *and* by PyYAML (YAML 1.1, what dbt parses with):
+    a plain `yes` or `on` is a string to one and a boolean to the other."""
+    try:
+        text = _dump({"m": [{"d": value}]}, indent, False)
+        if _yaml().load(text)["m"][0]["d"] != value:
+            return False
+    except (YAMLError, TypeError, KeyError, IndexError):
+        return False
+    if _pyyaml is None:  # pragma: no cover - PyYAML ships with dbt-core
+        return True
+    try:
+        return _pyyaml.safe_load(text)["m"][0]["d"] == value
+    except (_pyyaml.YAMLError, TypeError, KeyError, IndexError):
+        return False
+
+
+def _styled(description: str, old: Any, indent: Indent) -> str:
+    """Literal block for multi-line text, else the old value's style, else plain.
+
+    Always a ScalarString: ruamel would otherwise coerce a plain str to the
+    old value's style on assignment, bypassing the round-trip check.
+    """
+    options: list[str] = []
+    if "\n" in description:
+        options.append(LiteralScalarString(description))
+    if isinstance(old, ScalarString) and type(old) is not PlainScalarString:
+        options.append(type(old)(description))
+    options += [PlainScalarString(description), DoubleQuotedScalarString(description)]
+    return next((o for o in options if _round_trips(o, indent)), options[-1])
+
+
+def _test_name(test: Any) -> str:
+    """`unique`, `{accepted_values: {...}}` and `{name: x, test_name: y}` all name a test."""
+    if isinstance(test, Mapping):
+        if "test_name" in test:
+            return str(test["test_name"])
+        return str(next(iter(test), ""))
+    return str(test)
+
+
+def _tests_key(entry: CommentedMap | None, root: CommentedMap | None) -> str:
+    """Follow the file: `tests:` in legacy projects, `data_tests:` (dbt ≥ 1.8) otherwise."""
+    candidates = ([entry] if entry is not None else []) + list(_walk_entries(root))
+    for node in candidates:
+        for key in node:
+            if key in _TEST_KEYS:
+                return str(key)
+    return "data_tests"
+
+
+def _meta_in_config(entry: CommentedMap | None, root: CommentedMap | None) -> bool:
+    """dbt ≥ 1.10 wants `config: {meta: ...}`; keep a file's older `meta:` habit."""
+    candidates = ([entry] if entry is not None else []) + list(_walk_entries(root))
+    for node in candidates:
+        if "meta" in node:
+            return False
+        config = node.get("config")
+        if isinstance(config, Mapping) and "meta" in config:
+            return True
+    return True
+
+
+# --------------------------------------------------------------------------
+# Tree edits (each returns whether anything changed, for idempotence)
+# --------------------------------------------------------------------------
+
+
+def _blank_line() -> CommentToken:
+    return CommentToken("\n", CommentMark(0), None)
+
+
+def _blank_above(lines: list[str], line: int | None) -> bool | None:
+    """Is there a blank line above 1-based `line`, looking past its header comments?"""
+    if line is None:
+        return None
+    index = line - 2
+    while index >= 0 and _is_comment(lines[index]):
+        index -= 1
+    return index >= 0 and _is_blank(lines[index])
+
+
+def _separated(seq: CommentedSeq, lines: list[str], default: bool) -> bool:
+    """Do existing items of this list have blank lines between them? Copy that."""
+    if len(seq) < 2:
+        return default
+    found = _blank_above(lines, _line_of_item(seq, len(seq) - 1))
+    return default if found is None else found
+
+
+def _append_item(seq: CommentedSeq, item: Any, blank_before: bool) -> None:
+    seq.append(item)
+    if blank_before and len(seq) > 1:
+        seq.ca.items[len(seq) - 1] = [None, [_blank_line()], None, None]
+
+
+def _new_column(column: str, description: str | None, tests: Sequence[str], meta: Mapping[str, Any] | None,
+                tests_key: str, meta_in_config: bool, indent: Indent) -> CommentedMap:
+    entry = CommentedMap(name=column)
+    if description is not None:
+        entry["description"] = _styled(description, None, indent)
+    if meta:
+        if meta_in_config:
+            entry["config"] = CommentedMap(meta=_to_yaml(meta))
+        else:
+            entry["meta"] = _to_yaml(meta)
+    if tests:
+        entry[tests_key] = CommentedSeq(list(dict.fromkeys(tests)))
+    return entry
+
+
+def _set_description(entry: CommentedMap, description: str, indent: Indent) -> bool:
+    old = entry.get("description")
+    if old is not None and str(old) == description:
+        return False
+    value = _styled(description, old, indent)
+    if "description" in entry:
+        entry["description"] = value
+    else:  # right after `name:`, where dbt docs put it
+        entry.insert(_key_position(entry, "name") + 1, "description", value)
+    return True
+
+
+def _key_position(entry: CommentedMap, key: str) -> int:
+    keys = list(entry)
+    return keys.index(key) if key in keys else -1
+
+
+def _add_tests(entry: CommentedMap, tests: Sequence[str], key: str) -> bool:
+    present = next((k for k in _TEST_KEYS if k in entry), None)
+    current = entry.get(present) if present else None
+    if current is not None and not isinstance(current, list):
+        raise SchemaYamlError(f"`{present}:` must be a list", _line_of_key(entry, present))
+    names = {_test_name(t) for t in current or ()}
+    missing = [t for t in dict.fromkeys(tests) if t not in names]
+    if not missing:
+        return False
+    if current is None:
+        entry[present or key] = CommentedSeq(missing)
+    else:
+        current.extend(missing)
+    return True
+
+
+def _merge_meta(entry: CommentedMap, meta: Mapping[str, Any], in_config: bool) -> bool:
+    target = _meta_target(entry, in_config)
+    changed = False
+    for key, value in meta.items():
+        if key not in target or _plain(target[key]) != _plain(value):
+            target[key] = _to_yaml(value)
+            changed = True
+    return changed
+
+
+def _meta_target(entry: CommentedMap, in_config: bool) -> CommentedMap:
+    if isinstance(entry.get("meta"), CommentedMap):
+        return entry["meta"]
+    config = entry.get("config")
+    if isinstance(config, CommentedMap) and isinstance(config.get("meta"), CommentedMap):
+        return config["meta"]
+    if not in_config or "meta" in entry:
+        entry["meta"] = CommentedMap()
+        return entry["meta"]
+    if not isinstance(config, CommentedMap):
+        entry["config"] = config = CommentedMap()
+    config["meta"] = CommentedMap()
+    return config["meta"]
+
+
+def _update_column(entry: CommentedMap, description: str | None, tests: Sequence[str],
+                   meta: Mapping[str, Any] | None, root: CommentedMap, indent: Indent) -> bool:
+    changed = False
+    if description is not None:
+        changed |= _set_description(entry, description, indent)
+    if meta:
+        changed |= _merge_meta(entry, meta, _meta_in_config(entry, root))
+    if tests:
+        changed |= _add_tests(entry, tests, _tests_key(entry, root))
+    return changed
+
+
+def _attach_columns(model: CommentedMap, columns: CommentedSeq) -> None:
+    """`columns:` goes after `description:` when there is one, else last."""
+    if "columns" in model:
+        model["columns"] = columns
+    elif "description" in model:
+        model.insert(_key_position(model, "description") + 1, "columns", columns)
+    else:
+        model["columns"] = columns
+
+
+def _upsert_in_tree(doc: _Doc, model: str, column: str, description: str | None,
+                    tests: Sequence[str], meta: Mapping[str, Any] | None) -> bool:
+    root: CommentedMap = doc.data
+    entry, columns, index = _locate(root, model, column)
+    if index is not None and columns is not None:
+        return _update_column(columns[index], description, tests, meta, root, doc.indent)
+    new_col = _new_column(column, description, tests, meta, _tests_key(None, root),
+                          _meta_in_config(None, root), doc.indent)
+    if entry is None:
+        _add_model(doc, model, new_col)
+    elif columns is None:
+        _attach_columns(entry, CommentedSeq([new_col]))
+    else:
+        _append_item(columns, new_col, _separated(columns, doc.lines, default=False))
+    return True
+
+
+def _add_model(doc: _Doc, model: str, new_col: CommentedMap) -> None:
+    root: CommentedMap = doc.data
+    new_model = CommentedMap(name=model)
+    new_model["columns"] = CommentedSeq([new_col])
+    models = _models(root)
+    if models is None:
+        is_new_key = "models" not in root
+        root["models"] = models = CommentedSeq()
+        if is_new_key and _top_level_separated(root, doc.lines):
+            root.ca.items["models"] = [None, [_blank_line()], None, None]
+    _append_item(models, new_model, _separated(models, doc.lines, default=True))
+
+
+def _top_level_separated(root: CommentedMap, lines: list[str]) -> bool:
+    """dbt files usually leave a blank line between top-level keys; follow the file."""
+    keys = [k for k in root if k != "models"]
+    if len(keys) >= 2:
+        return bool(_blank_above(lines, _line_of_key(root, keys[-1])))
+    return any(_is_blank(line) for line in lines)
+
+
+def _remove_in_tree(doc: _Doc, model: str, column: str) -> bool:
+    entry, columns, index = _locate(_root(doc.data), model, column)
+    if entry is None or columns is None or index is None:
+        return False
+    del columns[index]
+    if not columns:
+        del entry["columns"]
+    return True
+
+
+# --------------------------------------------------------------------------
+# Splicing the dump diff back into the original text
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Hunk:
+    start: int  # [start, end) in the "before" dump's lines
+    end: int
+    lines: list[str]
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def _is_blank(line: str) -> bool:
+    return not line.strip()
+
+
+def _indent_of(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _hunks(before: list[str], after: list[str]) -> list[_Hunk]:
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    return [_Hunk(i1, i2, after[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
+def _tidy_insert(hunk: _Hunk, before: list[str], floor: int) -> _Hunk:
+    """Put an inserted block right after the content it follows.
+
+    ruamel emits a new node after the comments attached to its predecessor;
+    those comments (and blank separators) normally introduce what comes next,
+    so the block is moved above them — but not above deeper-indented comments,
+    which annotate the predecessor itself.
+    """
+    start, lines = hunk.start, list(hunk.lines)
+    while start < len(before) and lines and lines[0] == before[start]:
+        lines = lines[1:] + [before[start]]
+        start += 1
+    head = next((ln for ln in lines if not _is_blank(ln)), "")
+    depth = _indent_of(head)
+    while start > floor and (
+        _is_blank(before[start - 1]) or (_is_comment(before[start - 1]) and _indent_of(before[start - 1]) <= depth)
+    ):
+        start -= 1
+    return _Hunk(start, start, lines)
+
+
+def _tidy_delete(hunk: _Hunk, before: list[str], floor: int) -> _Hunk:
+    """Delete the removed node's own lines and header comment, nothing around it.
+
+    ruamel drops comments attached to a deleted node, including ones that
+    introduce the next node; and two blank separators must not end up adjacent.
+    """
+    start, end = hunk.start, hunk.end
+    while start > floor and before[start - 1] == before[end - 1]:
+        start, end = start - 1, end - 1
+    while start < end and (_is_blank(before[start]) or _is_comment(before[start])):
+        start += 1
+    if start == end:
+        return hunk
+    depth = _indent_of(before[start])
+    while end > start and (_is_blank(before[end - 1]) or (_is_comment(before[end - 1]) and _indent_of(before[end - 1]) <= depth)):
+        end -= 1
+    while start > floor and _is_comment(before[start - 1]) and _indent_of(before[start - 1]) == depth:
+        start -= 1  # a comment sitting right on top of the entry is its header
+    prev_blank = start > 0 and _is_blank(before[start - 1])
+    next_blank = end < len(before) and _is_blank(before[end])
+    opener = start > 0 and before[start - 1].split("#")[0].rstrip().endswith(":")
+    was_last = end == len(before) or (not next_blank and _indent_of(before[end]) < depth)
+    if next_blank and (prev_blank or opener):
+        end += 1
+    elif prev_blank and was_last:
+        start -= 1
+    return _Hunk(start, end, [])
+
+
+def _tidy(hunks: list[_Hunk], before: list[str]) -> list[_Hunk]:
+    tidied: list[_Hunk] = []
+    for hunk in hunks:
+        floor = tidied[-1].end if tidied else 0
+        if hunk.start == hunk.end:
+            hunk = _tidy_insert(hunk, before, floor)
+        elif not hunk.lines:
+            hunk = _tidy_delete(hunk, before, floor)
+        tidied.append(hunk)
+    return tidied
+
+
+def _line_map(before: list[str], original: list[str]) -> dict[int, int]:
+    matcher = difflib.SequenceMatcher(None, before, original, autojunk=False)
+    mapping: dict[int, int] = {}
+    for block in matcher.get_matching_blocks():
+        mapping.update({block.a + k: block.b + k for k in range(block.size)})
+    return mapping
+
+
+def _anchored(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int) -> _Hunk | None:
+    """Translate a hunk of the dump diff into a hunk of the original text.
+
+    The hunk is widened to the nearest lines the original shares with the
+    dump, so lines ruamel would rewrite anyway (odd spacing, `~`, a list
+    offset no single setting reproduces) are re-emitted only when they touch
+    the edit; everything else stays byte-for-byte.
+    """
+    prev = hunk.start - 1
+    while prev >= 0 and prev not in mapping:
+        prev -= 1
+    nxt = hunk.end
+    while nxt < len(before) and nxt not in mapping:
+        nxt += 1
+    start = mapping[prev] + 1 if prev >= 0 else 0
+    if nxt < len(before):
+        end = mapping[nxt]
+    elif hunk.start == hunk.end == prev + 1:
+        end = start  # plain append: whatever trails the original stays last
+    else:
+        end = n_original
+    widened = prev + 1 < hunk.start or nxt > hunk.end
+    if end < start or (not widened and end - start != hunk.end - hunk.start):
+        return None  # lines only the original has sit right at the edit
+    lines = before[prev + 1:hunk.start] + hunk.lines + before[hunk.end:nxt]
+    return _Hunk(start, end, lines)
+
+
+def _splice(original: str, before: str, after: str, tidy: bool) -> str | None:
+    """Apply the before→after dump diff to the original; None if hunks collide."""
+    before_lines, after_lines = before.splitlines(True), after.splitlines(True)
+    original_lines = original.splitlines(True)
+    hunks = _hunks(before_lines, after_lines)
+    if tidy:
+        hunks = _tidy(hunks, before_lines)
+    if before_lines == original_lines:
+        mapping = {i: i for i in range(len(before_lines))}
+    else:
+        mapping = _line_map(before_lines, original_lines)
+    anchored = [_anchored(h, before_lines, mapping, len(original_lines)) for h in hunks]
+    result = list(original_lines)
+    limit = len(result)
+    for hunk in reversed(anchored):
+        if hunk is None or hunk.end > limit:
+            return None
+        result[hunk.start:hunk.end] = hunk.lines
+        limit = hunk.start
+    return "".join(result)
+
+
+def _means(text: str, expected: Any) -> bool:
+    try:
+        return _plain(_yaml().load(text)) == expected
+    except YAMLError:
+        return False
+
+
+def _apply(doc: _Doc, mutate: Callable[[_Doc], bool]) -> str | None:
+    """Run an edit; the new body, or None when nothing changed."""
+    if not mutate(doc):
+        return None
+    expected = _plain(doc.data)
+    for indent, before in doc.layouts.items():
+        after = doc.dump(indent)
+        for tidy in (True, False):
+            candidate = _splice(doc.body, before, after, tidy)
+            if candidate is not None and _means(candidate, expected):
+                return candidate
+    return doc.dump()
+
+
+def _fresh_file(model: str, column: str, description: str | None, tests: Sequence[str],
+                meta: Mapping[str, Any] | None) -> str:
+    new_col = _new_column(column, description, tests, meta, "data_tests", True, _DBT_INDENT)
+    model_entry = CommentedMap(name=model)
+    model_entry["columns"] = CommentedSeq([new_col])
+    root = CommentedMap(version=2)
+    root["models"] = CommentedSeq([model_entry])
+    return _dump(root, _DBT_INDENT, False)
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+
+def model_names(text: str) -> list[str]:
+    """Names of the models declared in a dbt properties YAML text (the `models:` list); [] if none. Raises SchemaYamlError (with line) on invalid YAML, including duplicate keys."""
+    _, body = _Envelope.of(text)
+    models = _models(_root(_load(body)))
+    return [str(entry["name"]) for entry in models or () if entry.get("name") is not None]
+
+
+def upsert_column(text: str | None, model: str, column: str, *, description: str | None = None,
+                  tests: Sequence[str] = (), meta: Mapping[str, Any] | None = None) -> str:
+    """Return the YAML text with `column` documented under `model`.
+
+    Creates the file (`text` None/empty), the `models:` key, the model entry,
+    its `columns:` and the column entry as needed; on an existing column sets
+    the description when it differs, merges `meta` keys and appends missing
+    tests (by test name, never removing or reordering).  Tests go under the
+    key the file already uses (`data_tests:` or legacy `tests:`), meta under
+    `meta:` or `config: meta:` likewise (default: `config:`, dbt >= 1.10).
+
+    Why the care: the result lands in a reviewed pull request, so only the
+    lines the change requires differ from `text`, and a repeated call with
+    the same arguments returns `text` itself.
+    """
+    if isinstance(tests, str):  # a lone "unique" would otherwise be split into letters
+        tests = (tests,)
+    if text is None or not text.strip():
+        return _fresh_file(model, column, description, tests, meta)
+    envelope, doc = _parse(text)
+    if _root(doc.data) is None:  # only comments: keep them, add the document below
+        fresh = _fresh_file(model, column, description, tests, meta)
+        return envelope.wrap(doc.body + fresh)
+    body = _apply(doc, lambda d: _upsert_in_tree(d, model, column, description, tests, meta))
+    return text if body is None else envelope.wrap(body)
+
+
+def remove_column(text: str, model: str, column: str) -> str:
+    """Drop the column's entry (used when a pushed field is withdrawn); unchanged text if absent."""
+    if not text.strip():
+        return text
+    envelope, doc = _parse(text)
+    body = _apply(doc, lambda d: _remove_in_tree(d, model, column))
+    return text if body is None else envelope.wrap(body)
+
+
+def column_entry(text: str, model: str, column: str) -> dict | None:
+    """Plain-Python view of the column's entry, or None.
+
+    Keys: ``name``, ``description`` (str or None), ``tests`` (list of str or
+    mappings, from ``data_tests:`` or ``tests:``) and ``meta`` (``meta:`` merged
+    with ``config: meta:``; the latter wins).
+    """
+    _, body = _Envelope.of(text or "")
+    _, columns, index = _locate(_root(_load(body)), model, column)
+    if columns is None or index is None:
+        return None
+    entry = columns[index]
+    description = entry.get("description")
+    tests = next((entry[k] for k in _TEST_KEYS if entry.get(k) is not None), [])
+    config = entry.get("config")
+    meta = dict(_plain(entry.get("meta") or {}))
+    if isinstance(config, Mapping) and isinstance(config.get("meta"), Mapping):
+        meta.update(_plain(config["meta"]))
+    return {
+        "name": str(entry.get("name")),
+        "description": None if description is None else str(description),
+        "tests": _plain(tests),
+        "meta": meta,
+    }

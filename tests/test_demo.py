@@ -1,0 +1,19 @@
+"""`layersync demo`: the README's main job, end to end with real dbt builds in DuckDB."""
+from __future__ import annotations
+
+import pytest
+
+from bot.demo.run import run_demo
+
+
+@pytest.mark.slow
+def test_demo_pushes_builds_and_verifies_values(tmp_path, capsys) -> None:
+    assert run_demo(tmp_path) == 0
+    out = capsys.readouterr().out
+    # Each new column equals the analyst's SQL evaluated on prod, on every row.
+    assert "ok       orders.is_large_order: 99/99 rows" in out
+    assert "ok       orders.order_size: 99/99 rows" in out
+    assert "ok       customers.customer_tier: 100/100 rows" in out
+    assert "MISMATCH" not in out
+    assert "not pushed (aggregate)" in out
+    assert out.rstrip().splitlines()[-1].startswith("demo ok")
