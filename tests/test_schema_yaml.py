@@ -620,3 +620,16 @@ def test_unmappable_edit_falls_back_to_full_round_trip() -> None:
         "        description: Amount\n"
         "  - name: customers\n"
     )
+
+
+def test_batch_upsert_equals_one_at_a_time() -> None:
+    from bot.dbt.schema_yaml import ColumnDoc, upsert_columns
+
+    docs = [ColumnDoc("orders", "is_large", "Large orders"), ColumnDoc("customers", "tier", "Tier", ("not_null",)),
+            ColumnDoc("orders", "is_large", "Large orders, over 20 dollars"), ColumnDoc("new_model", "x")]
+    for start in (JAFFLE, None):
+        one_by_one = start
+        for d in docs:
+            one_by_one = upsert_column(one_by_one, d.model, d.column, description=d.description, tests=d.tests)
+        assert upsert_columns(start, docs) == one_by_one
+    assert upsert_columns(JAFFLE, []) == JAFFLE

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
@@ -709,14 +710,52 @@ def _line_map(before: list[str], original: list[str]) -> dict[int, int]:
     return mapping
 
 
-def _anchored(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int) -> _Hunk | None:
+def _anchored(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int) -> tuple[_Hunk, int] | None:
     """Translate a hunk of the dump diff into a hunk of the original text.
 
-    The hunk is widened to the nearest lines the original shares with the
-    dump, so lines ruamel would rewrite anyway (odd spacing, `~`, a list
-    offset no single setting reproduces) are re-emitted only when they touch
-    the edit; everything else stays byte-for-byte.
+    Returns the hunk and how many neighbouring lines it had to re-emit, or
+    None when that is ambiguous (lines only the original has sit at the edit).
     """
+    try:
+        exact = _exact_span(hunk, mapping, len(before), n_original)
+    except _Ambiguous:
+        return None
+    if exact is not None:
+        return _Hunk(exact[0], exact[1], hunk.lines), 0
+    return _widened(hunk, before, mapping, n_original)
+
+
+class _Ambiguous(Exception):
+    """An insertion whose two neighbours disagree on where it goes."""
+
+
+def _exact_span(hunk: _Hunk, mapping: dict[int, int], n_before: int, n_original: int) -> tuple[int, int] | None:
+    """The span when the hunk's own lines, or one neighbour of an insertion, are shared."""
+    size = hunk.end - hunk.start
+    if size:
+        first = mapping.get(hunk.start)
+        if first is None or any(mapping.get(hunk.start + k) != first + k for k in range(size)):
+            return None
+        return first, first + size
+    left = 0 if hunk.start == 0 else _after(mapping.get(hunk.start - 1))
+    if hunk.start == n_before:
+        right = None if left is not None else n_original  # appending: what trails the original stays last
+    else:
+        right = mapping.get(hunk.start)
+    if left is not None and right is not None and left != right:
+        raise _Ambiguous
+    position = left if left is not None else right
+    return None if position is None else (position, position)
+
+
+def _after(index: int | None) -> int | None:
+    return None if index is None else index + 1
+
+
+def _widened(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int) -> tuple[_Hunk, int] | None:
+    """Widen to the nearest shared lines, so lines ruamel would rewrite anyway
+    (odd spacing, `~`, a list offset no single setting reproduces) change only
+    where they touch the edit."""
     prev = hunk.start - 1
     while prev >= 0 and prev not in mapping:
         prev -= 1
@@ -724,21 +763,19 @@ def _anchored(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_origina
     while nxt < len(before) and nxt not in mapping:
         nxt += 1
     start = mapping[prev] + 1 if prev >= 0 else 0
-    if nxt < len(before):
-        end = mapping[nxt]
-    elif hunk.start == hunk.end == prev + 1:
-        end = start  # plain append: whatever trails the original stays last
-    else:
-        end = n_original
-    widened = prev + 1 < hunk.start or nxt > hunk.end
-    if end < start or (not widened and end - start != hunk.end - hunk.start):
-        return None  # lines only the original has sit right at the edit
+    end = mapping[nxt] if nxt < len(before) else n_original
+    if end < start:
+        return None
     lines = before[prev + 1:hunk.start] + hunk.lines + before[hunk.end:nxt]
-    return _Hunk(start, end, lines)
+    return _Hunk(start, end, lines), (hunk.start - prev - 1) + (nxt - hunk.end)
 
 
-def _splice(original: str, before: str, after: str, tidy: bool) -> str | None:
-    """Apply the before→after dump diff to the original; None if hunks collide."""
+def _splice(original: str, before: str, after: str, tidy: bool) -> tuple[str, int] | None:
+    """Apply the before→after dump diff to the original text.
+
+    Returns the text and the number of extra lines re-emitted around the
+    edits (0 when the splice is exact); None if it cannot be done cleanly.
+    """
     before_lines, after_lines = before.splitlines(True), after.splitlines(True)
     original_lines = original.splitlines(True)
     hunks = _hunks(before_lines, after_lines)
@@ -748,18 +785,25 @@ def _splice(original: str, before: str, after: str, tidy: bool) -> str | None:
         mapping = {i: i for i in range(len(before_lines))}
     else:
         mapping = _line_map(before_lines, original_lines)
-    anchored = [_anchored(h, before_lines, mapping, len(original_lines)) for h in hunks]
-    result = list(original_lines)
-    limit = len(result)
-    for hunk in reversed(anchored):
-        if hunk is None or hunk.end > limit:
+    result, limit, extra = list(original_lines), len(original_lines), 0
+    for hunk in reversed(hunks):
+        anchored = _anchored(hunk, before_lines, mapping, len(original_lines))
+        if anchored is None or anchored[0].end > limit:
             return None
-        result[hunk.start:hunk.end] = hunk.lines
-        limit = hunk.start
-    return "".join(result)
+        span, widened = anchored
+        result[span.start:span.end] = span.lines
+        limit, extra = span.start, extra + widened
+    return "".join(result), extra
 
 
 def _means(text: str, expected: Any) -> bool:
+    """Does the spliced text load to the edited tree? libyaml answers most cases ten times faster
+    than a second round-trip load; only when it disagrees (YAML 1.1 vs 1.2 scalars) does ruamel judge."""
+    try:
+        if pyyaml.load(text, Loader=_FAST_LOADER) == expected:
+            return True
+    except pyyaml.YAMLError:
+        pass
     try:
         return _plain(_yaml().load(text)) == expected
     except YAMLError:
@@ -767,17 +811,30 @@ def _means(text: str, expected: Any) -> bool:
 
 
 def _apply(doc: _Doc, mutate: Callable[[_Doc], bool]) -> str | None:
-    """Run an edit; the new body, or None when nothing changed."""
+    """Run an edit; the new body, or None when nothing changed.
+
+    Every candidate layout is tried; the splice that re-emits the fewest
+    untouched lines wins, and only splices that re-load to the edited tree
+    count.  The plain dump is the last resort.
+    """
     if not mutate(doc):
         return None
     expected = _plain(doc.data)
+    best: tuple[int, str] | None = None
     for indent, before in doc.layouts.items():
         after = doc.dump(indent)
         for tidy in (True, False):
-            candidate = _splice(doc.body, before, after, tidy)
-            if candidate is not None and _means(candidate, expected):
-                return candidate
-    return doc.dump()
+            spliced = _splice(doc.body, before, after, tidy)
+            if spliced is None or (best is not None and spliced[1] >= best[0]):
+                continue
+            if _means(spliced[0], expected):
+                if spliced[1] == 0:
+                    return spliced[0]
+                best = (spliced[1], spliced[0])
+    return best[1] if best is not None else doc.dump()
+
+
+_FAST_LOADER = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
 
 
 def _fresh_file(model: str, column: str, description: str | None, tests: Sequence[str],
@@ -819,13 +876,43 @@ def upsert_column(text: str | None, model: str, column: str, *, description: str
     """
     if isinstance(tests, str):  # a lone "unique" would otherwise be split into letters
         tests = (tests,)
+    return upsert_columns(text, [ColumnDoc(model, column, description, tuple(tests), meta)])
+
+
+@dataclass(frozen=True)
+class ColumnDoc:
+    """One column to document: the arguments of `upsert_column`, for batches."""
+
+    model: str
+    column: str
+    description: str | None = None
+    tests: tuple[str, ...] = ()
+    meta: Mapping[str, Any] | None = None
+
+
+def upsert_columns(text: str | None, columns: Sequence[ColumnDoc]) -> str:
+    """`upsert_column` for several columns in one round trip: a batch that touches one file many
+    times costs one parse and one splice, not one per column. Same result as calling it in turn."""
+    columns = list(columns)
+    if not columns:
+        return text or ""
     if text is None or not text.strip():
-        return _fresh_file(model, column, description, tests, meta)
+        first = columns.pop(0)
+        text = _fresh_file(first.model, first.column, first.description, first.tests, first.meta)
+        if not columns:
+            return text
     envelope, doc = _parse(text)
     if _root(doc.data) is None:  # only comments: keep them, add the document below
-        fresh = _fresh_file(model, column, description, tests, meta)
-        return envelope.wrap(doc.body + fresh)
-    body = _apply(doc, lambda d: _upsert_in_tree(d, model, column, description, tests, meta))
+        first = columns.pop(0)
+        text = envelope.wrap(doc.body + _fresh_file(first.model, first.column, first.description, first.tests,
+                                                    first.meta))
+        return upsert_columns(text, columns) if columns else text
+
+    def mutate(d: _Doc) -> bool:
+        changed = [_upsert_in_tree(d, c.model, c.column, c.description, c.tests, c.meta) for c in columns]
+        return any(changed)
+
+    body = _apply(doc, mutate)
     return text if body is None else envelope.wrap(body)
 
 

@@ -11,7 +11,7 @@ from typing import Iterable, Literal
 from sqlglot import exp
 
 from bot.dbt import model_sql, schema_yaml
-from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model
+from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model, fast_yaml
 from bot.errors import LayersyncError, TranslationError
 from bot.semantic.model import Field, View
 from bot.semantic.refs import Resolver
@@ -66,6 +66,44 @@ class PushPlan:
         return sorted({p.model for p in self.pushed if p.action != "unchanged"})
 
 
+@dataclass
+class _Draft:
+    """A field's planned edit, before its YAML file is written (all of a file's fields at once)."""
+
+    request: FieldRequest
+    model: Model
+    column: str
+    doc: schema_yaml.ColumnDoc
+    yaml_path: str
+    sql_changed: bool = False
+    dbt_sql: str | None = None
+    previous_dbt_sql: str | None = None
+    yaml_changed: bool = False
+
+    def pushed(self) -> PushedField:
+        field = self.request.field
+        if self.sql_changed:
+            action: Action = "added" if self.previous_dbt_sql is None else "replaced"
+        else:
+            action = "documented" if self.yaml_changed else "unchanged"
+        files = tuple(p for p, changed in ((self.model.path, self.sql_changed), (self.yaml_path, self.yaml_changed))
+                      if changed)
+        return PushedField(field.id, field.location.file, field.location.line, self.model.name, self.column, action,
+                           field.sql, self.dbt_sql, self.previous_dbt_sql if action == "replaced" else None, files)
+
+
+def column_docs(text: str | None) -> dict[tuple[str, str], object]:
+    """(model, column) → the column's YAML entry, read fast: only to tell which fields changed it."""
+    data = fast_yaml(text) if text else None
+    found: dict[tuple[str, str], object] = {}
+    for model in (data.get("models") if isinstance(data, dict) else None) or []:
+        if isinstance(model, dict):
+            for column in model.get("columns") or []:
+                if isinstance(column, dict) and column.get("name") is not None:
+                    found[(str(model.get("name")), str(column["name"]).lower())] = column
+    return found
+
+
 def skip_for(request: FieldRequest, reason: str, code: str = "error") -> Skipped:
     loc = request.field.location
     return Skipped(request.field.id, loc.file, loc.line, reason, code)
@@ -89,25 +127,44 @@ class PushPlanner:
         self.dbt_dialect = dbt_dialect
 
     def plan(self, requests: Iterable[FieldRequest]) -> PushPlan:
-        plan = PushPlan()
-        for request in requests:
-            try:
-                outcome = self._plan_field(request)
-            except LayersyncError as exc:
-                plan.skipped.append(Skipped(request.field.id, exc.file or request.field.location.file,
-                                            exc.line or request.field.location.line, exc.message))
-                continue
-            if isinstance(outcome, Skipped):
-                plan.skipped.append(outcome)
-                continue
-            pushed, edits = outcome
-            self.overlay.files.update(edits)
-            plan.pushed.append(pushed)
+        """SQL edits field by field, then each YAML file edited once for all its fields.
+
+        One round trip per YAML file, not per field, keeps a batch's cost at what it touches.
+        A YAML file that cannot be edited fails its fields, and the plan is made again
+        without them, so their SQL edits do not stay behind either.
+        """
+        requests = list(requests)
+        failed: dict[str, Skipped] = {}
+        while True:
+            self.overlay.files.clear()
+            drafts, skipped = self._draft_all([r for r in requests if r.field.id not in failed])
+            yaml_failures = self._apply_yaml(drafts)
+            if not yaml_failures:
+                break
+            failed.update(yaml_failures)
+        plan = PushPlan(skipped=skipped + list(failed.values()))
+        plan.pushed = [draft.pushed() for draft in drafts]
         plan.files = {path: text for path, text in self.overlay.files.items()
                       if text != self.base_store.read_text(path)}
         return plan
 
-    def _plan_field(self, request: FieldRequest) -> Skipped | tuple[PushedField, dict[str, str]]:
+    def _draft_all(self, requests: list[FieldRequest]) -> tuple[list["_Draft"], list[Skipped]]:
+        drafts: list[_Draft] = []
+        skipped: list[Skipped] = []
+        for request in requests:
+            try:
+                outcome = self._draft(request)
+            except LayersyncError as exc:
+                skipped.append(Skipped(request.field.id, exc.file or request.field.location.file,
+                                       exc.line or request.field.location.line, exc.message))
+                continue
+            if isinstance(outcome, Skipped):
+                skipped.append(outcome)
+            else:
+                drafts.append(outcome)
+        return drafts, skipped
+
+    def _draft(self, request: FieldRequest) -> "Skipped | _Draft":
         view, field = request.view, request.field
         if field.kind == "measure":
             return skip_for(request, f"not pushed (aggregate): measure `{field.name}` aggregates rows "
@@ -129,7 +186,7 @@ class PushPlanner:
             where = f"{model.path}:{exc.line}" if exc.line else model.path
             raise TranslationError(f"{where}: {exc.message}", field.location.file, field.location.line) from None
 
-    def _document_plain(self, request: FieldRequest, model: Model, column: str):
+    def _document_plain(self, request: FieldRequest, model: Model, column: str) -> "Skipped | _Draft":
         field = request.field
         if column.lower() != field.name.lower():
             return skip_for(request, f"`{field.name}` only renames column `{column}` of `{model.name}`; "
@@ -141,13 +198,9 @@ class PushPlanner:
         if not (field.description or field.label or field.primary_key):
             return skip_for(request, f"`{field.name}` is column `{column}` of `{model.name}` as it is; nothing to push",
                             "nothing-to-push")
-        yaml_path, yaml_text, yaml_new = self._yaml_edit(model, column, field)
-        edits = {yaml_path: yaml_new} if yaml_new != yaml_text else {}
-        action: Action = "documented" if edits else "unchanged"
-        return PushedField(field.id, field.location.file, field.location.line, model.name, column, action,
-                           field.sql, None, None, tuple(edits)), edits
+        return _Draft(request, model, column, self._column_doc(model, column, field), self._yaml_path(model))
 
-    def _add_column(self, request: FieldRequest, model: Model, expression: exp.Expression):
+    def _add_column(self, request: FieldRequest, model: Model, expression: exp.Expression) -> "_Draft":
         field = request.field
         text = self._read(model.path)
         before = model_sql.column_sql(text, field.name, self.dbt_dialect)
@@ -156,23 +209,44 @@ class PushPlanner:
             raise TranslationError(
                 f"model `{model.name}` already has a column `{field.name}` (`{before}`) that layersync did not "
                 f"write; rename the field or change the column in dbt", field.location.file, field.location.line)
-        yaml_path, yaml_text, yaml_new = self._yaml_edit(model, field.name, field)
-        edits = {}
         if new_text != text:
-            edits[model.path] = new_text
-        if yaml_new != yaml_text:
-            edits[yaml_path] = yaml_new
-        if not edits:
-            action: Action = "unchanged"
-        elif before is None:
-            action = "added"
-        elif new_text != text:
-            action = "replaced"
-        else:
-            action = "documented"
+            self.overlay.files[model.path] = new_text
         after = model_sql.column_sql(new_text, field.name, self.dbt_dialect)
-        return PushedField(field.id, field.location.file, field.location.line, model.name, field.name, action,
-                           field.sql, after, before if action == "replaced" else None, tuple(edits)), edits
+        return _Draft(request, model, field.name, self._column_doc(model, field.name, field), self._yaml_path(model),
+                      sql_changed=new_text != text, dbt_sql=after, previous_dbt_sql=before)
+
+    def _column_doc(self, model: Model, column: str, field: Field) -> schema_yaml.ColumnDoc:
+        tests = ("unique", "not_null") if field.primary_key else ()
+        return schema_yaml.ColumnDoc(model.name, column, description=field.description or field.label, tests=tests)
+
+    def _yaml_path(self, model: Model) -> str:
+        return self.project.properties_file(model)[0]
+
+    def _apply_yaml(self, drafts: list["_Draft"]) -> dict[str, Skipped]:
+        """Edit each YAML file once; returns the fields whose file could not be edited."""
+        by_path: dict[str, list[_Draft]] = {}
+        for draft in drafts:
+            by_path.setdefault(draft.yaml_path, []).append(draft)
+        failures: dict[str, Skipped] = {}
+        for path, group in by_path.items():
+            current = self.overlay.read_text(path)
+            try:
+                updated = schema_yaml.upsert_columns(current, [d.doc for d in group])
+            except schema_yaml.SchemaYamlError as exc:
+                where = f"{path}:{exc.line}" if exc.line else path
+                for d in group:
+                    loc = d.request.field.location
+                    failures[d.request.field.id] = Skipped(d.request.field.id, loc.file, loc.line,
+                                                           f"cannot edit {where}: {exc.message}")
+                continue
+            if updated == current:
+                continue
+            self.overlay.files[path] = updated
+            before, after = column_docs(current), column_docs(updated)
+            for d in group:
+                key = (d.model.name, d.column.lower())
+                d.yaml_changed = before.get(key) != after.get(key)
+        return failures
 
     def _may_replace(self, request: FieldRequest, model: Model, text: str, expression: exp.Expression) -> bool:
         """Replace a column only when it is ours: added on the bot's branch, or the old field's translation."""
@@ -188,23 +262,9 @@ class PushPlanner:
             return False
         return model_sql.upsert_column(text, request.field.name, old_expression, self.dbt_dialect) == text
 
-    def _yaml_edit(self, model: Model, column: str, field: Field) -> tuple[str, str | None, str]:
-        path, _declared = self.project.properties_file(model)
-        current = self._read_optional(path)
-        tests = ("unique", "not_null") if field.primary_key else ()
-        try:
-            updated = schema_yaml.upsert_column(current, model.name, column,
-                                                description=field.description or field.label, tests=tests)
-        except schema_yaml.SchemaYamlError as exc:
-            raise TranslationError(f"cannot edit {path}: {exc.message}", path, exc.line) from None
-        return path, current, updated
-
     def _read(self, path: str) -> str:
         text = self.overlay.read_text(path)
         if text is None:
             raise TranslationError(f"cannot read `{path}`", path)
         return text
-
-    def _read_optional(self, path: str) -> str | None:
-        return self.overlay.read_text(path)
 
