@@ -48,6 +48,20 @@ class RevisionReader:
         tree = self.commit(rev).tree
         return sorted(item.path for item in tree.traverse() if item.type == "blob" and keep(item.path))
 
+    def read_many(self, rev: str, paths: list[str]) -> dict[str, str | None]:
+        """Several files of one revision: one `ls-tree` and git's object stream, instead of walking
+        a large directory's tree object once per file."""
+        if not paths:
+            return {}
+        found: dict[str, str | None] = dict.fromkeys(paths)
+        listing = self.repo.git.ls_tree("-z", self.commit(rev).hexsha, "--", *paths)
+        for entry in listing.split("\0"):
+            meta, _, path = entry.partition("\t")
+            parts = meta.split()
+            if len(parts) == 3 and parts[1] == "blob" and path in found:
+                found[path] = self.repo.odb.stream(bytes.fromhex(parts[2])).read().decode("utf-8")
+        return found
+
     def read(self, rev: str, path: str) -> str | None:
         try:
             blob = self.commit(rev).tree / path

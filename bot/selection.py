@@ -59,8 +59,7 @@ class ViewSource:
         return None
 
 
-def _read_at(reader: RevisionReader, fmt: ViewReader, rev: str | None, path: str) -> View | None:
-    text = reader.read(rev, path) if rev is not None else None
+def _parse_text(fmt: ViewReader, text: str | None, path: str) -> View | None:
     return None if text is None else fmt.read(text, path)
 
 
@@ -113,15 +112,17 @@ def select_changed(reader: RevisionReader, head: str, since: str | None, dialect
     paths = [p for p in reader.changed_paths(since, head) if fmt.is_view_file(p)]
     old_views: dict[str, View] = {}
     new_views: dict[str, View] = {}
+    new_texts = reader.read_many(head, paths)
+    old_texts = reader.read_many(since, paths) if since is not None else {}
     for path in paths:
         try:
-            new_view = _read_at(reader, fmt, head, path)
+            new_view = _parse_text(fmt, new_texts.get(path), path)
         except SemanticError as exc:
             # Reported once for the file; its fields are neither pushed nor taken as removed.
             selection.skipped.append(_file_error(exc, path))
             continue
         try:
-            old_view = _read_at(reader, fmt, since, path)
+            old_view = _parse_text(fmt, old_texts.get(path), path)
         except SemanticError:
             old_view = None  # the analyst just repaired the file: its fields count as added
         for view, views in ((old_view, old_views), (new_view, new_views)):

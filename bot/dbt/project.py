@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Mapping, Protocol
+from typing import Mapping, Protocol
 
 import yaml
 from ruamel.yaml import YAML
@@ -113,11 +113,15 @@ class DbtProject:
         self.profile: str = str(data.get("profile") or self.name)
         self.model_paths: list[str] = [str(p).rstrip("/") for p in data.get("model-paths") or data.get("source-paths") or ["models"]]
         self._models: dict[str, Model] | None = None
+        self._listing: list[str] | None = None
         self._declared: dict[tuple[str, int], list[str]] = {}
 
-    def _files(self) -> Iterable[str]:
-        for root in self.model_paths:
-            yield from self.store.list_files(root)
+    def _files(self) -> list[str]:
+        """Listed once per project object: a planner asks for every field, the tree does not change
+        under it (files the plan creates are known to it by path)."""
+        if self._listing is None:
+            self._listing = [path for root in self.model_paths for path in self.store.list_files(root)]
+        return self._listing
 
     def models(self) -> dict[str, Model]:
         if self._models is None:

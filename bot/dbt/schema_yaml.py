@@ -32,6 +32,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import (
     DoubleQuotedScalarString,
+    FoldedScalarString,
     LiteralScalarString,
     PlainScalarString,
     ScalarString,
@@ -396,12 +397,20 @@ def _styled(description: str, old: Any, indent: Indent) -> str:
     old value's style on assignment, bypassing the round-trip check.
     """
     options: list[str] = []
-    if "\n" in description:
+    block_ok = _block_safe(description)
+    if "\n" in description and block_ok:
         options.append(LiteralScalarString(description))
     if isinstance(old, ScalarString) and type(old) is not PlainScalarString:
-        options.append(type(old)(description))
+        if block_ok or not isinstance(old, (LiteralScalarString, FoldedScalarString)):
+            options.append(type(old)(description))
     options += [PlainScalarString(description), DoubleQuotedScalarString(description)]
     return next((o for o in options if _round_trips(o, indent)), options[-1])
+
+
+def _block_safe(text: str) -> bool:
+    """Block scalars whose edges are blank (`|+`, indentation indicators) can
+    swallow or shed the blank lines around them in a real file; quote those."""
+    return bool(text.strip()) and not text.endswith("\n\n") and not text[0].isspace()
 
 
 def _test_name(test: Any) -> str:
@@ -831,7 +840,12 @@ def _apply(doc: _Doc, mutate: Callable[[_Doc], bool]) -> str | None:
                 if spliced[1] == 0:
                     return spliced[0]
                 best = (spliced[1], spliced[0])
-    return best[1] if best is not None else doc.dump()
+    if best is not None:
+        return best[1]
+    dumped = doc.dump()
+    if not _means(dumped, expected):  # pragma: no cover - guards against ruamel emitter bugs
+        raise SchemaYamlError("cannot write this edit so that it reads back unchanged")
+    return dumped
 
 
 _FAST_LOADER = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
