@@ -31,7 +31,7 @@ def title(pushed: Sequence[PushedField]) -> str:
 
 
 def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skipped],
-           semantic_repo: str, semantic_commit: str) -> str:
+           semantic_repo: str, semantic_commit: str, dbt_checked: bool = True) -> str:
     lines = [marker(branch), "",
              f"This PR moves logic from the semantic layer into dbt, from semantic-layer commit "
              f"`{semantic_commit[:12]}` of `{semantic_repo}`.", ""]
@@ -56,5 +56,9 @@ def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skip
             where = f"{s.file}:{s.line}" if s.file and s.line else (s.file or "")
             lines.append(f"| `{s.id}` | {where} | {s.reason.replace('|', '/').replace(chr(10), ' ')} |")
         lines.append("")
-    lines.append("_Checked with `dbt parse` and `dbt compile` of the touched models before this was pushed._")
+    if dbt_checked:
+        lines.append("_Checked before it was pushed: `dbt compile` of the touched models, after dbt parsed the "
+                     "whole project._")
+    else:
+        lines.append("_Not checked with dbt (`dbt_check: false` in layersync.yml)._")
     return "\n".join(lines)

@@ -127,10 +127,14 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
             ws.push(branch)
             log(f"pushed {branch} ({result.commit[:12]}) to {remote}")
         result.branch = branch
-        body = pr_body.render(branch=branch, pushed=plan.pushed, skipped=result.skipped,
-                              semantic_repo=str(semantic.path), semantic_commit=head)
+        # The PR tells what it changes against its base, whatever earlier runs already pushed.
+        pushed_ids = {p.id for p in plan.pushed}
+        described = PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
+            [r for r in selection.requests if r.field.id in pushed_ids]).pushed
+        body = pr_body.render(branch=branch, pushed=described, skipped=result.skipped,
+                              semantic_repo=str(semantic.path), semantic_commit=head, dbt_checked=config.dbt_check)
         result.pr, result.pr_created = forge.open_or_update_pr(remote, head=branch, base=base,
-                                                               title=pr_body.title(plan.pushed), body=body)
+                                                               title=pr_body.title(described), body=body)
         result.message = (f"{'opened' if result.pr_created else 'updated'} PR #{result.pr.number}"
                           if result.commit or result.pr_created else f"PR #{result.pr.number} is already up to date")
     return result

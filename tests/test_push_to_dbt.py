@@ -69,6 +69,8 @@ def test_rerun_is_idempotent_and_re_edit_updates_the_same_branch(repos) -> None:
     assert again.pr.number == first.pr.number
     assert repos.branch_sha(first.branch) == tip
     assert [p.action for p in again.pushed] == ["unchanged"]
+    # The PR still describes what it changes against main, not what the rerun changed.
+    assert LocalForge(repos.state_db).get_pr(first.pr.repo, first.pr.number).body == first.pr.body
 
     repos.edit_view("orders", "sql: ${TABLE}.amount > 20", "sql: ${TABLE}.amount > 25")
     repos.commit_semantic("raise the bar")
@@ -85,6 +87,8 @@ def test_rerun_is_idempotent_and_re_edit_updates_the_same_branch(repos) -> None:
     model = repos.dbt_file(first.branch, ORDERS_SQL)
     assert "amount > 25 as is_large_order" in model and "amount > 20" not in model
     assert len(LocalForge(repos.state_db).list_prs()) == 1
+    body = LocalForge(repos.state_db).list_prs()[0].body
+    assert "amount > 25" in body and "new column" in body and "amount > 20" not in body
 
 
 def test_bad_fields_are_reported_and_good_ones_still_go_through(repos) -> None:

@@ -719,14 +719,17 @@ def _line_map(before: list[str], original: list[str]) -> dict[int, int]:
     return mapping
 
 
-def _anchored(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int) -> tuple[_Hunk, int] | None:
+def _anchored(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int,
+              widen: bool) -> tuple[_Hunk, int] | None:
     """Translate a hunk of the dump diff into a hunk of the original text.
 
     Returns the hunk and how many neighbouring lines it had to re-emit, or
     None when that is ambiguous (lines only the original has sit at the edit).
+    With `widen`, an insertion beside a line ruamel rewrites takes that line
+    along, for when the original's local indentation differs from the dump's.
     """
     try:
-        exact = _exact_span(hunk, mapping, len(before), n_original)
+        exact = _exact_span(hunk, mapping, len(before), n_original, widen)
     except _Ambiguous:
         return None
     if exact is not None:
@@ -738,7 +741,8 @@ class _Ambiguous(Exception):
     """An insertion whose two neighbours disagree on where it goes."""
 
 
-def _exact_span(hunk: _Hunk, mapping: dict[int, int], n_before: int, n_original: int) -> tuple[int, int] | None:
+def _exact_span(hunk: _Hunk, mapping: dict[int, int], n_before: int, n_original: int,
+                widen: bool) -> tuple[int, int] | None:
     """The span when the hunk's own lines, or one neighbour of an insertion, are shared."""
     size = hunk.end - hunk.start
     if size:
@@ -753,6 +757,8 @@ def _exact_span(hunk: _Hunk, mapping: dict[int, int], n_before: int, n_original:
         right = mapping.get(hunk.start)
     if left is not None and right is not None and left != right:
         raise _Ambiguous
+    if widen and (left is None or right is None) and not (hunk.start == n_before and left is not None):
+        return None
     position = left if left is not None else right
     return None if position is None else (position, position)
 
@@ -779,7 +785,7 @@ def _widened(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original
     return _Hunk(start, end, lines), (hunk.start - prev - 1) + (nxt - hunk.end)
 
 
-def _splice(original: str, before: str, after: str, tidy: bool) -> tuple[str, int] | None:
+def _splice(original: str, before: str, after: str, tidy: bool, widen: bool) -> tuple[str, int] | None:
     """Apply the before→after dump diff to the original text.
 
     Returns the text and the number of extra lines re-emitted around the
@@ -796,7 +802,7 @@ def _splice(original: str, before: str, after: str, tidy: bool) -> tuple[str, in
         mapping = _line_map(before_lines, original_lines)
     result, limit, extra = list(original_lines), len(original_lines), 0
     for hunk in reversed(hunks):
-        anchored = _anchored(hunk, before_lines, mapping, len(original_lines))
+        anchored = _anchored(hunk, before_lines, mapping, len(original_lines), widen)
         if anchored is None or anchored[0].end > limit:
             return None
         span, widened = anchored
@@ -832,8 +838,8 @@ def _apply(doc: _Doc, mutate: Callable[[_Doc], bool]) -> str | None:
     best: tuple[int, str] | None = None
     for indent, before in doc.layouts.items():
         after = doc.dump(indent)
-        for tidy in (True, False):
-            spliced = _splice(doc.body, before, after, tidy)
+        for tidy, widen in ((True, False), (True, True), (False, False), (False, True)):
+            spliced = _splice(doc.body, before, after, tidy, widen)
             if spliced is None or (best is not None and spliced[1] >= best[0]):
                 continue
             if _means(spliced[0], expected):
