@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--dialect", help="SQL dialect of the semantic layer (default: layersync.yml, else duckdb)")
     push.add_argument("--dbt-dialect", help="SQL dialect of the dbt project (default: layersync.yml, else duckdb)")
     push.add_argument("--profiles-dir", type=Path, help="dbt profiles dir for the check (default: in-memory DuckDB)")
-    push.add_argument("--state-db", type=Path, default=None, help="local forge database (default: %(default)s)")
+    push.add_argument("--state-db", type=Path, default=None,
+                      help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
     push.add_argument("--json", action="store_true", help="print a machine-readable result")
+    push.add_argument("-v", "--verbose", action="store_true", help="stream dbt's output to stderr")
 
     prs = sub.add_parser("prs", help="list pull requests recorded by the local forge")
     prs.add_argument("--repo", help="only this repo (the remote's path)")
@@ -67,8 +69,10 @@ def _cmd_push(args: argparse.Namespace) -> int:
     request = PushRequest(semantic_repo=args.semantic_repo, dbt_repo=args.dbt_repo, fields=args.field,
                           since=args.since, base=args.base, dialect=args.dialect, dbt_dialect=args.dbt_dialect,
                           profiles_dir=args.profiles_dir)
-    log = (lambda line: None) if args.json else (lambda line: print(f"  dbt | {line}", file=sys.stderr)
-                                                 if os.environ.get("LAYERSYNC_VERBOSE") else None)
+    def log(line: str) -> None:
+        if args.verbose:
+            print(f"  dbt | {line}", file=sys.stderr)
+
     result = run(request, forge, log=log)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import sqlglot
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -24,6 +25,16 @@ class Config:
 
     def with_overrides(self, **values: Any) -> "Config":
         return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def validated(self, source: str = CONFIG_FILE) -> "Config":
+        """A dialect sqlglot does not know would fail on the first field; say so up front instead."""
+        for key in ("dialect", "dbt_dialect"):
+            name = getattr(self, key)
+            try:
+                sqlglot.Dialect.get_or_raise(name)
+            except ValueError:
+                raise LayersyncError(f"unknown SQL dialect `{name}` for `{key}`", source) from None
+        return self
 
 
 def parse_config(text: str | None, source: str = CONFIG_FILE) -> Config:

@@ -81,7 +81,7 @@ def branch_name(prefix: str, requests: list[FieldRequest]) -> str:
 
 def load_config(reader: RevisionReader, head: str, request: PushRequest) -> Config:
     config = parse_config(reader.read(head, CONFIG_FILE), CONFIG_FILE)
-    return config.with_overrides(dialect=request.dialect, dbt_dialect=request.dbt_dialect)
+    return config.with_overrides(dialect=request.dialect, dbt_dialect=request.dbt_dialect).validated()
 
 
 def select(reader: RevisionReader, head: str, request: PushRequest, config: Config) -> Selection:

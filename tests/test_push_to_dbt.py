@@ -165,6 +165,12 @@ def test_cli_json_contract_and_exit_codes(repos, capsys) -> None:
     assert "unknown revision `no-such-rev`" in capsys.readouterr().err
     assert main([*args, "--field", "no_dot"]) == 2
     assert "VIEW.FIELD" in capsys.readouterr().err
+    assert main([*args, "--dialect", "klingon"]) == 2
+    assert "unknown SQL dialect `klingon`" in capsys.readouterr().err
+    repos.write_semantic("layersync.yml", "dialect: duckdb\nbranch_prefx: x/\n")
+    repos.commit_semantic("typo in the settings")
+    assert main(args) == 2
+    assert "layersync.yml: unknown setting(s): branch_prefx" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, words", [
