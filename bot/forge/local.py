@@ -17,8 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from bot.forge.base import (
     BOT_AUTHOR,
@@ -86,29 +88,20 @@ def _pr_url(repo: str, number: int) -> str:
     return f"local://{repo}/pull/{number}"
 
 
+_Record = TypeVar("_Record", PullRequest, Comment)
+
+
+def _row_to(record: type[_Record], row: sqlite3.Row) -> _Record:
+    """Rows carry the records' field names as columns, so one mapping serves both kinds."""
+    return record(**{f.name: row[f.name] for f in fields(record)})
+
+
 def _row_to_pr(row: sqlite3.Row) -> PullRequest:
-    return PullRequest(
-        number=row["number"],
-        repo=row["repo"],
-        title=row["title"],
-        body=row["body"],
-        head=row["head"],
-        base=row["base"],
-        state=row["state"],
-        url=row["url"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return _row_to(PullRequest, row)
 
 
 def _row_to_comment(row: sqlite3.Row) -> Comment:
-    return Comment(
-        id=row["id"],
-        body=row["body"],
-        author=row["author"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return _row_to(Comment, row)
 
 
 def _check_state(state: str | None) -> None:
