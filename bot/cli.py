@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bot.errors import LayersyncError
+from bot.service_config import data_dir
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -17,8 +18,7 @@ def default_state_db() -> Path:
     """The local forge's PR records; XDG's data dir, like other per-user tools keep state."""
     if os.environ.get("LAYERSYNC_STATE_DB"):
         return Path(os.environ["LAYERSYNC_STATE_DB"])
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return data_home / "layersync" / "state.sqlite"
+    return data_dir() / "state.sqlite"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     prs.add_argument("--state-db", type=Path, default=None)
     prs.add_argument("--json", action="store_true")
     prs.add_argument("--show", type=int, metavar="N", help="print PR N's body (needs --repo if several repos)")
+
+    serve = sub.add_parser("serve", help="run the GitHub webhook receiver (and optionally the worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--with-worker", action="store_true", help="also run the job worker in this process")
+    serve.add_argument("--threads", type=int, default=2, help="worker threads (with --with-worker)")
+    serve.add_argument("--config", type=Path, help="YAML settings file (environment variables win)")
+
+    worker = sub.add_parser("worker", help="run the job worker")
+    worker.add_argument("--threads", type=int, default=2)
+    worker.add_argument("--config", type=Path, help="YAML settings file (environment variables win)")
 
     demo = sub.add_parser("demo", help="run push-to-dbt end to end on a generated jaffle_shop project")
     demo.add_argument("--workdir", type=Path, help="keep the demo's repos here instead of a temp dir")
@@ -121,9 +132,67 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.workdir)
 
 
+def _worker(config, threads: int):
+    """The job worker for a service config, and the event that stops it."""
+    import threading
+
+    from bot.jobs.queue import JobQueue
+    from bot.jobs.worker import Worker
+    from bot.service import build_handler
+
+    config.queue_db.parent.mkdir(parents=True, exist_ok=True)
+    handler = build_handler(config)
+    return Worker(JobQueue(config.queue_db), handler, threads=threads, on_failure=handler.on_failure), threading.Event()
+
+
+def _service_config(args: argparse.Namespace):
+    import logging
+
+    from bot.service_config import load_service_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = load_service_config(config_file=args.config)
+    config.queue_db.parent.mkdir(parents=True, exist_ok=True)
+    return config
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from bot.jobs.queue import JobQueue
+    from webhooks.app import ReceiverSettings, create_app
+
+    config = _service_config(args)
+    app = create_app(ReceiverSettings(secret=config.webhook_secret), JobQueue(config.queue_db))
+    stop = None
+    if args.with_worker:
+        worker, stop = _worker(config, args.threads)
+        threading.Thread(target=worker.run, args=(stop,), name="layersync-worker", daemon=True).start()
+    server = make_server(args.host, args.port, app, threaded=True)
+    print(f"layersync receiver on http://{args.host}:{server.server_port}/webhooks/github"
+          f"{' with worker' if stop else ''}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        if stop is not None:
+            stop.set()
+    return EXIT_OK
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    config = _service_config(args)
+    worker, stop = _worker(config, args.threads)
+    print(f"layersync worker on {config.queue_db}", flush=True)
+    worker.run(stop)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"push-to-dbt": _cmd_push, "prs": _cmd_prs, "demo": _cmd_demo}
+    handlers = {"push-to-dbt": _cmd_push, "prs": _cmd_prs, "demo": _cmd_demo, "serve": _cmd_serve,
+                "worker": _cmd_worker}
     try:
         return handlers[args.command](args)
     except LayersyncError as exc:

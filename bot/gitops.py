@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
@@ -98,11 +98,14 @@ def remote_of(path: Path | str) -> str:
 class Workspace:
     """A throwaway clone of the remote: the bot's edits can never touch a user's uncommitted work."""
 
-    def __init__(self, remote: str):
+    def __init__(self, remote: str, env: Mapping[str, str] | None = None):
+        """`env` carries credentials for hosted remotes (git reads an auth header from it), so no
+        token is ever part of the URL or written into the clone's config."""
         self.remote = remote
+        self.env = dict(env or {})
         self._tmp = tempfile.mkdtemp(prefix="layersync-ws-")
         try:
-            self.repo = git.Repo.clone_from(remote, Path(self._tmp) / "repo")
+            self.repo = git.Repo.clone_from(remote, Path(self._tmp) / "repo", env=self.env or None)
         except GitCommandError as exc:
             self.close()
             raise RepoError(f"cannot clone `{remote}`: {_git_reason(exc)}") from None
@@ -140,6 +143,13 @@ class Workspace:
                 return ref.commit.hexsha
         return None
 
+    def fetch(self, refspec: str) -> None:
+        try:
+            with self.repo.git.custom_environment(**self.env):
+                self.repo.git.fetch("origin", refspec)
+        except GitCommandError as exc:
+            raise RepoError(f"cannot fetch `{refspec}` from `{self.remote}`: {_git_reason(exc)}") from None
+
     def checkout(self, branch: str, base: str) -> bool:
         """Check out `branch`, continuing the remote's branch when it exists; True when it did."""
         if self.remote_branch_sha(branch) is not None:
@@ -167,7 +177,8 @@ class Workspace:
     def push(self, branch: str) -> None:
         """A plain push: if someone else moved the branch meanwhile, git refuses and so do we."""
         try:
-            self.repo.git.push("origin", f"refs/heads/{branch}:refs/heads/{branch}")
+            with self.repo.git.custom_environment(**self.env):
+                self.repo.git.push("origin", f"refs/heads/{branch}:refs/heads/{branch}")
         except GitCommandError as exc:
             raise RepoError(f"push of `{branch}` to `{self.remote}` was refused: {_git_reason(exc)}") from None
 

@@ -25,14 +25,16 @@ from bot.translate.push import FieldRequest, PushedField, PushPlan, PushPlanner,
 
 @dataclass
 class PushRequest:
-    semantic_repo: Path
-    dbt_repo: Path
+    semantic_repo: Path                   # a local checkout (the bot clones hosted ones first)
+    dbt_repo: Path | None = None          # local: a bare remote or a clone whose origin is pushed to
     fields: list[str] = dc_field(default_factory=list)
     since: str | None = None
     base: str | None = None
     dialect: str | None = None
     dbt_dialect: str | None = None
     profiles_dir: Path | None = None
+    dbt_forge_repo: str | None = None     # hosted: the forge's name for the dbt repo ("owner/name")
+    dry_run: bool = False                 # plan only: no dbt check, no commit, no push, no PR
 
 
 @dataclass
@@ -107,12 +109,25 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
     if not selection.requests:
         result.message = "nothing to push: no semantic-layer field changed" if not request.fields else "nothing to push"
         return result
-    remote = remote_of(request.dbt_repo)
-    with Workspace(remote) as ws:
+    if request.dbt_forge_repo is not None:
+        forge_repo = request.dbt_forge_repo
+        remote, env = forge.remote_url(forge_repo), forge.git_env(forge_repo)
+    elif request.dbt_repo is not None:
+        remote, env = remote_of(request.dbt_repo), {}
+        forge_repo = remote
+    else:
+        raise RepoError("no dbt repo given")
+    with Workspace(remote, env) as ws:
         base = request.base or config.base_branch or ws.default_branch()
         branch = branch_name(config.branch_prefix, candidates or selection.requests)
         existed = ws.checkout(branch, base)
         base_store = RevisionReader(ws.root, "dbt workspace").store(f"origin/{base}")
+        if request.dry_run:
+            plan = PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
+                selection.requests)
+            result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
+            result.message = "dry run: nothing written"
+            return result
         plan = _plan_and_check(ws, selection.requests, config, base_store, request.profiles_dir, log)
         result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
         changed = [p for p in plan.pushed if p.action != "unchanged"]
@@ -125,7 +140,7 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         result.commit = ws.commit(message, sorted(plan.files)) if plan.files else None
         if result.commit is not None:
             ws.push(branch)
-            log(f"pushed {branch} ({result.commit[:12]}) to {remote}")
+            log(f"pushed {branch} ({result.commit[:12]}) to {forge_repo}")
         result.branch = branch
         # The PR tells what it changes against its base, whatever earlier runs already pushed.
         pushed_ids = {p.id for p in plan.pushed}
@@ -133,7 +148,7 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
             [r for r in selection.requests if r.field.id in pushed_ids]).pushed
         body = pr_body.render(branch=branch, pushed=described, skipped=result.skipped,
                               semantic_repo=str(semantic.path), semantic_commit=head, dbt_checked=config.dbt_check)
-        result.pr, result.pr_created = forge.open_or_update_pr(remote, head=branch, base=base,
+        result.pr, result.pr_created = forge.open_or_update_pr(forge_repo, head=branch, base=base,
                                                                title=pr_body.title(described), body=body)
         result.message = (f"{'opened' if result.pr_created else 'updated'} PR #{result.pr.number}"
                           if result.commit or result.pr_created else f"PR #{result.pr.number} is already up to date")

@@ -1,0 +1,1 @@
+"""Reactions to GitHub events, one module per reaction, composed by `bot.service`."""

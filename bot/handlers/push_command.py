@@ -1,0 +1,102 @@
+"""`/push-to-dbt` commented on an issue or PR of the semantic-layer repo."""
+from __future__ import annotations
+
+from bot.errors import LayersyncError
+from bot.handlers.commands import USAGE, Command, CommandError, field_ids_in_text, parse_comment
+from bot.handlers.context import WRITE_LEVELS, Context, is_bot
+from bot.handlers.router import Event, Router
+from bot.handlers.semantic_checkout import merge_base, semantic_clone
+from bot.push_to_dbt import PushRequest, PushResult, run
+from bot.selection import ViewSource
+from bot.semantic.reader import reader_for
+from bot.gitops import RevisionReader
+
+router = Router()
+
+
+def reply_marker(comment_id: int) -> str:
+    """One reply per command comment, edited as the job goes on (and on any rerun)."""
+    return f"<!-- layersync:push-to-dbt comment={comment_id} -->"
+
+
+def render_result(result: PushResult) -> str:
+    lines: list[str] = []
+    if result.pr is not None:
+        lines.append(f"Pushed to dbt: **{result.pr.title}** — {result.pr.url} (branch `{result.branch}`).")
+    elif result.message:
+        lines.append(f"Nothing was pushed: {result.message}.")
+    if result.pushed:
+        lines += ["", "| field | dbt column | change |", "|---|---|---|"]
+        lines += [f"| `{p.id}` | `{p.model}.{p.column}` | {p.action} |" for p in result.pushed]
+    if result.skipped:
+        lines += ["", "<details><summary>Not pushed (" + str(len(result.skipped)) + ")</summary>", "",
+                  "| field | where | why |", "|---|---|---|"]
+        for s in result.skipped:
+            where = f"{s.file}:{s.line}" if s.file and s.line else (s.file or "")
+            lines.append(f"| `{s.id}` | {where} | {s.reason.replace('|', '/')} |")
+        lines += ["", "</details>"]
+    return "\n".join(lines)
+
+
+def _existing_fields(ws_root, candidates: list[str]) -> list[str]:
+    """The `view.field` words of an issue that name real fields (issues mention other dotted things)."""
+    reader = RevisionReader(ws_root, "semantic-layer repo")
+    source = ViewSource(reader, "HEAD", reader_for("omni"))
+    keep = []
+    for candidate in candidates:
+        view_name, _, field_name = candidate.partition(".")
+        try:
+            view = source.find(view_name)
+        except LayersyncError:
+            continue
+        if view is not None and view.field_named(field_name) is not None:
+            keep.append(candidate)
+    return keep
+
+
+@router.register("issue_comment", action="created")
+def on_comment(event: Event, ctx: Context) -> None:
+    payload = event.payload
+    comment, issue = payload["comment"], payload["issue"]
+    if event.repo != ctx.settings.semantic_repo or is_bot(comment.get("user")) or is_bot(payload.get("sender")):
+        return
+    commands = parse_comment(comment.get("body") or "")
+    if not commands:
+        return
+    repo, number, marker = event.repo, int(issue["number"]), reply_marker(int(comment["id"]))
+    first = commands[0]
+    if isinstance(first, CommandError):
+        ctx.forge.upsert_comment(repo, number, first.reply(), marker)
+        return
+    if first.name == "help":
+        ctx.forge.upsert_comment(repo, number, USAGE, marker)
+        return
+    login = str(comment["user"]["login"])
+    level = ctx.forge.permission(repo, login)
+    if level not in WRITE_LEVELS:
+        ctx.forge.upsert_comment(repo, number, f"@{login} `/push-to-dbt` needs write access to `{repo}` "
+                                               f"(you have `{level}`). Ask a maintainer to run it.", marker)
+        return
+    ctx.forge.react(repo, int(comment["id"]), "eyes")
+    ctx.forge.upsert_comment(repo, number, f"⏳ push-to-dbt started for @{login}…", marker)
+    result = _push(ctx, first, issue, repo, number)
+    ctx.forge.upsert_comment(repo, number, render_result(result), marker)
+    ctx.log.info("push-to-dbt for %s#%s: %s", repo, number, result.message)
+
+
+def _push(ctx: Context, command: Command, issue: dict, repo: str, number: int) -> PushResult:
+    is_pr = bool(issue.get("pull_request"))
+    pr = ctx.forge.get_pr(repo, number) if is_pr else None
+    with semantic_clone(ctx.forge, repo, branch=pr.head if pr else None) as ws:
+        fields = list(command.fields)
+        since = None
+        if pr is not None:
+            since = merge_base(ws, pr.base)
+        elif not fields:
+            fields = _existing_fields(ws.root, field_ids_in_text(f"{issue.get('title', '')}\n{issue.get('body') or ''}"))
+            if not fields:
+                return PushResult(semantic_commit=ws.repo.head.commit.hexsha,
+                                  message="this issue names no field; use `/push-to-dbt VIEW.FIELD`")
+        request = PushRequest(semantic_repo=ws.root, fields=fields, since=since, dbt_forge_repo=ctx.settings.dbt_repo,
+                              profiles_dir=ctx.settings.profiles_dir)
+        return run(request, ctx.forge, log=lambda line: ctx.log.debug("dbt | %s", line))

@@ -1,0 +1,71 @@
+"""The running service: settings from the environment (and an optional file), the forge, and the
+job handler the worker calls — webhook event → router → handlers."""
+from __future__ import annotations
+
+import json
+import logging
+
+from bot.errors import RepoError
+from bot.forge.base import Forge, ForgeError, TransientForgeError
+from bot.handlers import push_command, semantic_pr, semantic_push
+from bot.handlers.context import Context, Settings
+from bot.handlers.router import Event, Router
+from bot.jobs.queue import Job
+from bot.jobs.worker import TransientError
+from bot.service_config import ServiceConfig, data_dir
+
+log = logging.getLogger("layersync.service")
+ROUTER = Router(push_command.router, semantic_pr.router, semantic_push.router)
+
+
+def make_forge(config: ServiceConfig) -> Forge:
+    if config.forge == "local":
+        from bot.forge.local import LocalForge
+        return LocalForge(config.state_db or data_dir() / "state.sqlite")
+    from bot.forge.github import GitHubForge
+    if config.github_token:
+        return GitHubForge.from_token(config.github_token, base_url=config.github_api_url)
+    return GitHubForge.from_app(config.github_app_id, config.github_private_key, base_url=config.github_api_url)
+
+
+class JobHandler:
+    """What the worker runs for each job; forge and git failures that may pass become retries."""
+
+    def __init__(self, context: Context, router: Router = ROUTER):
+        self.context = context
+        self.router = router
+
+    def __call__(self, job: Job) -> None:
+        event = Event(job.event, job.payload, job.delivery_id)
+        try:
+            self.router.dispatch(event, self.context)
+        except TransientForgeError as exc:
+            raise TransientError(str(exc), exc.retry_after) from exc
+        except RepoError as exc:
+            # Clones and pushes fail when the network or the host does; a rerun is safe (idempotent).
+            raise TransientError(str(exc)) from exc
+
+    def on_failure(self, job: Job, reason: str) -> None:
+        """A job that failed for good says so where the user asked for it."""
+        payload = job.payload
+        if job.event != "issue_comment" or "comment" not in payload:
+            log.error("job %s (%s) failed: %s", job.id, job.event, reason)
+            return
+        repo = payload["repository"]["full_name"]
+        number = int(payload["issue"]["number"])
+        body = f"❌ push-to-dbt failed: {reason}\n\nThe job is recorded; fix the cause and comment again."
+        try:
+            self.context.forge.upsert_comment(repo, number, body, push_command.reply_marker(int(payload["comment"]["id"])))
+        except ForgeError as exc:
+            log.error("could not report failure of job %s: %s", job.id, exc)
+
+
+def build_handler(config: ServiceConfig, forge: Forge | None = None) -> JobHandler:
+    settings = Settings(dbt_repo=config.dbt_repo, semantic_repo=config.semantic_repo, auto_push=config.auto_push,
+                        profiles_dir=config.profiles_dir)
+    return JobHandler(Context(forge or make_forge(config), settings))
+
+
+def describe(config: ServiceConfig) -> str:
+    return json.dumps({"forge": config.forge, "dbt_repo": config.dbt_repo, "semantic_repo": config.semantic_repo,
+                       "queue_db": str(config.queue_db), "auto_push": config.auto_push})

@@ -1,0 +1,75 @@
+"""Service settings from the environment and an optional YAML file (no git, SQL or HTTP here:
+the webhook receiver reads these too)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ruamel.yaml import YAML
+
+from bot.errors import LayersyncError
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    webhook_secret: str
+    dbt_repo: str
+    semantic_repo: str
+    queue_db: Path
+    forge: str = "github"                 # "github" | "local"
+    github_api_url: str = "https://api.github.com"
+    github_token: str | None = None
+    github_app_id: str | None = None
+    github_private_key: str | None = None
+    auto_push: bool = False
+    state_db: Path | None = None          # local forge only
+    profiles_dir: Path | None = None
+
+    def __repr__(self) -> str:  # never print secrets, even by accident in a traceback or log
+        return (f"ServiceConfig(forge={self.forge!r}, dbt_repo={self.dbt_repo!r}, "
+                f"semantic_repo={self.semantic_repo!r}, queue_db={str(self.queue_db)!r})")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "layersync"
+
+
+def load_service_config(env: Mapping[str, str] | None = None, config_file: Path | None = None) -> ServiceConfig:
+    """Environment variables win over the file, so a deployment can override one setting."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_file or (Path(env["LAYERSYNC_CONFIG"]) if env.get("LAYERSYNC_CONFIG") else None)
+    if path is not None:
+        if not path.is_file():
+            raise LayersyncError(f"config file `{path}` does not exist")
+        values.update(YAML(typ="safe").load(path.read_text()) or {})
+    for key in ("webhook_secret", "dbt_repo", "semantic_repo", "queue_db", "forge", "github_api_url",
+                "github_token", "github_app_id", "github_private_key", "auto_push", "state_db", "profiles_dir"):
+        if env.get(f"LAYERSYNC_{key.upper()}"):
+            values[key] = env[f"LAYERSYNC_{key.upper()}"]
+    key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
+    if key_file and not values.get("github_private_key"):
+        values["github_private_key"] = Path(key_file).read_text()
+    missing = [k for k in ("webhook_secret", "dbt_repo", "semantic_repo") if not values.get(k)]
+    if missing:
+        raise LayersyncError("missing setting(s): " + ", ".join(f"LAYERSYNC_{k.upper()}" for k in missing))
+    forge = str(values.get("forge", "github"))
+    if forge == "github" and not (values.get("github_token") or (values.get("github_app_id")
+                                                                 and values.get("github_private_key"))):
+        raise LayersyncError("GitHub needs LAYERSYNC_GITHUB_TOKEN, or LAYERSYNC_GITHUB_APP_ID with "
+                             "LAYERSYNC_GITHUB_PRIVATE_KEY(_FILE)")
+    return ServiceConfig(
+        webhook_secret=str(values["webhook_secret"]), dbt_repo=str(values["dbt_repo"]),
+        semantic_repo=str(values["semantic_repo"]),
+        queue_db=Path(values.get("queue_db") or data_dir() / "jobs.sqlite"), forge=forge,
+        github_api_url=str(values.get("github_api_url") or "https://api.github.com"),
+        github_token=values.get("github_token"), github_app_id=values.get("github_app_id"),
+        github_private_key=values.get("github_private_key"),
+        auto_push=str(values.get("auto_push", "")).lower() in TRUE or values.get("auto_push") is True,
+        state_db=Path(values["state_db"]) if values.get("state_db") else None,
+        profiles_dir=Path(values["profiles_dir"]) if values.get("profiles_dir") else None,
+    )
