@@ -699,6 +699,22 @@ def _tidy_delete(hunk: _Hunk, before: list[str], floor: int) -> _Hunk:
     return _Hunk(start, end, [])
 
 
+def _tidy_replace(hunk: _Hunk, before: list[str]) -> _Hunk:
+    """Keep the blank separator ruamel counts as part of a replaced block scalar."""
+    end = hunk.end
+    kept_blanks = len(hunk.lines) - len(_rstrip_blank(hunk.lines))
+    while end - 1 > hunk.start and _is_blank(before[end - 1]) and kept_blanks == 0:
+        end -= 1
+    return _Hunk(hunk.start, end, hunk.lines)
+
+
+def _rstrip_blank(lines: list[str]) -> list[str]:
+    end = len(lines)
+    while end and _is_blank(lines[end - 1]):
+        end -= 1
+    return lines[:end]
+
+
 def _tidy(hunks: list[_Hunk], before: list[str]) -> list[_Hunk]:
     tidied: list[_Hunk] = []
     for hunk in hunks:
@@ -707,6 +723,8 @@ def _tidy(hunks: list[_Hunk], before: list[str]) -> list[_Hunk]:
             hunk = _tidy_insert(hunk, before, floor)
         elif not hunk.lines:
             hunk = _tidy_delete(hunk, before, floor)
+        else:
+            hunk = _tidy_replace(hunk, before)
         tidied.append(hunk)
     return tidied
 

@@ -16,13 +16,20 @@ from typing import Iterable, Protocol, runtime_checkable
 __all__ = [
     "BOT_AUTHOR",
     "BODY_LIMIT",
+    "PERMISSION_LEVELS",
     "PR_STATES",
+    "REACTIONS",
     "Comment",
     "Forge",
     "ForgeError",
     "NotFoundError",
     "PullRequest",
+    "TransientForgeError",
+    "body_with_marker",
+    "check_permission_level",
+    "check_reaction",
     "format_pr_table",
+    "has_permission",
     "truncate_body",
 ]
 
@@ -36,6 +43,15 @@ BODY_LIMIT = 65536
 #: one as rejected.
 PR_STATES: tuple[str, ...] = ("open", "closed", "merged")
 
+#: Repository roles, weakest first: GitHub's ``role_name`` values for the
+#: built-in roles, plus "none" for a user with no access. A forge maps
+#: anything else it knows (a custom role, say) onto the closest of these.
+PERMISSION_LEVELS: tuple[str, ...] = ("none", "read", "triage", "write", "maintain", "admin")
+
+#: The reactions GitHub accepts on a comment; other forges accept the same set
+#: so a handler cannot rely on one that would be refused in production.
+REACTIONS: tuple[str, ...] = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
+
 #: Identity the bot posts under unless told otherwise; matches the login a
 #: GitHub App named "layersync" gets, so local and hosted runs look alike.
 BOT_AUTHOR = "layersync[bot]"
@@ -47,6 +63,20 @@ class ForgeError(Exception):
 
 class NotFoundError(ForgeError, LookupError):
     """Raised for a missing PR or comment; also a LookupError so ``except KeyError``-style code reads naturally."""
+
+
+class TransientForgeError(ForgeError):
+    """A failure that is expected to go away: the forge is down (5xx), rate-limited us, or unreachable.
+
+    The job worker retries these (and only these) with backoff. ``retry_after``
+    is the number of seconds the forge asked us to wait, when it said so
+    (``Retry-After``, or the rate-limit reset time); ``None`` means "use your
+    own backoff".
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -128,6 +158,83 @@ class Forge(Protocol):
     def add_comment(self, repo: str, number: int, body: str, author: str = BOT_AUTHOR) -> Comment:
         """Always post a new comment (for one-off messages that must not be edited away)."""
         ...
+
+    def permission(self, repo: str, user: str) -> str:
+        """``user``'s role on ``repo``: one of :data:`PERMISSION_LEVELS` (GitHub's ``role_name`` semantics).
+
+        A user unknown to the forge has "none". Comment commands use this to
+        decide who may make the bot push.
+        """
+        ...
+
+    def react(self, repo: str, comment_id: int, content: str) -> None:
+        """Put reaction ``content`` (one of :data:`REACTIONS`) on a comment; reacting twice is a no-op."""
+        ...
+
+    def remote_url(self, repo: str) -> str:
+        """Where git clones and pushes ``repo``. Never carries a credential: see :meth:`git_env`."""
+        ...
+
+    def git_env(self, repo: str) -> dict[str, str]:
+        """Environment variables to add to git commands that talk to :meth:`remote_url`.
+
+        This is how credentials reach git without touching disk or the URL
+        (git ≥ 2.31 reads ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n``/
+        ``GIT_CONFIG_VALUE_n``). The values are secrets: never log them. Ask
+        again for every git command (or batch of them): tokens expire.
+        """
+        ...
+
+    def default_branch(self, repo: str) -> str:
+        """The branch PRs target when nobody says otherwise."""
+        ...
+
+    def pr_files(self, repo: str, number: int) -> list[str]:
+        """Paths a PR changes relative to its base (both sides of a rename), sorted."""
+        ...
+
+    def find_pr_by_head(self, repo: str, head: str, state: str | None = "open") -> PullRequest | None:
+        """The most recently opened PR from branch ``head`` in ``state`` (None: any state), or None."""
+        ...
+
+
+def check_permission_level(level: str) -> str:
+    """Return ``level`` if it is one of :data:`PERMISSION_LEVELS`, else raise ValueError."""
+    if level not in PERMISSION_LEVELS:
+        raise ValueError(f"unknown permission level {level!r}; expected one of {', '.join(PERMISSION_LEVELS)}")
+    return level
+
+
+def has_permission(level: str, minimum: str) -> bool:
+    """True when role ``level`` is at least ``minimum`` ("maintain" ≥ "write", "triage" < "write")."""
+    return PERMISSION_LEVELS.index(check_permission_level(level)) >= PERMISSION_LEVELS.index(
+        check_permission_level(minimum)
+    )
+
+
+def check_reaction(content: str) -> str:
+    """Return ``content`` if the forge would accept it as a reaction, else raise ValueError."""
+    if content not in REACTIONS:
+        raise ValueError(f"unknown reaction {content!r}; expected one of {', '.join(REACTIONS)}")
+    return content
+
+
+def body_with_marker(body: str, marker: str, limit: int = BODY_LIMIT) -> str:
+    """``body`` cut to ``limit`` with ``marker`` guaranteed to survive (added first if absent).
+
+    Losing the marker to truncation would make every later run post a fresh
+    duplicate instead of editing its comment, so it is kept even when the
+    text around it is cut.
+    """
+    if not marker:
+        raise ValueError("marker must be a non-empty string")
+    if marker not in body:
+        body = f"{marker}\n{body}"
+    cut = truncate_body(body, limit)
+    if marker in cut:
+        return cut
+    rest = body.replace(marker, "")
+    return f"{marker}\n" + truncate_body(rest, limit - len(marker) - 1)
 
 
 def _truncation_note(original_len: int, limit: int) -> str:

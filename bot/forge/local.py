@@ -22,6 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
+import git
+from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
 from bot.forge.base import (
     BOT_AUTHOR,
     BODY_LIMIT,
@@ -30,6 +33,8 @@ from bot.forge.base import (
     ForgeError,
     NotFoundError,
     PullRequest,
+    check_permission_level,
+    check_reaction,
     format_pr_table,
     truncate_body,
 )
@@ -75,7 +80,32 @@ CREATE TABLE IF NOT EXISTS comments (
 );
 
 CREATE INDEX IF NOT EXISTS comments_by_pr ON comments (repo, pr_number, id);
+
+-- Grants set with set_permission(); a user with no row has DEFAULT_PERMISSION.
+-- (Added after v1 shipped: CREATE ... IF NOT EXISTS upgrades old files in place.)
+CREATE TABLE IF NOT EXISTS permissions (
+    repo        TEXT    NOT NULL,
+    user        TEXT    NOT NULL,
+    level       TEXT    NOT NULL,
+    PRIMARY KEY (repo, user)
+);
+
+-- No foreign key to comments: events fed to the local forge (tests, the demo)
+-- may name comments it never recorded, and acknowledging one must not fail.
+CREATE TABLE IF NOT EXISTS reactions (
+    repo        TEXT    NOT NULL,
+    comment_id  INTEGER NOT NULL,
+    content     TEXT    NOT NULL,
+    author      TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL,
+    PRIMARY KEY (repo, comment_id, content, author)
+);
 """
+
+#: The local forge is a single-user, on-disk setup: whoever can write the
+#: SQLite file can do anything, so everybody is an admin unless a test or an
+#: operator says otherwise with ``set_permission``.
+DEFAULT_PERMISSION = "admin"
 
 
 def _now() -> str:
@@ -375,6 +405,116 @@ class LocalForge:
         if row is None:
             raise NotFoundError(f"no comment with id {comment_id}")
         return _row_to_comment(row)
+
+    # -- permissions and reactions -------------------------------------------
+
+    def permission(self, repo: str, user: str) -> str:
+        with self._read() as conn:
+            row = conn.execute("SELECT level FROM permissions WHERE repo = ? AND user = ?", (repo, user)).fetchone()
+        return row["level"] if row is not None else DEFAULT_PERMISSION
+
+    def set_permission(self, repo: str, user: str, level: str) -> None:
+        """Grant ``user`` role ``level`` on ``repo`` (one of PERMISSION_LEVELS; "none" revokes everything)."""
+        check_permission_level(level)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO permissions (repo, user, level) VALUES (?, ?, ?)"
+                " ON CONFLICT (repo, user) DO UPDATE SET level = excluded.level",
+                (repo, user, level),
+            )
+
+    def react(self, repo: str, comment_id: int, content: str) -> None:
+        """Record the bot's reaction; as on GitHub, the same reaction twice is one reaction.
+
+        The comment need not be one this forge recorded: webhook payloads fed
+        to a local setup (tests, the demo) carry comment ids of their own.
+        """
+        check_reaction(content)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO reactions (repo, comment_id, content, author, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (repo, int(comment_id), content, self.bot_author, _now()),
+            )
+
+    def list_reactions(self, repo: str, comment_id: int) -> list[str]:
+        """The reactions on a comment, in the order they were added (for tests and the demo)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT content FROM reactions WHERE repo = ? AND comment_id = ? ORDER BY created_at, rowid",
+                (repo, int(comment_id)),
+            ).fetchall()
+        return [r["content"] for r in rows]
+
+    # -- the git remote --------------------------------------------------------
+
+    def remote_url(self, repo: str) -> str:
+        """The repo key *is* the remote: the path of a bare repository on disk."""
+        return repo
+
+    def git_env(self, repo: str) -> dict[str, str]:
+        """A path on disk needs no credentials."""
+        return {}
+
+    def default_branch(self, repo: str) -> str:
+        """The bare remote's HEAD, as a clone of it would check out."""
+        remote = _open_remote(repo)
+        try:
+            ref = remote.git.symbolic_ref("HEAD").strip()
+        except GitCommandError:
+            ref = ""
+        name = ref.removeprefix("refs/heads/")
+        heads = [h.name for h in remote.heads]
+        if name and name in heads:
+            return name
+        for candidate in ("main", "master"):
+            if candidate in heads:
+                return candidate
+        if heads:
+            return heads[0]
+        if name:  # an empty repository: HEAD names the branch the first push will create
+            return name
+        raise ForgeError(f"{repo!r} has no branches")
+
+    def pr_files(self, repo: str, number: int) -> list[str]:
+        """``git diff --name-only base...head`` in the remote: what the PR changes since it left its base.
+
+        ``--no-renames`` lists both sides of a rename, as GitHub's
+        ``filename``/``previous_filename`` pair does.
+        """
+        pr = self.get_pr(repo, number)
+        remote = _open_remote(repo)
+        for branch in (pr.base, pr.head):
+            try:
+                remote.commit(f"refs/heads/{branch}")
+            except (BadName, ValueError, GitCommandError):
+                raise ForgeError(f"{pr.url}: branch {branch!r} no longer exists in {repo!r}") from None
+        try:
+            out = remote.git.diff(
+                "--name-only", "--no-renames", "-z", f"refs/heads/{pr.base}...refs/heads/{pr.head}"
+            )
+        except GitCommandError as exc:
+            raise ForgeError(f"{pr.url}: cannot diff {pr.base}...{pr.head}: {exc.stderr or exc}") from None
+        return sorted({path for path in out.split("\0") if path})
+
+    def find_pr_by_head(self, repo: str, head: str, state: str | None = "open") -> PullRequest | None:
+        _check_state(state)
+        sql = "SELECT * FROM pull_requests WHERE repo = ? AND head = ?"
+        params: list[object] = [repo, head]
+        if state is not None:
+            sql += " AND state = ?"
+            params.append(state)
+        with self._read() as conn:
+            row = conn.execute(sql + " ORDER BY number DESC LIMIT 1", params).fetchone()
+        return _row_to_pr(row) if row is not None else None
+
+
+def _open_remote(repo: str) -> git.Repo:
+    """The git repository behind a local repo key; a key that is no repository is a missing repo."""
+    try:
+        return git.Repo(repo)
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        raise NotFoundError(f"{repo!r} is not a git repository") from None
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -1,0 +1,99 @@
+"""Handlers on the local forge: real git repos, real dbt; payloads valid against GitHub's schemas."""
+from __future__ import annotations
+
+import git
+import pytest
+
+from bot.forge.local import LocalForge
+from bot.handlers.context import Context, Settings
+from bot.handlers.router import Event
+from bot.service import ROUTER
+from payloads import issue_comment_created, pull_request
+
+LARGE = "\n  is_large_order:\n    description: Orders of more than 20 dollars\n    sql: ${TABLE}.amount > 20\nmeasures:"
+
+
+@pytest.fixture
+def world(repos):
+    """The analyst's branch with a new field, and its PR on the semantic repo (local forge)."""
+    forge = LocalForge(repos.state_db)
+    semantic = git.Repo(repos.semantic)
+    semantic.git.checkout("-b", "analyst/large-orders")
+    repos.edit_view("orders", "\nmeasures:", LARGE)
+    repos.commit_semantic("large orders")
+    semantic.git.checkout("main")
+    pr, _ = forge.open_or_update_pr(str(repos.semantic), head="analyst/large-orders", base="main",
+                                    title="Large orders", body="adds orders.is_large_order")
+    settings = Settings(dbt_repo=str(repos.remote), semantic_repo=str(repos.semantic))
+    return repos, forge, pr, Context(forge, settings)
+
+
+def dispatch(ctx, name: str, payload: dict) -> None:
+    ROUTER.dispatch(Event(name, payload, "delivery-1"), ctx)
+
+
+def comment(repos, pr, body: str, user: str = "ada", comment_id: int = 101, user_type: str = "User") -> dict:
+    payload = issue_comment_created(repo=str(repos.semantic), number=pr.number, body=body, user=user,
+                                    is_pr=True, user_type=user_type)
+    payload["comment"]["id"] = comment_id
+    return payload
+
+
+def test_push_to_dbt_comment_opens_one_dbt_pr_and_replies_once(world) -> None:
+    repos, forge, pr, ctx = world
+    payload = comment(repos, pr, "/push-to-dbt")
+    dispatch(ctx, "issue_comment", payload)
+    dispatch(ctx, "issue_comment", payload)  # a retried job: same result, nothing twice
+
+    (dbt_pr,) = forge.list_prs(str(repos.remote))
+    assert dbt_pr.head == "layersync/push/orders-is_large_order"
+    (reply,) = forge.list_comments(str(repos.semantic), pr.number)
+    assert "<!-- layersync:push-to-dbt comment=101 -->" in reply.body
+    assert dbt_pr.url in reply.body and "`orders.is_large_order`" in reply.body
+    assert "amount > 20 as is_large_order" in repos.dbt_file(dbt_pr.head, "models/marts/orders.sql")
+
+
+def test_readers_get_told_and_nothing_runs(world) -> None:
+    repos, forge, pr, ctx = world
+    forge.set_permission(str(repos.semantic), "mallory", "read")
+    dispatch(ctx, "issue_comment", comment(repos, pr, "/push-to-dbt", user="mallory"))
+    (reply,) = forge.list_comments(str(repos.semantic), pr.number)
+    assert "needs write access" in reply.body and "`read`" in reply.body
+    assert forge.list_prs(str(repos.remote)) == []
+
+
+def test_help_usage_and_bots(world) -> None:
+    repos, forge, pr, ctx = world
+    dispatch(ctx, "issue_comment", comment(repos, pr, "/layersync help", comment_id=1))
+    dispatch(ctx, "issue_comment", comment(repos, pr, "/layersync frobnicate", comment_id=2))
+    dispatch(ctx, "issue_comment", comment(repos, pr, "/push-to-dbt", user="layersync[bot]", user_type="Bot",
+                                           comment_id=3))
+    dispatch(ctx, "issue_comment", comment(repos, pr, "nice work!", comment_id=4))
+    replies = forge.list_comments(str(repos.semantic), pr.number)
+    assert len(replies) == 2
+    assert "**layersync commands**" in replies[0].body
+    assert "`frobnicate` is not a layersync command" in replies[1].body
+    assert forge.list_prs(str(repos.remote)) == []
+
+
+def test_named_fields_on_the_pr(world) -> None:
+    repos, forge, pr, ctx = world
+    dispatch(ctx, "issue_comment", comment(repos, pr, "/push-to-dbt customers.full_name orders.nope"))
+    (reply,) = forge.list_comments(str(repos.semantic), pr.number)
+    assert "`customers.full_name`" in reply.body and "unknown field `nope`" in reply.body
+    (dbt_pr,) = forge.list_prs(str(repos.remote))
+    assert "full_name" in repos.dbt_file(dbt_pr.head, "models/marts/customers.sql")
+
+
+def test_semantic_pr_gets_a_preview_comment_kept_in_place(world) -> None:
+    repos, forge, pr, ctx = world
+    payload = pull_request("opened", repo=str(repos.semantic), number=pr.number, head_ref="analyst/large-orders",
+                           base_ref="main")
+    dispatch(ctx, "pull_request", payload)
+    payload = pull_request("synchronize", repo=str(repos.semantic), number=pr.number,
+                           head_ref="analyst/large-orders", base_ref="main")
+    dispatch(ctx, "pull_request", payload)
+    (preview,) = forge.list_comments(str(repos.semantic), pr.number)
+    assert "<!-- layersync:preview pr=1 -->" in preview.body
+    assert "`orders.is_large_order` | `orders.is_large_order` | added | `amount > 20`" in preview.body
+    assert forge.list_prs(str(repos.remote)) == []  # a preview pushes nothing
