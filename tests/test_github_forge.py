@@ -228,6 +228,9 @@ def test_from_env(tmp_path: Path, rsa_key) -> None:
 
     with pytest.raises(ValueError, match="PRIVATE_KEY"):
         GitHubForge.from_env({"LAYERSYNC_GITHUB_APP_ID": "12"})
+    with pytest.raises(ValueError, match="not a usable PEM") as info:
+        GitHubForge.from_env({"LAYERSYNC_GITHUB_APP_ID": "12", "LAYERSYNC_GITHUB_PRIVATE_KEY": "not-a-key-" + TOKEN})
+    no_secret(str(info.value))
     with pytest.raises(ValueError, match="no GitHub credentials"):
         GitHubForge.from_env({})
 

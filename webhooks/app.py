@@ -141,3 +141,16 @@ def create_app(settings: ReceiverSettings, queue: JobQueue) -> Flask:
             return jsonify({"ok": False, "error": "queue unavailable"}), 503
 
     return app
+
+
+def create_app_from_env() -> Flask:
+    """The WSGI entry point for deployments: `gunicorn 'webhooks.app:create_app_from_env()'`.
+
+    Settings come from `LAYERSYNC_*` variables (see deploy/README.md); only the secret and the queue
+    matter here — the receiver verifies and records, the worker does the rest.
+    """
+    from bot.service_config import load_service_config
+
+    config = load_service_config()
+    config.queue_db.parent.mkdir(parents=True, exist_ok=True)
+    return create_app(ReceiverSettings(secret=config.webhook_secret), JobQueue(config.queue_db))

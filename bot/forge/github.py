@@ -179,7 +179,7 @@ class GitHubForge:
         advice for avoiding secondary rate limits; tests set them to None.
         """
         if (token is None) == (app_id is None):
-            raise ValueError("GitHubForge needs either a token or an app_id (with a private key), not both")
+            raise ValueError("GitHubForge needs a token or an app_id with its private key (exactly one of the two)")
         if app_id is not None and not private_key:
             raise ValueError("a GitHub App needs its private key")
         if token is not None and not token.strip():
@@ -222,6 +222,10 @@ class GitHubForge:
             self.app_id = str(app_id)
             self._remember_secret(private_key.strip())
             app_auth = Auth.AppAuth(self.app_id, private_key)
+            try:  # fail at start-up, not at the first webhook, on a key that cannot sign
+                app_auth.create_jwt()
+            except Exception:
+                raise ValueError("the GitHub App private key is not a usable PEM RSA private key") from None
             integration_kwargs = {k: v for k, v in self._client_kwargs.items() if k != "lazy"}
             self._integration = GithubIntegration(auth=app_auth, **integration_kwargs)
 
