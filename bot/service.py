@@ -23,9 +23,12 @@ def make_forge(config: ServiceConfig) -> Forge:
         from bot.forge.local import LocalForge
         return LocalForge(config.state_db or data_dir() / "state.sqlite")
     from bot.forge.github import GitHubForge
-    if config.github_token:
-        return GitHubForge.from_token(config.github_token, base_url=config.github_api_url)
-    return GitHubForge.from_app(config.github_app_id, config.github_private_key, base_url=config.github_api_url)
+    extra = {"bot_login": config.bot_login} if config.bot_login else {}
+    if config.github_app_id and config.github_private_key:
+        installation = int(config.github_installation_id) if config.github_installation_id else None
+        return GitHubForge.from_app(config.github_app_id, config.github_private_key, installation,
+                                    base_url=config.github_api_url, **extra)
+    return GitHubForge.from_token(str(config.github_token), base_url=config.github_api_url, **extra)
 
 
 class JobHandler:

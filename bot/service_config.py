@@ -25,6 +25,8 @@ class ServiceConfig:
     github_token: str | None = None
     github_app_id: str | None = None
     github_private_key: str | None = None
+    github_installation_id: str | None = None
+    bot_login: str | None = None          # the bot's own login, when GitHub cannot tell it (tokens of a bot user)
     auto_push: bool = False
     state_db: Path | None = None          # local forge only
     profiles_dir: Path | None = None
@@ -48,7 +50,8 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
             raise LayersyncError(f"config file `{path}` does not exist")
         values.update(YAML(typ="safe").load(path.read_text()) or {})
     for key in ("webhook_secret", "dbt_repo", "semantic_repo", "queue_db", "forge", "github_api_url",
-                "github_token", "github_app_id", "github_private_key", "auto_push", "state_db", "profiles_dir"):
+                "github_token", "github_app_id", "github_private_key", "github_installation_id", "bot_login",
+                "auto_push", "state_db", "profiles_dir"):
         if env.get(f"LAYERSYNC_{key.upper()}"):
             values[key] = env[f"LAYERSYNC_{key.upper()}"]
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
@@ -69,6 +72,7 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         github_api_url=str(values.get("github_api_url") or "https://api.github.com"),
         github_token=values.get("github_token"), github_app_id=values.get("github_app_id"),
         github_private_key=values.get("github_private_key"),
+        github_installation_id=values.get("github_installation_id"), bot_login=values.get("bot_login"),
         auto_push=str(values.get("auto_push", "")).lower() in TRUE or values.get("auto_push") is True,
         state_db=Path(values["state_db"]) if values.get("state_db") else None,
         profiles_dir=Path(values["profiles_dir"]) if values.get("profiles_dir") else None,
