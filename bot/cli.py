@@ -142,7 +142,9 @@ def _worker(config, threads: int):
 
     config.queue_db.parent.mkdir(parents=True, exist_ok=True)
     handler = build_handler(config)
-    return Worker(JobQueue(config.queue_db), handler, threads=threads, on_failure=handler.on_failure), threading.Event()
+    worker = Worker(JobQueue(config.queue_db), handler, threads=threads, on_failure=handler.on_failure,
+                    lease_seconds=config.lease_seconds)
+    return worker, threading.Event()
 
 
 def _service_config(args: argparse.Namespace):

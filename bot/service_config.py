@@ -30,6 +30,7 @@ class ServiceConfig:
     auto_push: bool = False
     state_db: Path | None = None          # local forge only
     profiles_dir: Path | None = None
+    lease_seconds: float = 600.0          # a job whose worker died runs again after this long
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback or log
         return (f"ServiceConfig(forge={self.forge!r}, dbt_repo={self.dbt_repo!r}, "
@@ -51,7 +52,7 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         values.update(YAML(typ="safe").load(path.read_text()) or {})
     for key in ("webhook_secret", "dbt_repo", "semantic_repo", "queue_db", "forge", "github_api_url",
                 "github_token", "github_app_id", "github_private_key", "github_installation_id", "bot_login",
-                "auto_push", "state_db", "profiles_dir"):
+                "auto_push", "state_db", "profiles_dir", "lease_seconds"):
         if env.get(f"LAYERSYNC_{key.upper()}"):
             values[key] = env[f"LAYERSYNC_{key.upper()}"]
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
@@ -76,4 +77,5 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         auto_push=str(values.get("auto_push", "")).lower() in TRUE or values.get("auto_push") is True,
         state_db=Path(values["state_db"]) if values.get("state_db") else None,
         profiles_dir=Path(values["profiles_dir"]) if values.get("profiles_dir") else None,
+        lease_seconds=float(values.get("lease_seconds") or 600.0),
     )
