@@ -599,11 +599,13 @@ def test_top_level_list_is_rejected() -> None:
         upsert_column("- a\n- b\n", "orders", "id")
 
 
-def test_unmappable_edit_falls_back_to_full_round_trip() -> None:
-    """Both neighbours of the insertion are lines ruamel rewrites: no safe splice, so dump."""
+def test_lines_ruamel_rewrites_change_only_next_to_the_edit() -> None:
+    """Both neighbours of the insertion are lines ruamel rewrites: they go along, nothing else does."""
     text = (
+        "version: 2   \n"
         "models:\n"
         "  - name: orders\n"
+        "    meta: ~\n"
         "    columns:\n"
         "      - name: id\n"
         "        data_tests: [ unique ]   \n"
@@ -611,8 +613,10 @@ def test_unmappable_edit_falls_back_to_full_round_trip() -> None:
     )
     result = upsert_column(text, "orders", "amount", description="Amount")
     assert result == (
+        "version: 2   \n"
         "models:\n"
         "  - name: orders\n"
+        "    meta: ~\n"
         "    columns:\n"
         "      - name: id\n"
         "        data_tests: [unique]\n"
@@ -620,6 +624,55 @@ def test_unmappable_edit_falls_back_to_full_round_trip() -> None:
         "        description: Amount\n"
         "  - name: customers\n"
     )
+
+
+MIXED = """\
+version: 2
+models:
+  - name: orders
+    columns:
+      - name: order_id
+        data_tests:
+        - unique
+  - name: customers
+    columns:
+    - name: id
+    - name: email
+"""
+
+
+def test_mixed_styles_take_the_local_style() -> None:
+    """No single ruamel setting reproduces this file; each edit follows the lines around it."""
+    result = upsert_column(MIXED, "customers", "tier", description="Tier")
+    assert result == MIXED + "    - name: tier\n      description: Tier\n"
+    result = upsert_column(MIXED, "orders", "status")
+    assert _diff(MIXED, result) == ([], ["      - name: status\n"])
+
+
+def test_replacing_block_description_keeps_blank_separator() -> None:
+    text = (
+        "models:\n"
+        "  - name: orders\n"
+        "    columns:\n"
+        "      - name: status\n"
+        "        description: >\n"
+        "          Folded\n"
+        "          text\n"
+        "\n"
+        "      - name: note\n"
+    )
+    result = upsert_column(text, "orders", "status", description="on")
+    assert result == text.replace("        description: >\n          Folded\n          text\n", "        description: >-\n          on\n")
+    assert _load(result)["models"][0]["columns"][0]["description"] == "on"
+
+
+@pytest.mark.parametrize("description", ["\n", "a\n\n", "  indented\nsecond", "\nleading newline", "tail  \nx"])
+def test_descriptions_with_blank_edges_are_quoted_not_block(description: str) -> None:
+    text = "models:\n  - name: orders\n    columns:\n      - name: a\n\n  # next\n  - name: b\n"
+    result = upsert_column(text, "orders", "a", description=description)
+    assert column_entry(result, "orders", "a")["description"] == description
+    assert _load(result)["models"][0]["columns"][0]["description"] == description
+    assert "\n\n  # next\n  - name: b\n" in result
 
 
 def test_batch_upsert_equals_one_at_a_time() -> None:
@@ -633,3 +686,16 @@ def test_batch_upsert_equals_one_at_a_time() -> None:
             one_by_one = upsert_column(one_by_one, d.model, d.column, description=d.description, tests=d.tests)
         assert upsert_columns(start, docs) == one_by_one
     assert upsert_columns(JAFFLE, []) == JAFFLE
+
+
+def test_batch_keeps_blank_line_style_like_single_calls() -> None:
+    from bot.dbt.schema_yaml import ColumnDoc, upsert_columns
+
+    docs = [ColumnDoc("customers", "a", "A"), ColumnDoc("customers", "b", "B"), ColumnDoc("orders", "c", "C"),
+            ColumnDoc("orders", "d", "D")]
+    one_by_one = JAFFLE
+    for d in docs:
+        one_by_one = upsert_column(one_by_one, d.model, d.column, description=d.description)
+    assert "        description: Total value (USD) of a customer's orders\n\n      - name: a\n" in one_by_one
+    assert "      - name: a\n        description: A\n\n      - name: b\n" in one_by_one
+    assert upsert_columns(JAFFLE, docs) == one_by_one

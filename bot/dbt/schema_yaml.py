@@ -11,8 +11,13 @@ quoting, blank lines and indentation all have to survive.  The strategy:
    the original text.  Inserted blocks are moved above comments/blank lines
    that ruamel attached to the preceding node (they usually belong to what
    follows), deleted blocks keep such comments.
-4. Re-load the result and check it means the same as the edited tree; if the
-   splice cannot be done unambiguously, fall back to the plain dump.
+4. When no setting reproduces the file (mixed styles, `~`, odd spacing), the
+   nearest few settings are tried and a hunk whose neighbours ruamel rewrites
+   takes those neighbours along; the splice re-emitting the fewest untouched
+   lines wins.
+5. Re-load the result and check it means the same as the edited tree (with
+   ruamel and with PyYAML, which dbt uses); if no splice does, fall back to
+   the plain dump.
 """
 
 from __future__ import annotations
@@ -39,11 +44,6 @@ from ruamel.yaml.scalarstring import (
 )
 from ruamel.yaml.tokens import CommentToken
 
-try:  # dbt reads properties files with PyYAML; used to double-check emitted scalars
-    import yaml as _pyyaml
-except ImportError:  # pragma: no cover
-    _pyyaml = None  # type: ignore[assignment]
-
 __all__ = [
     "SchemaYamlError",
     "column_entry",
@@ -66,6 +66,8 @@ _COMMON_INDENTS: tuple[Indent, ...] = (
     (3, 3, 1),
 )
 _WIDTH = 1 << 30  # never re-wrap long lines
+# dbt parses with PyYAML (YAML 1.1); libyaml's loader when present, for speed.
+_FAST_LOADER = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
 _TEST_KEYS = ("data_tests", "tests")
 
 
@@ -382,11 +384,9 @@ def _round_trips(value: str, indent: Indent) -> bool:
             return False
     except (YAMLError, TypeError, KeyError, IndexError):
         return False
-    if _pyyaml is None:  # pragma: no cover - PyYAML ships with dbt-core
-        return True
     try:
-        return _pyyaml.safe_load(text)["m"][0]["d"] == value
-    except (_pyyaml.YAMLError, TypeError, KeyError, IndexError):
+        return pyyaml.load(text, Loader=_FAST_LOADER)["m"][0]["d"] == value
+    except (pyyaml.YAMLError, TypeError, KeyError, IndexError):
         return False
 
 
@@ -464,11 +464,16 @@ def _blank_above(lines: list[str], line: int | None) -> bool | None:
 
 
 def _separated(seq: CommentedSeq, lines: list[str], default: bool) -> bool:
-    """Do existing items of this list have blank lines between them? Copy that."""
-    if len(seq) < 2:
-        return default
-    found = _blank_above(lines, _line_of_item(seq, len(seq) - 1))
-    return default if found is None else found
+    """Do existing items of this list have blank lines between them? Copy that.
+
+    Judged on the last item read from the file (not one added in this run),
+    so a batch of edits formats like the same edits made one call at a time.
+    """
+    for index in range(len(seq) - 1, 0, -1):
+        line = _line_of_item(seq, index)
+        if line is not None:
+            return bool(_blank_above(lines, line))
+    return default
 
 
 def _append_item(seq: CommentedSeq, item: Any, blank_before: bool) -> None:
@@ -702,17 +707,10 @@ def _tidy_delete(hunk: _Hunk, before: list[str], floor: int) -> _Hunk:
 def _tidy_replace(hunk: _Hunk, before: list[str]) -> _Hunk:
     """Keep the blank separator ruamel counts as part of a replaced block scalar."""
     end = hunk.end
-    kept_blanks = len(hunk.lines) - len(_rstrip_blank(hunk.lines))
-    while end - 1 > hunk.start and _is_blank(before[end - 1]) and kept_blanks == 0:
-        end -= 1
+    if hunk.lines and not _is_blank(hunk.lines[-1]):
+        while end - 1 > hunk.start and _is_blank(before[end - 1]):
+            end -= 1
     return _Hunk(hunk.start, end, hunk.lines)
-
-
-def _rstrip_blank(lines: list[str]) -> list[str]:
-    end = len(lines)
-    while end and _is_blank(lines[end - 1]):
-        end -= 1
-    return lines[:end]
 
 
 def _tidy(hunks: list[_Hunk], before: list[str]) -> list[_Hunk]:
@@ -833,7 +831,7 @@ def _means(text: str, expected: Any) -> bool:
     """Does the spliced text load to the edited tree? libyaml answers most cases ten times faster
     than a second round-trip load; only when it disagrees (YAML 1.1 vs 1.2 scalars) does ruamel judge."""
     try:
-        if pyyaml.load(text, Loader=_FAST_LOADER) == expected:
+        if pyyaml.load(text, Loader=_StrictFastLoader) == expected:
             return True
     except pyyaml.YAMLError:
         pass
@@ -841,6 +839,21 @@ def _means(text: str, expected: Any) -> bool:
         return _plain(_yaml().load(text)) == expected
     except YAMLError:
         return False
+
+
+class _StrictFastLoader(_FAST_LOADER):  # type: ignore[misc, valid-type]
+    """PyYAML keeps the last of two equal keys, so a splice that left a stale
+    `description:` above the new one would pass; ruamel (and we) reject that."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, pyyaml.ScalarNode):
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise pyyaml.constructor.ConstructorError(None, None, "duplicate key", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _apply(doc: _Doc, mutate: Callable[[_Doc], bool]) -> str | None:
@@ -870,9 +883,6 @@ def _apply(doc: _Doc, mutate: Callable[[_Doc], bool]) -> str | None:
     if not _means(dumped, expected):  # pragma: no cover - guards against ruamel emitter bugs
         raise SchemaYamlError("cannot write this edit so that it reads back unchanged")
     return dumped
-
-
-_FAST_LOADER = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
 
 
 def _fresh_file(model: str, column: str, description: str | None, tests: Sequence[str],
