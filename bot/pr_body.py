@@ -1,12 +1,30 @@
 """The push-to-dbt PR description: what a reviewer needs to trust the bot's change."""
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 from bot.translate.push import PushedField, Skipped
 
 ACTION_WORDS = {"added": "new column", "replaced": "expression replaced", "documented": "documented",
                 "unchanged": "already up to date"}
+
+
+def _hidden_json(kind: str, value: object) -> str:
+    """Machine-readable facts in an HTML comment; `-` escaped so no `--` can end the comment early."""
+    return f"<!-- layersync:{kind} " + json.dumps(value, sort_keys=True).replace("-", "\\u002d") + " -->"
+
+
+def read_hidden_json(body: str | None, kind: str) -> object | None:
+    prefix = f"<!-- layersync:{kind} "
+    start = (body or "").find(prefix)
+    if start < 0:
+        return None
+    end = body.find(" -->", start)
+    try:
+        return json.loads(body[start + len(prefix):end])
+    except ValueError:
+        return None
 
 
 def marker(branch: str) -> str:
@@ -31,8 +49,14 @@ def title(pushed: Sequence[PushedField]) -> str:
 
 
 def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skipped],
-           semantic_repo: str, semantic_commit: str, dbt_checked: bool = True) -> str:
-    lines = [marker(branch), "",
+           semantic_repo: str, semantic_commit: str, dbt_checked: bool = True,
+           origin: tuple[str, int] | None = None) -> str:
+    """`origin` is the semantic-layer issue or PR that asked for the push: when this PR merges,
+    the bot reports there and hands the fields back (see `bot.handlers.dbt_pr_closed`)."""
+    facts = {"semantic_repo": semantic_repo, "semantic_commit": semantic_commit,
+             "origin": list(origin) if origin else None,
+             "fields": [[p.id, p.file, p.model, p.column] for p in pushed if p.dbt_sql]}
+    lines = [marker(branch), _hidden_json("facts", facts), "",
              f"This PR moves logic from the semantic layer into dbt, from semantic-layer commit "
              f"`{semantic_commit[:12]}` of `{semantic_repo}`.", ""]
     if pushed:

@@ -35,6 +35,7 @@ class PushRequest:
     profiles_dir: Path | None = None
     dbt_forge_repo: str | None = None     # hosted: the forge's name for the dbt repo ("owner/name")
     dry_run: bool = False                 # plan only: no dbt check, no commit, no push, no PR
+    origin: tuple[str, int] | None = None # the semantic issue/PR that asked (repo, number)
 
 
 @dataclass
@@ -104,6 +105,7 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
     head = semantic.commit("HEAD").hexsha
     config = load_config(semantic, head, request)
     selection = select(semantic, head, request, config)
+    semantic_label = request.origin[0] if request.origin else str(semantic.path)
     result = PushResult(semantic_commit=head, skipped=list(selection.skipped))
     candidates = [r for r in selection.requests if r.field.kind == "dimension"]
     if not selection.requests:
@@ -136,7 +138,7 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
                               if not plan.pushed else "dbt already has these columns; no branch needed")
             return result
         ws.write(plan.files)
-        message = _commit_message(plan.pushed, semantic.path, head)
+        message = _commit_message(plan.pushed, semantic_label, head)
         result.commit = ws.commit(message, sorted(plan.files)) if plan.files else None
         if result.commit is not None:
             ws.push(branch)
@@ -147,7 +149,9 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         described = PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
             [r for r in selection.requests if r.field.id in pushed_ids]).pushed
         body = pr_body.render(branch=branch, pushed=described, skipped=result.skipped,
-                              semantic_repo=str(semantic.path), semantic_commit=head, dbt_checked=config.dbt_check)
+                              semantic_repo=semantic_label,
+                              semantic_commit=head, dbt_checked=config.dbt_check,
+                              origin=request.origin)
         result.pr, result.pr_created = forge.open_or_update_pr(forge_repo, head=branch, base=base,
                                                                title=pr_body.title(described), body=body)
         result.message = (f"{'opened' if result.pr_created else 'updated'} PR #{result.pr.number}"
@@ -183,7 +187,7 @@ def _plan_and_check(ws: Workspace, requests: list[FieldRequest], config: Config,
                 excluded[p.id] = Skipped(p.id, p.file, p.line, reason, "dbt-error")
 
 
-def _commit_message(pushed: list[PushedField], semantic_repo: Path, head: str) -> str:
+def _commit_message(pushed: list[PushedField], semantic_repo: str, head: str) -> str:
     changed = [p for p in pushed if p.action != "unchanged"]
     subject = (f"layersync: push {changed[0].id} to dbt" if len(changed) == 1
                else f"layersync: push {len(changed)} semantic-layer fields to dbt")

@@ -315,6 +315,34 @@ def test_collaborator_permission_and_identity(gh, client):
     gh.assert_no_violations()
 
 
+def test_every_implemented_operation_answers_to_the_schema(gh):
+    """Touch the operations the other tests do not, so each handler's response is checked against the spec."""
+    sha = gh.commit(REPO, "feature/x", {"a.txt": "a\n"})
+    pr = gh.create_pr(REPO, "feature/x", title="t", user="analyst")
+    comment = gh.add_comment(REPO, pr.number, "hello", user="analyst")
+    assert api(gh, "POST", f"/repos/acme/dbt/issues/comments/{comment.id}/reactions", json={"content": "+1"}).status_code == 201
+    assert api(gh, "GET", f"/repos/acme/dbt/issues/comments/{comment.id}/reactions").json()[0]["content"] == "+1"
+    assert api(gh, "GET", "/repos/acme/dbt/branches/feature/x").json()["commit"]["sha"] == sha
+    assert api(gh, "GET", "/repos/acme/dbt/branches/nope").status_code == 404
+    assert api(gh, "GET", "/rate_limit").json()["resources"]["core"]["limit"] == 5000
+    assert api(gh, "POST", f"/repos/acme/dbt/statuses/{sha}", json={"state": "pending"}).status_code == 201
+    assert len(api(gh, "GET", f"/repos/acme/dbt/commits/{sha}/statuses").json()) == 1
+    assert api(gh, "GET", f"/repos/acme/dbt/commits/{sha}/check-runs").json()["total_count"] == 0
+    assert api(gh, "GET", f"/repos/acme/dbt/pulls/{pr.number}/merge").status_code == 404
+    merged = api(gh, "PUT", f"/repos/acme/dbt/pulls/{pr.number}/merge", json={"merge_method": "squash"})
+    assert merged.status_code == 200 and merged.json()["merged"] is True
+    assert api(gh, "GET", f"/repos/acme/dbt/pulls/{pr.number}/merge").status_code == 204
+    assert api(gh, "PUT", f"/repos/acme/dbt/pulls/{pr.number}/merge", json={}).status_code == 405
+    assert api(gh, "DELETE", "/repos/acme/dbt/git/refs/heads/feature/x").status_code == 204
+    assert gh.branch_sha(REPO, "feature/x") is None and gh.pushes[-1].updates[0].deleted
+    assert api(gh, "DELETE", "/repos/acme/dbt/git/refs/heads/feature/x").status_code == 422
+    assert api(gh, "DELETE", f"/repos/acme/dbt/issues/comments/{comment.id}").status_code == 204
+    assert gh.comments(REPO, pr.number) == []
+    pulls = api(gh, "GET", "/repos/acme/dbt/pulls", params={"state": "closed"}).json()
+    assert pulls[0]["merged_at"] and pulls[0]["head"]["ref"] == "feature/x"
+    gh.assert_no_violations()
+
+
 def test_read_only_token_cannot_write(gh, client):
     gh.add_token("ghp_ro", user="reader", read_only=True)
     gh.create_issue(REPO, "issue")

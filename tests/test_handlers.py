@@ -97,3 +97,32 @@ def test_semantic_pr_gets_a_preview_comment_kept_in_place(world) -> None:
     assert "<!-- layersync:preview pr=1 -->" in preview.body
     assert "`orders.is_large_order` | `orders.is_large_order` | added | `amount > 20`" in preview.body
     assert forge.list_prs(str(repos.remote)) == []  # a preview pushes nothing
+
+
+def test_merged_dbt_pr_hands_the_fields_back_and_reports_to_the_origin(world) -> None:
+    repos, forge, pr, ctx = world
+    dispatch(ctx, "issue_comment", comment(repos, pr, "/push-to-dbt"))
+    (dbt_pr,) = forge.list_prs(str(repos.remote))
+    forge.close_pr(str(repos.remote), dbt_pr.number, merged=True)
+    closed = pull_request("closed", repo=str(repos.remote), number=dbt_pr.number, head_ref=dbt_pr.head,
+                          base_ref="main", merged=True, body=dbt_pr.body, user="layersync[bot]")
+    dispatch(ctx, "pull_request", closed)
+    dispatch(ctx, "pull_request", closed)  # redelivered: still one PR, one comment
+
+    (adoption,) = [p for p in forge.list_prs(str(repos.semantic)) if p.head.startswith("layersync/adopt/")]
+    view = (git.Repo(repos.semantic).commit(adoption.head).tree / "views/orders.view.yaml").data_stream.read().decode()
+    assert "  is_large_order:\n    description: Orders of more than 20 dollars\n    sql: ${TABLE}.is_large_order\n" in view
+    notes = [c for c in forge.list_comments(str(repos.semantic), pr.number) if "layersync:dbt-pr-closed" in c.body]
+    assert adoption.base == "analyst/large-orders"  # the fields live on the open semantic PR's branch
+    assert len(notes) == 1 and adoption.url in notes[0].body and dbt_pr.url in notes[0].body
+
+
+def test_dbt_pr_closed_unmerged_is_reported(world) -> None:
+    repos, forge, pr, ctx = world
+    dispatch(ctx, "issue_comment", comment(repos, pr, "/push-to-dbt"))
+    (dbt_pr,) = forge.list_prs(str(repos.remote))
+    forge.close_pr(str(repos.remote), dbt_pr.number)
+    dispatch(ctx, "pull_request", pull_request("closed", repo=str(repos.remote), number=dbt_pr.number,
+                                               head_ref=dbt_pr.head, base_ref="main", body=dbt_pr.body))
+    assert any("closed without merging" in c.body for c in forge.list_comments(str(repos.semantic), pr.number))
+    assert [p.head for p in forge.list_prs(str(repos.semantic))] == ["analyst/large-orders"]

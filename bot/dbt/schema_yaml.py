@@ -229,24 +229,40 @@ def _parse(text: str) -> tuple[_Envelope, _Doc]:
     return envelope, doc
 
 
-def _rank_layouts(doc: _Doc, keep: int = 6) -> dict[Indent, str]:
-    """The indent whose round trip is byte-identical, else the closest few.
+def _rank_layouts(doc: _Doc, keep: int = 4) -> dict[Indent, str]:
+    """The indent whose round trip is byte-identical, else a few that together
+    reproduce the most lines.
 
-    Several are kept because hand-edited files mix styles: the splice later
-    uses whichever setting reproduces the lines around the edit.
+    Hand-edited files mix styles (one model's lists at offset 0, another's at
+    2), so the picks are greedy by lines not yet covered: the splice later uses
+    whichever setting reproduces the lines around each edit.
     """
     body_lines = doc.body.splitlines()
-    scored: list[tuple[float, int, Indent, str]] = []
-    for rank, cand in enumerate(_indent_candidates(doc.body)):
+    covered_by: dict[str, tuple[Indent, set[int]]] = {}
+    for cand in _indent_candidates(doc.body):
         try:
             out = doc.dump(cand)
         except YAMLError:  # pragma: no cover - exotic settings ruamel rejects
             continue
         if out == doc.body:
             return {cand: out}
-        score = difflib.SequenceMatcher(None, out.splitlines(), body_lines, autojunk=False).ratio()
-        scored.append((-score, rank, cand, out))
-    return {cand: out for _, _, cand, out in sorted(scored)[:keep]}
+        if out not in covered_by:
+            covered_by[out] = (cand, _reproduced_lines(out.splitlines(), body_lines))
+    picks: dict[Indent, str] = {}
+    covered: set[int] = set()
+    while covered_by and len(picks) < keep:
+        out, (cand, lines) = max(covered_by.items(), key=lambda item: len(item[1][1] - covered))
+        if picks and not lines - covered:
+            break
+        picks[cand] = out
+        covered |= lines
+        del covered_by[out]
+    return picks
+
+
+def _reproduced_lines(dumped: list[str], original: list[str]) -> set[int]:
+    matcher = difflib.SequenceMatcher(None, dumped, original, autojunk=False)
+    return {block.b + k for block in matcher.get_matching_blocks() for k in range(block.size)}
 
 
 # --------------------------------------------------------------------------
@@ -736,20 +752,22 @@ def _line_map(before: list[str], original: list[str]) -> dict[int, int]:
 
 
 def _anchored(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int,
-              widen: bool) -> tuple[_Hunk, int] | None:
+              widen: bool) -> tuple[_Hunk, float] | None:
     """Translate a hunk of the dump diff into a hunk of the original text.
 
-    Returns the hunk and how many neighbouring lines it had to re-emit, or
-    None when that is ambiguous (lines only the original has sit at the edit).
-    With `widen`, an insertion beside a line ruamel rewrites takes that line
-    along, for when the original's local indentation differs from the dump's.
+    Returns the hunk and a cost: how many neighbouring lines it re-emits,
+    plus one half for an insertion placed against only one shared neighbour
+    (its indentation may not match the other side).  None when ambiguous:
+    lines only the original has sit right at the edit.  With `widen`, an
+    insertion beside a line ruamel rewrites takes that line along.
     """
     try:
-        exact = _exact_span(hunk, mapping, len(before), n_original, widen)
+        exact = _exact_span(hunk, mapping, len(before), widen)
     except _Ambiguous:
         return None
     if exact is not None:
-        return _Hunk(exact[0], exact[1], hunk.lines), 0
+        start, end, cost = exact
+        return _Hunk(start, end, hunk.lines), cost
     return _widened(hunk, before, mapping, n_original)
 
 
@@ -757,33 +775,33 @@ class _Ambiguous(Exception):
     """An insertion whose two neighbours disagree on where it goes."""
 
 
-def _exact_span(hunk: _Hunk, mapping: dict[int, int], n_before: int, n_original: int,
-                widen: bool) -> tuple[int, int] | None:
-    """The span when the hunk's own lines, or one neighbour of an insertion, are shared."""
+def _exact_span(hunk: _Hunk, mapping: dict[int, int], n_before: int, widen: bool) -> tuple[int, int, float] | None:
+    """The span when the hunk's own lines, or a neighbour of an insertion, are shared."""
     size = hunk.end - hunk.start
     if size:
         first = mapping.get(hunk.start)
         if first is None or any(mapping.get(hunk.start + k) != first + k for k in range(size)):
             return None
-        return first, first + size
+        return first, first + size, 0.0
     left = 0 if hunk.start == 0 else _after(mapping.get(hunk.start - 1))
-    if hunk.start == n_before:
-        right = None if left is not None else n_original  # appending: what trails the original stays last
-    else:
-        right = mapping.get(hunk.start)
-    if left is not None and right is not None and left != right:
-        raise _Ambiguous
-    if widen and (left is None or right is None) and not (hunk.start == n_before and left is not None):
-        return None
+    right = mapping.get(hunk.start) if hunk.start < n_before else None  # appending: trailing lines stay last
+    if left is not None and right is not None:
+        if left != right:
+            raise _Ambiguous
+        return left, left, 0.0
+    if hunk.start == n_before and left is not None:
+        return left, left, 0.0
     position = left if left is not None else right
-    return None if position is None else (position, position)
+    if position is None or widen:
+        return None
+    return position, position, 0.5
 
 
 def _after(index: int | None) -> int | None:
     return None if index is None else index + 1
 
 
-def _widened(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int) -> tuple[_Hunk, int] | None:
+def _widened(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int) -> tuple[_Hunk, float] | None:
     """Widen to the nearest shared lines, so lines ruamel would rewrite anyway
     (odd spacing, `~`, a list offset no single setting reproduces) change only
     where they touch the edit."""
@@ -801,11 +819,11 @@ def _widened(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original
     return _Hunk(start, end, lines), (hunk.start - prev - 1) + (nxt - hunk.end)
 
 
-def _splice(original: str, before: str, after: str, tidy: bool, widen: bool) -> tuple[str, int] | None:
+def _splice(original: str, before: str, after: str, tidy: bool, widen: bool) -> tuple[str, float] | None:
     """Apply the before→after dump diff to the original text.
 
-    Returns the text and the number of extra lines re-emitted around the
-    edits (0 when the splice is exact); None if it cannot be done cleanly.
+    Returns the text and its cost (see `_anchored`; 0 when the splice is
+    exact), or None if it cannot be done cleanly.
     """
     before_lines, after_lines = before.splitlines(True), after.splitlines(True)
     original_lines = original.splitlines(True)
@@ -816,7 +834,7 @@ def _splice(original: str, before: str, after: str, tidy: bool, widen: bool) -> 
         mapping = {i: i for i in range(len(before_lines))}
     else:
         mapping = _line_map(before_lines, original_lines)
-    result, limit, extra = list(original_lines), len(original_lines), 0
+    result, limit, extra = list(original_lines), len(original_lines), 0.0
     for hunk in reversed(hunks):
         anchored = _anchored(hunk, before_lines, mapping, len(original_lines), widen)
         if anchored is None or anchored[0].end > limit:
@@ -866,7 +884,7 @@ def _apply(doc: _Doc, mutate: Callable[[_Doc], bool]) -> str | None:
     if not mutate(doc):
         return None
     expected = _plain(doc.data)
-    best: tuple[int, str] | None = None
+    best: tuple[float, str] | None = None
     for indent, before in doc.layouts.items():
         after = doc.dump(indent)
         for tidy, widen in ((True, False), (True, True), (False, False), (False, True)):

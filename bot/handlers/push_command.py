@@ -98,5 +98,5 @@ def _push(ctx: Context, command: Command, issue: dict, repo: str, number: int) -
                 return PushResult(semantic_commit=ws.repo.head.commit.hexsha,
                                   message="this issue names no field; use `/push-to-dbt VIEW.FIELD`")
         request = PushRequest(semantic_repo=ws.root, fields=fields, since=since, dbt_forge_repo=ctx.settings.dbt_repo,
-                              profiles_dir=ctx.settings.profiles_dir)
+                              profiles_dir=ctx.settings.profiles_dir, origin=(repo, number))
         return run(request, ctx.forge, log=lambda line: ctx.log.debug("dbt | %s", line))

@@ -975,6 +975,12 @@ class GitHubStandIn:
                 result = handler(call)
         except ApiError as e:
             return finish(e.status, e.body(), e.headers)
+        except Exception as e:  # a stand-in bug: answer 500 and make the test fail loudly
+            import traceback
+
+            with self._lock:
+                self.response_errors.append(f"{op.operation_id} crashed in the stand-in: {traceback.format_exc()}")
+            return finish(500, {"message": f"stand-in error: {e!r}", "status": "500"})
         status, payload, headers = result if len(result) == 3 else (*result, {})
         if payload is not None and 200 <= status < 300:
             payload = self._shape(op, status, payload)
