@@ -6,6 +6,7 @@ the result is read back to prove that only that field's SQL changed.
 from __future__ import annotations
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from bot.errors import SemanticError
 from bot.semantic.reader import FIELD_SECTIONS, OmniYamlReader
@@ -52,7 +53,10 @@ def _end_of_block(lines: list[str], start: int, indent: int) -> int:
 
 def _scalar(sql: str) -> str:
     """Plain when YAML keeps it as written, else single-quoted."""
-    probe = YAML(typ="safe").load(f"k: {sql}")
+    try:
+        probe = YAML(typ="safe").load(f"k: {sql}")
+    except YAMLError:
+        probe = None
     if isinstance(probe, dict) and probe.get("k") == sql:
         return sql
     return "'" + sql.replace("'", "''") + "'"
