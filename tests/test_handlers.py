@@ -9,6 +9,7 @@ from bot.handlers.context import Context, Settings
 from bot.handlers.router import Event
 from bot.service import ROUTER
 from payloads import issue_comment_created, pull_request
+from payloads import push as push_payload
 
 LARGE = "\n  is_large_order:\n    description: Orders of more than 20 dollars\n    sql: ${TABLE}.amount > 20\nmeasures:"
 
@@ -126,3 +127,31 @@ def test_dbt_pr_closed_unmerged_is_reported(world) -> None:
                                                head_ref=dbt_pr.head, base_ref="main", body=dbt_pr.body))
     assert any("closed without merging" in c.body for c in forge.list_comments(str(repos.semantic), pr.number))
     assert [p.head for p in forge.list_prs(str(repos.semantic))] == ["analyst/large-orders"]
+
+
+def test_auto_push_on_the_default_branch(world) -> None:
+    repos, forge, pr, ctx = world
+    semantic = git.Repo(repos.semantic)
+    before = semantic.head.commit.hexsha
+    semantic.git.merge("--ff-only", "analyst/large-orders")
+    after = semantic.head.commit.hexsha
+    payload = push_payload(repo=str(repos.semantic), before=before, after=after)
+    dispatch(ctx, "push", payload)
+    assert forge.list_prs(str(repos.remote)) == []  # auto_push is off by default
+    auto = Context(forge, Settings(dbt_repo=str(repos.remote), semantic_repo=str(repos.semantic), auto_push=True))
+    dispatch(auto, "push", payload)
+    (dbt_pr,) = forge.list_prs(str(repos.remote))
+    assert dbt_pr.head == "layersync/push/orders-is_large_order"
+
+
+def test_a_job_that_fails_for_good_says_so_in_the_thread(world) -> None:
+    from bot.jobs.queue import Job
+    from bot.service import JobHandler
+
+    repos, forge, pr, ctx = world
+    payload = comment(repos, pr, "/push-to-dbt", comment_id=555)
+    job = Job(id=1, delivery_id="d", event="issue_comment", payload=payload, key="k", attempts=8, state="failed",
+              not_before=0.0, last_error=None, created_at=0.0)
+    JobHandler(ctx).on_failure(job, "gave up after 8 attempts; last error: GitHub answered 502")
+    (note,) = forge.list_comments(str(repos.semantic), pr.number)
+    assert "<!-- layersync:push-to-dbt comment=555 -->" in note.body and "502" in note.body
