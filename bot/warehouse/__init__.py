@@ -1,0 +1,1 @@
+"""The only place that opens database connections (DuckDB by default, PostgreSQL at scale)."""
