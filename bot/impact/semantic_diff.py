@@ -1,0 +1,159 @@
+"""The semantic layer's own numbers on prod and on dev: every measure of every view that reads a
+changed model, in total and by the view's low-cardinality dimensions; and the fields whose SQL no
+longer runs against dev (broken by the PR)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field, replace
+from typing import Any, Iterable
+
+from sqlglot import exp
+
+from bot.errors import LayersyncError
+from bot.semantic.model import Field, View
+from bot.semantic.refs import Resolver
+from bot.warehouse.base import Warehouse
+
+AGGREGATES = {"sum": "SUM", "count": "COUNT", "count_distinct": "COUNT", "average": "AVG", "avg": "AVG",
+              "min": "MIN", "max": "MAX", "median": "MEDIAN"}
+MAX_GROUP_VALUES = 12
+
+
+@dataclass(frozen=True)
+class MeasureValue:
+    view: str
+    measure: str
+    dimension: str | None          # None: the total
+    group: Any
+    prod: float | None
+    dev: float | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.prod is None or self.dev is None else self.dev - self.prod
+
+    @property
+    def pct(self) -> float | None:
+        if self.delta is None or not self.prod:
+            return None
+        return 100.0 * self.delta / abs(self.prod)
+
+
+@dataclass(frozen=True)
+class BrokenField:
+    id: str
+    file: str
+    line: int
+    reason: str
+
+
+@dataclass
+class SemanticDiff:
+    values: list[MeasureValue] = dc_field(default_factory=list)
+    broken: list[BrokenField] = dc_field(default_factory=list)
+    views: list[str] = dc_field(default_factory=list)
+
+
+def _table(schema: str, table: str) -> exp.Table:
+    return exp.table_(exp.to_identifier(table), db=exp.to_identifier(schema))
+
+
+def _expression(view: View, item: Field, dialect: str) -> exp.Expression:
+    """A measure's row-level input (or a dimension) as SQL over the view's table."""
+    if item.kind == "measure" and item.sql is None:
+        return exp.Star()
+    return Resolver(view, dialect).resolve(replace(item, kind="dimension"))
+
+
+def measure_expression(view: View, measure: Field, dialect: str) -> exp.Expression:
+    kind = (measure.aggregate_type or "sum").lower()
+    if kind not in AGGREGATES:
+        raise LayersyncError(f"aggregate_type `{kind}` is not supported", measure.location.file, measure.location.line)
+    inner = _expression(view, measure, dialect)
+    if kind == "count_distinct":
+        inner = exp.Distinct(expressions=[inner])
+    return exp.func(AGGREGATES[kind], inner) if kind != "count" or not isinstance(inner, exp.Star) \
+        else exp.Count(this=exp.Star())
+
+
+def _select(view: View, measures: list[Field], schema: str, table: str, dialect: str,
+            dimension: Field | None = None) -> str:
+    projections = [measure_expression(view, m, dialect).as_(f"m{i}") for i, m in enumerate(measures)]
+    query = exp.select(*projections).from_(_table(schema, table))
+    if dimension is not None:
+        query = exp.select(_expression(view, dimension, dialect).as_("g"), *projections).from_(
+            _table(schema, table)).group_by(exp.column("g") if dialect == "duckdb" else exp.Literal.number(1))
+    return query.sql(dialect=dialect)
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _values_by_group(wh: Warehouse, sql: str, grouped: bool) -> dict[Any, tuple[Any, ...]]:
+    rows = wh.query(sql)
+    return {row[0]: row[1:] for row in rows} if grouped else {None: rows[0] if rows else ()}
+
+
+def _low_cardinality(wh: Warehouse, view: View, schema: str, table: str, dialect: str, limit: int) -> list[Field]:
+    """Dimensions with few values on prod: the groupings a BI user would look at first."""
+    picked: list[Field] = []
+    for dim in view.fields.values():
+        if dim.kind != "dimension" or dim.primary_key or len(picked) >= limit:
+            continue
+        try:
+            inner = _expression(view, dim, dialect)
+            sql = exp.select(exp.Count(this=exp.Distinct(expressions=[inner]))).from_(_table(schema, table)).sql(dialect)
+            (distinct,), = wh.query(sql)
+        except Exception:  # noqa: BLE001 - a dimension that does not run is reported as broken elsewhere
+            continue
+        if 1 < distinct <= MAX_GROUP_VALUES:
+            picked.append(dim)
+    return picked
+
+
+def broken_fields(wh: Warehouse, view: View, schema: str, table: str, dialect: str) -> list[BrokenField]:
+    """Fields whose SQL no longer compiles or runs against `schema` (checked with LIMIT 0)."""
+    broken = []
+    for item in view.fields.values():
+        try:
+            expression = measure_expression(view, item, dialect) if item.kind == "measure" else \
+                _expression(view, item, dialect)
+            wh.query(exp.select(expression).from_(_table(schema, table)).limit(0).sql(dialect=dialect))
+        except Exception as exc:  # noqa: BLE001 - any failure means the field is broken on dev
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            broken.append(BrokenField(item.id, item.location.file, item.location.line, message))
+    return broken
+
+
+def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str], prod_schema: str,
+                  dev_schema: str, *, dialect: str = "duckdb", top_n: int = 5, group_dimensions: int = 2
+                  ) -> SemanticDiff:
+    """`tables`: view name → relation name in both schemas, for the views that read changed models."""
+    result = SemanticDiff()
+    for view in views:
+        if view.name not in tables:
+            continue
+        table = tables[view.name]
+        result.views.append(view.name)
+        result.broken.extend(broken_fields(wh, view, dev_schema, table, dialect))
+        broken_ids = {b.id for b in result.broken}
+        measures = [m for m in view.fields.values() if m.kind == "measure" and m.id not in broken_ids]
+        if not measures:
+            continue
+        groupings: list[Field | None] = [None, *_low_cardinality(wh, view, prod_schema, table, dialect,
+                                                                  group_dimensions)]
+        for dimension in groupings:
+            prod = _values_by_group(wh, _select(view, measures, prod_schema, table, dialect, dimension),
+                                    dimension is not None)
+            dev = _values_by_group(wh, _select(view, measures, dev_schema, table, dialect, dimension),
+                                   dimension is not None)
+            groups = list(dict.fromkeys([*prod, *dev]))
+            for index, measure in enumerate(measures):
+                values = [MeasureValue(view.name, measure.name, dimension.name if dimension else None, g,
+                                       _number(prod[g][index]) if g in prod else None,
+                                       _number(dev[g][index]) if g in dev else None) for g in groups]
+                if dimension is not None:  # the groups that moved most first
+                    values.sort(key=lambda v: -abs(v.delta or 0))
+                    values = values[:top_n]
+                result.values.extend(values)
+    return result

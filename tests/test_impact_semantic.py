@@ -1,0 +1,61 @@
+"""Semantic measures on prod vs dev, and fields broken by a PR (real DuckDB)."""
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from bot.impact.semantic_diff import semantic_diff
+from bot.semantic.reader import OmniYamlReader
+from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+VIEW = """\
+table_name: orders
+dimensions:
+  order_id:
+    primary_key: true
+  status: {}
+  is_big:
+    sql: ${TABLE}.amount > 10
+  discount:
+    sql: ${TABLE}.discount * 2
+measures:
+  count:
+    aggregate_type: count
+  revenue:
+    sql: ${TABLE}.amount
+    aggregate_type: sum
+  customers:
+    sql: ${TABLE}.customer_id
+    aggregate_type: count_distinct
+"""
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create schema prod; create schema dev")
+    con.execute("create table prod.orders as select range as order_id, range % 7 as customer_id, "
+                "case when range % 3 = 0 then 'completed' else 'placed' end as status, "
+                "(range % 20)::double as amount, 1 as discount from range(100)")
+    # The PR changes amounts of completed orders and drops `discount`.
+    con.execute("create table dev.orders as select order_id, customer_id, status, "
+                "case when status = 'completed' then amount * 2 else amount end as amount from prod.orders")
+    con.close()
+    with DuckDBWarehouse(path) as wh:
+        yield wh
+
+
+def test_measures_move_in_total_and_by_group_and_broken_fields_are_named(warehouse) -> None:
+    view = OmniYamlReader().read(VIEW, "views/orders.view.yaml")
+    diff = semantic_diff(warehouse, [view], {"orders": "orders"}, "prod", "dev")
+    totals = {(v.measure): v for v in diff.values if v.dimension is None}
+    assert (totals["count"].prod, totals["count"].dev) == (100, 100)
+    revenue = totals["revenue"]
+    completed = sum(i % 20 for i in range(100) if i % 3 == 0)
+    assert revenue.prod == sum(i % 20 for i in range(100)) and revenue.delta == completed
+    assert totals["customers"].delta == 0
+    by_status = {v.group: v for v in diff.values if v.dimension == "status" and v.measure == "revenue"}
+    assert by_status["completed"].delta == completed and by_status["placed"].delta == 0
+    assert [(b.id, b.line) for b in diff.broken] == [("orders.discount", 8)]
+    assert "discount" in diff.broken[0].reason
