@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--threads", type=int, default=2)
     worker.add_argument("--config", type=Path, help="YAML settings file (environment variables win)")
 
+    impact = sub.add_parser("impact", help="build base and head of the dbt repo, compare dev with prod, report")
+    impact.add_argument("--dbt-repo", type=Path, required=True)
+    impact.add_argument("--semantic-repo", type=Path, help="semantic-layer repo whose measures are compared")
+    impact.add_argument("--base", required=True, metavar="REV", help="dbt revision built into prod")
+    impact.add_argument("--head", required=True, metavar="REV", help="dbt revision built into the dev schema")
+    impact.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report here")
+    impact.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown report here")
+    impact.add_argument("--workdir", type=Path, help="keep checkouts and the DuckDB file here")
+    impact.add_argument("--pr", help="PR number (names the dev schema layersync_pr_<n>)")
+    impact.add_argument("--fail-on-measure-move", type=float, metavar="PCT",
+                        help="fail when a measure's total moves more than PCT percent")
+
     demo = sub.add_parser("demo", help="run push-to-dbt end to end on a generated jaffle_shop project")
     demo.add_argument("--workdir", type=Path, help="keep the demo's repos here instead of a temp dir")
     return parser
@@ -124,6 +136,25 @@ def _cmd_prs(args: argparse.Namespace) -> int:
     else:
         print(format_pr_table(prs) if prs else "no pull requests")
     return EXIT_OK
+
+
+def _cmd_impact(args: argparse.Namespace) -> int:
+    from bot.impact.report import to_markdown
+    from bot.impact.run import run_impact
+
+    for label, path in (("--dbt-repo", args.dbt_repo), ("--semantic-repo", args.semantic_repo)):
+        if path is not None and not path.exists():
+            raise LayersyncError(f"{label} `{path}` does not exist")
+    doc = run_impact(args.dbt_repo, args.base, args.head, semantic_repo=args.semantic_repo, workdir=args.workdir,
+                     pr=args.pr, max_measure_move_pct=args.fail_on_measure_move)
+    markdown = to_markdown(doc)
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    if args.markdown:
+        args.markdown.write_text(markdown)
+    if not args.markdown:
+        print(markdown)
+    return EXIT_OK if doc["status"]["state"] == "success" else EXIT_PARTIAL
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -194,7 +225,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"push-to-dbt": _cmd_push, "prs": _cmd_prs, "demo": _cmd_demo, "serve": _cmd_serve,
-                "worker": _cmd_worker}
+                "worker": _cmd_worker, "impact": _cmd_impact}
     try:
         return handlers[args.command](args)
     except LayersyncError as exc:

@@ -105,7 +105,7 @@ def _value_section(doc: dict, with_samples: bool) -> list[str]:
         diff = m.get("value_diff")
         if not diff:
             continue
-        lines.append(f"**`{m['model']}`** by key ({', '.join(diff.get('key', []))}):")
+        lines += [f"**`{m['model']}`** by key ({', '.join(diff.get('key', []))}):", ""]
         for problem in diff.get("key_problems", []):
             lines.append(f"- ⚠️ {problem}")
         if not diff.get("key_problems"):
@@ -123,7 +123,9 @@ def _value_section(doc: dict, with_samples: bool) -> list[str]:
 
 
 def _measures_section(doc: dict, max_rows: int) -> list[str]:
-    values = doc.get("semantic", {}).get("measures", [])
+    # Totals always; a group only where it moved — unchanged groups are noise to a reviewer.
+    values = [v for v in doc.get("semantic", {}).get("measures", [])
+              if v.get("dimension") is None or (v.get("delta") or 0) != 0]
     if not values:
         return []
     rows = [[f"`{v['view']}.{v['measure']}`", "total" if v.get("dimension") is None else f"{v['dimension']} = {v['group']}",
@@ -148,7 +150,7 @@ def to_markdown(doc: dict, *, limit: int = BODY_LIMIT) -> str:
 def _render(doc: dict, with_samples: bool, max_rows: int, keep_sections: int) -> str:
     s = summary(doc)
     state, description = doc.get("status", {}).get("state"), doc.get("status", {}).get("description", "")
-    lines = [marker(doc.get("pr", "")), "### layersync impact report", "",
+    lines = [marker(doc.get("pr") or doc.get("head", "")[:12]), "### layersync impact report", "",
              f"`{doc.get('base', '')[:12]}` → `{doc.get('head', '')[:12]}`, dev schema `{doc.get('dev_schema')}` "
              f"vs prod `{doc.get('prod_schema')}`" + (f" — **{state}**: {description}" if state else ""), "",
              *_table(["models built", "schema changes", "rows changed", "measures moved", "fields broken"],

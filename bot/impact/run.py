@@ -1,0 +1,135 @@
+"""`layersync impact`: build base into prod and head into a dev schema, compare, report."""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import git
+
+from bot.dbt.project import normalise_table_name
+from bot.errors import RepoError
+from bot.gitops import RevisionReader
+from bot.impact.build import build_dev, build_prod, dev_schema_name
+from bot.impact.lineage import lineage, mermaid
+from bot.impact.report import SCHEMA_VERSION, gate
+from bot.impact.schema_diff import schema_and_rows
+from bot.impact.semantic_diff import semantic_diff
+from bot.impact.value_diff import value_diff
+from bot.selection import ViewSource
+from bot.semantic.model import View
+from bot.semantic.reader import reader_for
+from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+PROD_SCHEMA = "prod"
+
+
+def _checkout(source: Path, sha: str, target: Path) -> Path:
+    repo = git.Repo.clone_from(str(source), target, no_checkout=True)
+    repo.git.checkout("--detach", sha)
+    return target
+
+
+def _views(semantic_repo: Path | None, rev: str = "HEAD") -> list[View]:
+    if semantic_repo is None:
+        return []
+    source = ViewSource(RevisionReader(semantic_repo, "semantic-layer repo"), rev, reader_for("omni"))
+    views = []
+    for path in source.paths():
+        try:
+            view = source.read(path)
+        except Exception:  # noqa: BLE001 - a broken view file is the push/pull reports' business
+            continue
+        if view is not None:
+            views.append(view)
+    return views
+
+
+def _keys(manifest: dict, views: list[View]) -> dict[str, list[str]]:
+    """Primary keys per model: the semantic layer's `primary_key`, else dbt's unique + not_null tests."""
+    keys: dict[str, list[str]] = {}
+    tested: dict[tuple[str, str], set[str]] = {}
+    for node in manifest.get("nodes", {}).values():
+        meta = node.get("test_metadata") or {}
+        attached, column = node.get("attached_node") or "", node.get("column_name")
+        if node.get("resource_type") == "test" and meta.get("name") in ("unique", "not_null") and column:
+            tested.setdefault((attached.rsplit(".", 1)[-1], column), set()).add(meta["name"])
+    for (model, column), names in tested.items():
+        if names == {"unique", "not_null"}:
+            keys.setdefault(model, [column])
+    for view in views:
+        pk = [f.name for f in view.fields.values() if f.primary_key and f.kind == "dimension"]
+        if pk:
+            keys[normalise_table_name(view.table_name)] = pk
+    return keys
+
+
+def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | None = None,
+               workdir: Path | None = None, pr: Any = None, max_measure_move_pct: float | None = None,
+               log: Callable[[str], None] | None = None) -> dict:
+    reader = RevisionReader(dbt_repo, "dbt repo")
+    base_sha, head_sha = reader.commit(base).hexsha, reader.commit(head).hexsha
+    root = Path(workdir or tempfile.mkdtemp(prefix="layersync-impact-"))
+    root.mkdir(parents=True, exist_ok=True)
+    database = root / "warehouse.duckdb"
+    dev_schema = dev_schema_name(pr if pr is not None else head_sha[:10])
+    base_dir = _checkout(Path(reader.repo.git_dir if reader.repo.bare else reader.repo.working_tree_dir),
+                         base_sha, root / "base")
+    head_dir = _checkout(Path(reader.repo.git_dir if reader.repo.bare else reader.repo.working_tree_dir),
+                         head_sha, root / "head")
+    prod_build, prod_manifest = build_prod(base_dir, database, PROD_SCHEMA, log=log)
+    if not prod_build.ok:
+        raise RepoError(f"the base commit {base_sha[:12]} does not build: {'; '.join(prod_build.errors[:3])}")
+    dev_build = build_dev(head_dir, database, dev_schema, prod_manifest, log=log)
+    before = json.loads(Path(prod_manifest).read_text())
+    after_path = dev_build.manifest
+    after = json.loads(after_path.read_text()) if after_path is not None and after_path.exists() else before
+    graph = lineage(before, after)
+    views = _views(semantic_repo)
+    changed = list(dict.fromkeys([*graph.modified, *graph.added, *graph.descendants]))
+    reading = {v.name: normalise_table_name(v.table_name) for v in views
+               if normalise_table_name(v.table_name) in changed}
+    doc: dict[str, Any] = {
+        "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": PROD_SCHEMA,
+        "dev_schema": dev_schema, "database": str(database),
+        "build": {"ok": dev_build.ok, "selected": dev_build.selected, "failed": dev_build.failed,
+                  "errors": dev_build.errors, "seconds": round(dev_build.seconds, 2)},
+        "lineage": {"modified": graph.modified, "added": graph.added, "removed": graph.removed,
+                    "descendants": graph.descendants, "edges": [list(e) for e in graph.edges],
+                    "mermaid": mermaid(graph, {m: [v for v, t in reading.items() if t == m] for m in changed})},
+        "models": [], "semantic": {"views": [], "measures": [], "broken": []},
+    }
+    keys = _keys(after, views)
+    with DuckDBWarehouse(database) as wh:
+        for model in changed:
+            diff = schema_and_rows(wh, model, PROD_SCHEMA, dev_schema)
+            entry = {"model": model, "columns_added": [[c.name, c.type] for c in diff.added],
+                     "columns_removed": [[c.name, c.type] for c in diff.removed],
+                     "types_changed": [list(t) for t in diff.type_changed],
+                     "rows": _rows(diff.prod_rows, diff.dev_rows), "value_diff": None}
+            if model in keys and diff.prod_rows is not None and diff.dev_rows is not None:
+                entry["value_diff"] = _jsonable(asdict(value_diff(wh, (PROD_SCHEMA, model), (dev_schema, model),
+                                                                  keys[model])))
+            doc["models"].append(entry)
+        if dev_build.ok:
+            sem = semantic_diff(wh, views, reading, PROD_SCHEMA, dev_schema)
+            doc["semantic"] = {
+                "views": sem.views,
+                "measures": [{"view": v.view, "measure": v.measure, "dimension": v.dimension, "group": _jsonable(v.group),
+                              "prod": v.prod, "dev": v.dev, "delta": v.delta, "pct": v.pct} for v in sem.values],
+                "broken": [{"field": b.id, "file": b.file, "line": b.line, "reason": b.reason} for b in sem.broken]}
+    state, description = gate(doc, max_measure_move_pct)
+    doc["status"] = {"state": state, "description": description}
+    return doc
+
+
+def _rows(prod: int | None, dev: int | None) -> dict[str, Any]:
+    delta = None if prod is None or dev is None else dev - prod
+    return {"prod": prod, "dev": dev, "delta": delta, "pct": (100.0 * delta / prod) if delta is not None and prod else None}
+
+
+def _jsonable(value: Any) -> Any:
+    """Dates, decimals and the like as JSON can hold them (the report is also a file for CI)."""
+    return json.loads(json.dumps(value, default=str))

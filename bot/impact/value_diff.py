@@ -1,0 +1,457 @@
+"""Value diff: compare one table in prod against its dev build, row by row, by primary key.
+
+How it stays cheap (the point: a PR's impact report runs this on every changed model):
+
+1. Key check (one query over both sides): NULL keys and duplicated keys per side. A key that is not
+   unique or has NULLs makes row matching meaningless, so the counts are then *not* computed and
+   ``key_problems`` says why.
+2. Bucket pass (one query over both sides): every row gets a key hash and a row hash (key + compared
+   columns); rows are aggregated per key-hash bucket (``count(*)``, ``bit_xor(row hash)``). Buckets
+   whose (count, xor) agree on both sides hold identical rows (up to a 64-bit hash collision).
+3. Detail pass: only the rows whose key hash falls in a differing bucket are joined (FULL OUTER JOIN on
+   the key, NULL-safe ``IS DISTINCT FROM`` per column) to classify added / removed / changed and count
+   changes per column; samples come from the same restricted join.
+   When too many buckets differ (dense changes) the restriction buys nothing and the engine falls back
+   to one full join over all rows ("single-pass").
+
+All SQL is built as sqlglot expressions (identifiers always quoted) and rendered in the warehouse's
+dialect; hashing is per dialect (DuckDB ``hash()``, PostgreSQL ``hashtextextended(row::text, 0)``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from sqlglot import exp
+
+from bot.warehouse.base import Column, Warehouse
+
+DEFAULT_MAX_BUCKET_BITS = 16          # 65,536 buckets at most
+ROWS_PER_BUCKET = 16                  # auto bucket count aims at about this many rows per bucket
+DENSE_FRACTION = 0.5                  # more differing buckets than this → single-pass join
+SMALL_TABLE_ROWS = 20_000             # below this the bucket pass cannot pay for itself
+
+_PROD, _DEV = "p", "d"
+_KH, _RH, _B = "__ls_kh", "__ls_rh", "__ls_bucket"
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    unique: bool
+    nulls: int          # rows whose key has a NULL in any key column
+    duplicates: int     # rows beyond the first for each duplicated (non-NULL) key value
+
+
+@dataclass
+class ValueDiff:
+    table: str
+    key: list[str]
+    prod_rows: int
+    dev_rows: int
+    added: int | None               # None when key problems prevent matching rows
+    removed: int | None
+    changed: int | None
+    unchanged: int | None
+    changed_by_column: dict[str, int]
+    samples: dict[str, list[dict]]
+    key_problems: list[str]
+    method: str                     # "buckets" / "single-pass" (or "not-run" when key problems)
+    columns_compared: list[str] = field(default_factory=list)
+    cast_columns: list[str] = field(default_factory=list)     # type differs: compared as text
+    only_in_prod: list[str] = field(default_factory=list)     # not compared (schema diff reports them)
+    only_in_dev: list[str] = field(default_factory=list)
+    key_checks: dict[str, KeyCheck] = field(default_factory=dict)   # "prod" / "dev"
+    buckets: int = 0                # buckets used by the bucket pass (0 when not run)
+    differing_buckets: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+# ---------------------------------------------------------------------------------------------
+# expression helpers
+
+def _id(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def _col(name: str, table: str | None = None) -> exp.Column:
+    return exp.Column(this=_id(name), table=_id(table) if table else None)
+
+
+def _table(schema: str, table: str, alias: str | None = None) -> exp.Table:
+    t = exp.Table(this=_id(table), db=_id(schema))
+    return t.as_(alias, quoted=True) if alias else t
+
+
+def _num(n: int) -> exp.Literal:
+    return exp.Literal.number(n)
+
+
+def _count_if(cond: exp.Expression) -> exp.Expression:
+    return exp.Filter(this=exp.Count(this=exp.Star()), expression=exp.Where(this=cond))
+
+
+def _and(conds: Sequence[exp.Expression]) -> exp.Expression:
+    return exp.and_(*conds) if len(conds) > 1 else conds[0]
+
+
+def _or(conds: Sequence[exp.Expression]) -> exp.Expression:
+    return exp.or_(*conds) if len(conds) > 1 else conds[0]
+
+
+def _func(name: str, *args: exp.Expression) -> exp.Expression:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+class _Dialect:
+    """Per-dialect hashing. Hashes are 64-bit integers; buckets are the low bits of the key hash."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def text(self, e: exp.Expression) -> exp.Expression:
+        return exp.cast(e, "text")
+
+    def hash(self, values: list[exp.Expression]) -> exp.Expression:
+        if self.name == "duckdb":
+            return _func("hash", *values)
+        if self.name == "postgres":
+            return _func("hashtextextended", self.text(_func("ROW", *values)), _num(0))
+        raise NotImplementedError(f"value diff does not support the {self.name!r} dialect yet")
+
+    def bucket(self, kh: exp.Expression, bits: int) -> exp.Expression:
+        return exp.BitwiseAnd(this=exp.paren(kh), expression=_num((1 << bits) - 1))
+
+    def int_list(self, values: list[int]) -> exp.Expression:
+        """A literal list of ints usable as ``x IN (SELECT unnest(<list>))``."""
+        arr = exp.Array(expressions=[_num(v) for v in values])
+        if self.name == "postgres":
+            return exp.cast(arr, "bigint[]")
+        return arr
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _norm_type(t: str) -> str:
+    return " ".join(t.upper().split())
+
+
+def _fmt_key(key: list[str]) -> str:
+    return ", ".join(key)
+
+
+def value_diff(wh: Warehouse, prod: tuple[str, str], dev: tuple[str, str], key: list[str], *,
+               columns: list[str] | None = None, samples: int = 3, buckets: int | None = None,
+               method: str = "auto", full_key_check: bool = False,
+               max_bucket_bits: int = DEFAULT_MAX_BUCKET_BITS) -> ValueDiff:
+    """Compare ``prod`` and ``dev`` (each ``(schema, table)``) row by row on ``key``.
+
+    ``columns`` restricts the compared columns (default: all columns common to both sides, minus the key).
+    ``buckets`` fixes the bucket count of the bucket pass (rounded up to a power of two; default: chosen
+    from the row count, at most 65,536). ``method`` forces "buckets" or "single-pass" (default "auto").
+    """
+    if method not in ("auto", "buckets", "single-pass"):
+        raise ValueError(f"unknown method {method!r}")
+    if not key:
+        raise ValueError("value diff needs a key")
+    d = _Dialect(wh.dialect)
+    pcols, dcols = wh.columns(*prod), wh.columns(*dev)
+    if not pcols:
+        raise LookupError(f"table {prod[0]}.{prod[1]} does not exist (or has no columns)")
+    if not dcols:
+        raise LookupError(f"table {dev[0]}.{dev[1]} does not exist (or has no columns)")
+    ptypes = {c.name: c.type for c in pcols}
+    dtypes = {c.name: c.type for c in dcols}
+    missing = [k for k in key if k not in ptypes or k not in dtypes]
+    if missing:
+        raise ValueError(f"key column(s) {', '.join(missing)} missing from "
+                         + " and ".join(s for s, t in (("prod", ptypes), ("dev", dtypes))
+                                        if any(k not in t for k in missing)))
+    common = [c.name for c in pcols if c.name in dtypes and c.name not in key]
+    if columns is not None:
+        unknown = [c for c in columns if c not in common and c not in key]
+        if unknown:
+            raise ValueError(f"column(s) {', '.join(unknown)} are not in both tables")
+        common = [c for c in common if c in columns]
+    cast_cols = [c for c in common if _norm_type(ptypes[c]) != _norm_type(dtypes[c])]
+    key_cast = [k for k in key if _norm_type(ptypes[k]) != _norm_type(dtypes[k])]
+
+    result = ValueDiff(
+        table=dev[1], key=list(key), prod_rows=0, dev_rows=0, added=None, removed=None, changed=None,
+        unchanged=None, changed_by_column={}, samples={"added": [], "removed": [], "changed": []},
+        key_problems=[], method="not-run", columns_compared=common, cast_columns=cast_cols,
+        only_in_prod=[c.name for c in pcols if c.name not in dtypes],
+        only_in_dev=[c.name for c in dcols if c.name not in ptypes])
+    if cast_cols:
+        result.notes.append(f"type changed, compared as text: {', '.join(cast_cols)}")
+    if key_cast:
+        result.notes.append(f"key type changed, matched as text: {', '.join(key_cast)}")
+
+    def val(name: str, table: str | None = None) -> exp.Expression:
+        """A column as compared: cast to text when its type differs between the sides."""
+        c = _col(name, table)
+        return d.text(c) if (name in cast_cols or name in key_cast) else c
+
+    sides = {"prod": prod, "dev": dev}
+    kh_of = lambda: d.hash([val(k) for k in key])                          # noqa: E731
+    rh_of = lambda: d.hash([val(k) for k in key] + [val(c) for c in common])  # noqa: E731
+
+    # -- 1. key check: rows, NULL keys (and, with full_key_check, duplicates) per side -----------
+    any_null = _or([exp.Is(this=_col(k), expression=exp.Null()) for k in key])
+    parts = []
+    for name in ("prod", "dev"):
+        projections = [exp.Count(this=exp.Star()), _count_if(any_null)]
+        if full_key_check:
+            key_val = _col(key[0]) if len(key) == 1 else exp.Tuple(expressions=[_col(k) for k in key])
+            projections.append(exp.Count(this=exp.Distinct(expressions=[key_val])))
+        parts.append(exp.select(*projections).from_(_table(*sides[name])))
+    rows: dict[str, int] = {}
+    nulls: dict[str, int] = {}
+    dups: dict[str, int] = {"prod": 0, "dev": 0}
+    for name, r in zip(("prod", "dev"), _run_pair(wh, d, parts)):
+        rows[name], nulls[name] = int(r[0] or 0), int(r[1] or 0)
+        if full_key_check:
+            if len(key) == 1:                      # COUNT(DISTINCT k) skips NULLs
+                dups[name] = max(0, rows[name] - nulls[name] - int(r[2] or 0))
+            elif nulls[name]:                      # tuples with NULL members are counted: recount
+                dups[name] = _composite_dups(wh, d, sides[name], key, any_null)
+            else:
+                dups[name] = max(0, rows[name] - int(r[2] or 0))
+    result.prod_rows, result.dev_rows = rows["prod"], rows["dev"]
+    if any(nulls.values()) or any(dups.values()):
+        return _key_trouble(result, key, nulls, dups, full_key_check)
+
+    # -- 2. bucket pass: which key-hash buckets differ ----------------------------------------------
+    max_rows = max(rows.values())
+    use_buckets = method == "buckets" or (method == "auto" and max_rows >= SMALL_TABLE_ROWS)
+    diff_keys: list[int] | None = None          # key hashes of the rows to compare in detail
+    if use_buckets and max_rows > 0:
+        if buckets:
+            bits = max(1, math.ceil(math.log2(buckets)))
+        else:
+            bits = min(max_bucket_bits, max(4, math.ceil(math.log2(max(2, max_rows // ROWS_PER_BUCKET)))))
+        result.buckets = 1 << bits
+        diff_buckets = _differing_buckets(wh, d, sides, kh_of, rh_of, bits)
+        result.differing_buckets = len(diff_buckets)
+        if method == "auto" and len(diff_buckets) > DENSE_FRACTION * result.buckets:
+            result.notes.append(f"{len(diff_buckets)} of {result.buckets} buckets differ: "
+                                "changes are dense, fell back to a single-pass join")
+            result.method = "single-pass"
+        else:
+            result.method = "buckets"
+            diff_keys, kdups = _differing_keys(wh, d, sides, kh_of, rh_of, bits, diff_buckets)
+            if any(kdups.values()):
+                # duplicated key hashes (in differing buckets): confirm on the key values
+                exact = {n: (_composite_dups(wh, d, sides[n], key, any_null) if kdups[n] else 0)
+                         for n in ("prod", "dev")}
+                if any(exact.values()):
+                    return _key_trouble(result, key, nulls, exact, full_key_check)
+    else:
+        result.method = "single-pass"
+    if result.method == "single-pass" and not full_key_check:
+        # matching all rows: the key must be unique everywhere, check it exactly first
+        exact = {n: _composite_dups(wh, d, sides[n], key, any_null) for n in ("prod", "dev")}
+        if any(exact.values()):
+            return _key_trouble(result, key, nulls, exact, True)
+
+    # -- 3. detail pass: classify, count per column, sample -------------------------------------------
+    if diff_keys is not None and not diff_keys:
+        added = removed = changed = 0
+        per_col = {c: 0 for c in common}
+    else:
+        added, removed, changed, per_col, smp = _detail(wh, d, sides, key, common, val, kh_of,
+                                                        diff_keys, samples)
+        result.samples = smp
+    result.added, result.removed, result.changed = added, removed, changed
+    result.unchanged = rows["prod"] - removed - changed
+    result.changed_by_column = per_col
+    return result
+
+
+def _key_trouble(result: ValueDiff, key: list[str], nulls: dict[str, int], dups: dict[str, int],
+                 full: bool) -> ValueDiff:
+    for name in ("prod", "dev"):
+        result.key_checks[name] = KeyCheck(unique=not nulls[name] and not dups[name],
+                                           nulls=nulls[name], duplicates=dups[name])
+        bits = []
+        if dups[name]:
+            bits.append(f"{dups[name]} duplicate row{'s' if dups[name] != 1 else ''}")
+        if nulls[name]:
+            bits.append(f"{nulls[name]} null{'s' if nulls[name] != 1 else ''}")
+        if bits:
+            result.key_problems.append(f"key ({_fmt_key(key)}) is not unique in {name}: {'; '.join(bits)}")
+    result.method = "not-run"
+    result.notes.append("added/removed/changed counts not computed: the key does not identify rows")
+    return result
+
+
+def _run_pair(wh: Warehouse, d: _Dialect, parts: list[exp.Select]) -> tuple[tuple, tuple]:
+    """Run two one-row selects as one query (both scans in one round trip), in order."""
+    tagged = [p.select(exp.alias_(_num(i), "__ls_side", quoted=True)) for i, p in enumerate(parts)]
+    rows = wh.query(exp.union(tagged[0], tagged[1], distinct=False).sql(dialect=d.name))
+    by_side = {int(r[-1]): tuple(r[:-1]) for r in rows}
+    return by_side[0], by_side[1]
+
+
+def _composite_dups(wh: Warehouse, d: _Dialect, side: tuple[str, str], key: list[str],
+                    any_null: exp.Expression) -> int:
+    """Rows beyond the first per (non-NULL) key value: exact, costs a distinct count."""
+    key_val = _col(key[0]) if len(key) == 1 else exp.Tuple(expressions=[_col(k) for k in key])
+    q = exp.select(exp.Count(this=exp.Star()), exp.Count(this=exp.Distinct(expressions=[key_val]))) \
+        .from_(_table(*side)).where(exp.Not(this=exp.paren(any_null.copy())))
+    total, distinct = wh.query(q.sql(dialect=d.name))[0]
+    return int(total) - int(distinct)
+
+
+def _in_list(d: _Dialect, e: exp.Expression) -> exp.Expression:
+    """``e IN (SELECT unnest(<bound list parameter>))``."""
+    param = exp.Placeholder()
+    if d.name == "postgres":
+        param = exp.cast(param, "numeric[]" if False else "bigint[]")
+    members = exp.select(exp.Unnest(expressions=[param]))
+    return exp.In(this=e, query=members.subquery())
+
+
+def _differing_buckets(wh: Warehouse, d: _Dialect, sides: dict, kh_of, rh_of, bits: int) -> list[int]:
+    aggs = {}
+    for name, alias in (("prod", _PROD), ("dev", _DEV)):
+        inner = exp.select(exp.alias_(d.bucket(kh_of(), bits), _B, quoted=True),
+                           exp.alias_(rh_of(), _RH, quoted=True)).from_(_table(*sides[name]))
+        aggs[alias] = (exp.select(_col(_B), exp.alias_(exp.Count(this=exp.Star()), "c", quoted=True),
+                                  exp.alias_(_func("bit_xor", _col(_RH)), "x", quoted=True))
+                       .from_(inner.subquery("h")).group_by(_col(_B)))
+    p, q = _PROD, _DEV
+    differs = exp.or_(exp.NullSafeNEQ(this=_col("c", p), expression=_col("c", q)),
+                      exp.NullSafeNEQ(this=_col("x", p), expression=_col("x", q)))
+    sel = (exp.select(exp.Coalesce(this=_col(_B, p), expressions=[_col(_B, q)]))
+           .from_(aggs[p].subquery(p))
+           .join(aggs[q].subquery(q), on=exp.EQ(this=_col(_B, p), expression=_col(_B, q)), join_type="FULL")
+           .where(differs))
+    return sorted(int(r[0]) for r in wh.query(sel.sql(dialect=d.name)))
+
+
+def _differing_keys(wh: Warehouse, d: _Dialect, sides: dict, kh_of, rh_of, bits: int,
+                    diff_buckets: list[int]) -> tuple[list[int], dict[str, int]]:
+    """Among rows of the differing buckets: key hashes whose row differs or is on one side only.
+    Also the number of key hashes seen more than once per side (possible duplicate keys)."""
+    parts = []
+    for i, name in enumerate(("prod", "dev")):
+        inner = exp.select(exp.alias_(kh_of(), _KH, quoted=True), exp.Star()).from_(_table(*sides[name]))
+        inner = exp.select(exp.alias_(kh_of(), _KH, quoted=True)).from_(_table(*sides[name]))
+        # rows of differing buckets only; the row hash is computed after the filter
+        filtered = (exp.select(_col(_KH), exp.alias_(rh_of(), _RH, quoted=True),
+                               exp.alias_(_num(i), "__ls_side", quoted=True))
+                    .from_(_table(*sides[name]))
+                    .where(_in_list(d, d.bucket(kh_of(), bits))))
+        parts.append(filtered)
+    # the filtered selects refer to _KH: compute it in a derived table so it is evaluated once
+    for i, name in enumerate(("prod", "dev")):
+        base = exp.select(exp.alias_(kh_of(), _KH, quoted=True), exp.Star()).from_(_table(*sides[name]))
+        parts[i] = (exp.select(_col(_KH), exp.alias_(_rh_from(d, rh_of), _RH, quoted=True),
+                               exp.alias_(_num(i), "__ls_side", quoted=True))
+                    .from_(base.subquery("t"))
+                    .where(_in_list(d, d.bucket(_col(_KH), bits))))
+    side = _col("__ls_side")
+    np_ = _count_if(exp.EQ(this=side, expression=_num(0)))
+    nd_ = _count_if(exp.EQ(this=side, expression=_num(1)))
+    hp = exp.Filter(this=exp.Min(this=_col(_RH)), expression=exp.Where(this=exp.EQ(this=side.copy(), expression=_num(0))))
+    hd = exp.Filter(this=exp.Min(this=_col(_RH)), expression=exp.Where(this=exp.EQ(this=side.copy(), expression=_num(1))))
+    sel = (exp.select(_col(_KH), exp.alias_(np_, "np", quoted=True), exp.alias_(nd_, "nd", quoted=True))
+           .from_(exp.union(parts[0], parts[1], distinct=False).subquery("u"))
+           .group_by(_col(_KH))
+           .having(exp.or_(exp.NEQ(this=np_.copy(), expression=_num(1)),
+                           exp.NEQ(this=nd_.copy(), expression=_num(1)),
+                           exp.NullSafeNEQ(this=hp, expression=hd))))
+    keys, dups = [], {"prod": 0, "dev": 0}
+    params = [diff_buckets, diff_buckets]
+    for kh, np_n, nd_n in wh.query(sel.sql(dialect=d.name), params):
+        keys.append(int(kh))
+        dups["prod"] += np_n > 1
+        dups["dev"] += nd_n > 1
+    return keys, dups
+
+
+def _rh_from(d: _Dialect, rh_of) -> exp.Expression:
+    # the row hash over the derived table's columns (unqualified names resolve to them)
+    return rh_of()
+
+
+def _detail(wh: Warehouse, d: _Dialect, sides: dict, key: list[str], common: list[str], val, kh_of,
+            diff_keys: list[int] | None, samples: int):
+    """Full outer join of the (restricted) rows: counts by kind, per column, and samples."""
+    def side_rows(name: str) -> exp.Select:
+        sel = exp.select(*[exp.alias_(val(k), k, quoted=True) for k in key],
+                         *[exp.alias_(val(c), c, quoted=True) for c in common]).from_(_table(*sides[name]))
+        if diff_keys is not None:
+            sel = sel.where(_in_list(d, kh_of()))
+        return sel
+
+    params = [diff_keys, diff_keys] if diff_keys is not None else None
+    p, q = _PROD, _DEV
+    on = _and([exp.EQ(this=_col(k, p), expression=_col(k, q)) for k in key])
+    in_p = exp.Not(this=exp.Is(this=_col(key[0], p), expression=exp.Null()))
+    in_q = exp.Not(this=exp.Is(this=_col(key[0], q), expression=exp.Null()))
+    missing_p = exp.Is(this=_col(key[0], p), expression=exp.Null())
+    missing_q = exp.Is(this=_col(key[0], q), expression=exp.Null())
+    col_diff = {c: exp.NullSafeNEQ(this=_col(c, p), expression=_col(c, q)) for c in common}
+    both = exp.and_(in_p, in_q)
+    any_diff = _or(list(col_diff.values())) if common else exp.false()
+
+    def joined(*projections: exp.Expression) -> exp.Select:
+        return (exp.select(*projections)
+                .from_(side_rows("prod").subquery(p))
+                .join(side_rows("dev").subquery(q), on=on, join_type="FULL"))
+
+    counts = joined(_count_if(missing_p), _count_if(missing_q),
+                    _count_if(exp.and_(both, exp.paren(any_diff))),
+                    *[_count_if(exp.and_(both, cd)) for cd in col_diff.values()])
+    r = wh.query(counts.sql(dialect=d.name), params)[0]
+    added, removed, changed = int(r[0]), int(r[1]), int(r[2])
+    per_col = {c: int(v) for c, v in zip(common, r[3:])}
+
+    smp: dict[str, list[dict]] = {"added": [], "removed": [], "changed": []}
+    if samples > 0 and (added or removed or changed):
+        kind = exp.Case(ifs=[exp.If(this=missing_p, true=exp.Literal.string("added")),
+                             exp.If(this=missing_q, true=exp.Literal.string("removed"))],
+                        default=exp.Literal.string("changed"))
+        order = [exp.Ordered(this=exp.Coalesce(this=_col(k, p), expressions=[_col(k, q)])) for k in key]
+        rn = exp.Window(this=exp.RowNumber(), partition_by=[kind.copy()], order=exp.Order(expressions=order))
+        inner = joined(exp.alias_(kind, "__ls_kind", quoted=True), exp.alias_(rn, "__ls_rn", quoted=True),
+                       *[exp.alias_(_col(c, p), f"p_{c}", quoted=True) for c in key + common],
+                       *[exp.alias_(_col(c, q), f"d_{c}", quoted=True) for c in key + common]) \
+            .where(exp.or_(missing_p, missing_q, exp.paren(any_diff)))
+        outer = (exp.select(exp.Star()).from_(inner.subquery("s"))
+                 .where(exp.LTE(this=_col("__ls_rn"), expression=_num(samples)))
+                 .order_by(_col("__ls_kind"), _col("__ls_rn")))
+        n = len(key) + len(common)
+        names = key + common
+        for row in wh.query(outer.sql(dialect=d.name), params):
+            k = row[0]
+            pv, dv = row[2:2 + n], row[2 + n:2 + 2 * n]
+            if k == "added":
+                smp["added"].append(dict(zip(names, dv)))
+            elif k == "removed":
+                smp["removed"].append(dict(zip(names, pv)))
+            else:
+                item: dict[str, Any] = dict(zip(key, pv[:len(key)]))
+                for i, c in enumerate(common):
+                    a, b = pv[len(key) + i], dv[len(key) + i]
+                    if not _same(a, b):
+                        item[c] = [a, b]
+                smp["changed"].append(item)
+    return added, removed, changed, per_col, smp
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    try:
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+            return True
+        return a == b
+    except Exception:   # noqa: BLE001 - incomparable values differ
+        return False
