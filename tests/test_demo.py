@@ -17,3 +17,5 @@ def test_demo_pushes_builds_and_verifies_values(tmp_path, capsys) -> None:
     assert "MISMATCH" not in out
     assert "not pushed (aggregate)" in out
     assert out.rstrip().splitlines()[-1].startswith("demo ok")
+    # The impact report for the PR it opened: three new columns, no row moved, no field broken.
+    assert "<!-- layersync:impact pr=1 -->" in out and "| 2 | 3 | 0 | 0 | 0 |" in out

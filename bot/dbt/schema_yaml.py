@@ -26,6 +26,7 @@ import difflib
 import io
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,16 +56,7 @@ __all__ = [
 Indent = tuple[int, int, int]  # (mapping, sequence, offset) as in YAML.indent()
 
 _DBT_INDENT: Indent = (2, 4, 2)
-_COMMON_INDENTS: tuple[Indent, ...] = (
-    (2, 4, 2),
-    (2, 2, 0),
-    (4, 4, 2),
-    (4, 6, 4),
-    (4, 4, 0),
-    (2, 4, 0),
-    (4, 2, 0),
-    (3, 3, 1),
-)
+_COMMON_INDENTS: tuple[Indent, ...] = ((2, 4, 2), (2, 2, 0), (4, 6, 4), (4, 4, 2))
 _WIDTH = 1 << 30  # never re-wrap long lines
 # dbt parses with PyYAML (YAML 1.1); libyaml's loader when present, for speed.
 _FAST_LOADER = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
@@ -184,30 +176,30 @@ _DASH_RE = re.compile(r"^( *)- +(?=\S)")
 _KEY_RE = re.compile(r"^( *)[^\s#-][^#]*:\s*(#.*)?$")
 
 
-def _guess_indent(body: str) -> Indent:
-    """A first guess read off the text, so the common case costs one dump."""
+def _observed_indents(body: str) -> list[Indent]:
+    """Indent settings read off the text, most used first, so the common case
+    costs one dump and a file mixing styles offers each of its styles."""
     lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    mapping, seq = None, None
+    mappings: Counter[int] = Counter()
+    sequences: Counter[tuple[int, int]] = Counter()
     for prev, cur in zip(lines, lines[1:]):
         key = _KEY_RE.match(prev)
         if key is None:
             continue
         parent = len(key.group(1))
         dash = _DASH_RE.match(cur)
-        if dash and seq is None and len(dash.group(1)) >= parent:
-            seq = (len(dash.group(0)) - parent, len(dash.group(1)) - parent)
-        elif not dash and mapping is None:
-            child = len(cur) - len(cur.lstrip(" "))
-            if child > parent:
-                mapping = child - parent
-    sequence, offset = seq or (_DBT_INDENT[1], _DBT_INDENT[2])
-    return (mapping or sequence - offset or 2, sequence, offset)
+        if dash and len(dash.group(1)) >= parent:
+            sequences[(len(dash.group(0)) - parent, len(dash.group(1)) - parent)] += 1
+        elif not dash and _indent_of(cur) > parent:
+            mappings[_indent_of(cur) - parent] += 1
+    seqs = [pair for pair, _ in sequences.most_common(3)] or [(_DBT_INDENT[1], _DBT_INDENT[2])]
+    maps = [m for m, _ in mappings.most_common(2)] or [seqs[0][0] - seqs[0][1] or 2]
+    return [(m, seq, offset) for seq, offset in seqs for m in maps]
 
 
 def _indent_candidates(body: str) -> Iterator[Indent]:
     seen: set[Indent] = set()
-    grid = ((m, s, o) for m in (2, 4) for s in range(2, 7) for o in range(0, s - 1))
-    for cand in (_guess_indent(body), *_COMMON_INDENTS, *grid):
+    for cand in (*_observed_indents(body), *_COMMON_INDENTS):
         if cand not in seen and cand[1] >= cand[2] + 2 and cand[0] > 0:
             seen.add(cand)
             yield cand

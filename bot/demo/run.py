@@ -16,6 +16,8 @@ import git
 from bot.dbt.runner import run_dbt, write_duckdb_profile
 from bot.forge.base import format_pr_table
 from bot.forge.local import LocalForge
+from bot.impact.report import to_markdown
+from bot.impact.run import run_impact
 from bot.push_to_dbt import PushRequest, PushResult, run
 from bot.semantic.reader import OmniYamlReader
 from bot.semantic.refs import Resolver
@@ -166,5 +168,9 @@ def run_demo(workdir: Path | None = None) -> int:
     if not verify(semantic, database, result):
         print("demo failed: values differ")
         return 1
-    print(f"\ndemo ok: repos, PR database and warehouse are in {root}")
+    print(f"\n$ layersync impact --dbt-repo {remote} --semantic-repo {semantic} --base main --head {result.branch}")
+    doc = run_impact(remote, "main", result.branch, semantic_repo=semantic, workdir=root / "impact",
+                     pr=result.pr.number)
+    print(to_markdown(doc))
+    print(f"demo ok: repos, PR database and warehouse are in {root}")
     return 0

@@ -269,6 +269,10 @@ def value_diff(wh: Warehouse, prod: tuple[str, str], dev: tuple[str, str], key: 
     result.added, result.removed, result.changed = added, removed, changed
     result.unchanged = rows["prod"] - removed - changed
     result.changed_by_column = per_col
+    result.key_checks = {n: KeyCheck(unique=True, nulls=0, duplicates=0) for n in ("prod", "dev")}
+    if not full_key_check and result.method == "buckets":
+        result.notes.append("key uniqueness checked on the rows that differ; pass full_key_check=True "
+                            "to also check rows identical on both sides")
     return result
 
 
@@ -311,7 +315,7 @@ def _in_list(d: _Dialect, e: exp.Expression) -> exp.Expression:
     """``e IN (SELECT unnest(<bound list parameter>))``."""
     param = exp.Placeholder()
     if d.name == "postgres":
-        param = exp.cast(param, "numeric[]" if False else "bigint[]")
+        param = exp.cast(param, "bigint[]")
     members = exp.select(exp.Unnest(expressions=[param]))
     return exp.In(this=e, query=members.subquery())
 
@@ -338,20 +342,11 @@ def _differing_keys(wh: Warehouse, d: _Dialect, sides: dict, kh_of, rh_of, bits:
                     diff_buckets: list[int]) -> tuple[list[int], dict[str, int]]:
     """Among rows of the differing buckets: key hashes whose row differs or is on one side only.
     Also the number of key hashes seen more than once per side (possible duplicate keys)."""
-    parts = []
-    for i, name in enumerate(("prod", "dev")):
-        inner = exp.select(exp.alias_(kh_of(), _KH, quoted=True), exp.Star()).from_(_table(*sides[name]))
-        inner = exp.select(exp.alias_(kh_of(), _KH, quoted=True)).from_(_table(*sides[name]))
-        # rows of differing buckets only; the row hash is computed after the filter
-        filtered = (exp.select(_col(_KH), exp.alias_(rh_of(), _RH, quoted=True),
-                               exp.alias_(_num(i), "__ls_side", quoted=True))
-                    .from_(_table(*sides[name]))
-                    .where(_in_list(d, d.bucket(kh_of(), bits))))
-        parts.append(filtered)
-    # the filtered selects refer to _KH: compute it in a derived table so it is evaluated once
+    parts: list[exp.Select] = [None, None]  # type: ignore[list-item]
+    # the key hash is computed once in a derived table; the row hash only for rows that pass the filter
     for i, name in enumerate(("prod", "dev")):
         base = exp.select(exp.alias_(kh_of(), _KH, quoted=True), exp.Star()).from_(_table(*sides[name]))
-        parts[i] = (exp.select(_col(_KH), exp.alias_(_rh_from(d, rh_of), _RH, quoted=True),
+        parts[i] = (exp.select(_col(_KH), exp.alias_(rh_of(), _RH, quoted=True),
                                exp.alias_(_num(i), "__ls_side", quoted=True))
                     .from_(base.subquery("t"))
                     .where(_in_list(d, d.bucket(_col(_KH), bits))))
@@ -373,11 +368,6 @@ def _differing_keys(wh: Warehouse, d: _Dialect, sides: dict, kh_of, rh_of, bits:
         dups["prod"] += np_n > 1
         dups["dev"] += nd_n > 1
     return keys, dups
-
-
-def _rh_from(d: _Dialect, rh_of) -> exp.Expression:
-    # the row hash over the derived table's columns (unqualified names resolve to them)
-    return rh_of()
 
 
 def _detail(wh: Warehouse, d: _Dialect, sides: dict, key: list[str], common: list[str], val, kh_of,
