@@ -7,7 +7,7 @@ import logging
 
 from bot.errors import RepoError
 from bot.forge.base import Forge, ForgeError, TransientForgeError
-from bot.handlers import dbt_pr_closed, push_command, semantic_pr, semantic_push
+from bot.handlers import dbt_pr_closed, dbt_pr_impact, push_command, semantic_pr, semantic_push
 from bot.handlers.context import Context, Settings
 from bot.handlers.router import Event, Router
 from bot.jobs.queue import Job
@@ -15,7 +15,8 @@ from bot.jobs.worker import TransientError
 from bot.service_config import ServiceConfig, data_dir
 
 log = logging.getLogger("layersync.service")
-ROUTER = Router(push_command.router, semantic_pr.router, semantic_push.router, dbt_pr_closed.router)
+ROUTER = Router(push_command.router, semantic_pr.router, semantic_push.router, dbt_pr_closed.router,
+                dbt_pr_impact.router)
 
 
 def make_forge(config: ServiceConfig) -> Forge:

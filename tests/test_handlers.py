@@ -155,3 +155,18 @@ def test_a_job_that_fails_for_good_says_so_in_the_thread(world) -> None:
     JobHandler(ctx).on_failure(job, "gave up after 8 attempts; last error: GitHub answered 502")
     (note,) = forge.list_comments(str(repos.semantic), pr.number)
     assert "<!-- layersync:push-to-dbt comment=555 -->" in note.body and "502" in note.body
+
+
+@pytest.mark.slow
+def test_dbt_pr_gets_an_impact_report_kept_in_place(world) -> None:
+    repos, forge, pr, ctx = world
+    dispatch(ctx, "issue_comment", comment(repos, pr, "/push-to-dbt"))
+    (dbt_pr,) = forge.list_prs(str(repos.remote))
+    sha = git.Repo(repos.remote).commit(dbt_pr.head).hexsha
+    opened = pull_request("opened", repo=str(repos.remote), number=dbt_pr.number, head_ref=dbt_pr.head,
+                          base_ref="main", head_sha=sha, body=dbt_pr.body, user="layersync[bot]")
+    dispatch(ctx, "pull_request", opened)
+    dispatch(ctx, "pull_request", opened)
+    (report,) = forge.list_comments(str(repos.remote), dbt_pr.number)
+    assert f"<!-- layersync:impact pr={dbt_pr.number} -->" in report.body
+    assert "added `is_large_order` BOOLEAN" in report.body and "| 1 | 1 | 0 | 0 | 0 |" in report.body

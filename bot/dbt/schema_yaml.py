@@ -22,6 +22,7 @@ quoting, blank lines and indentation all have to survive.  The strategy:
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import io
 import math
@@ -253,8 +254,7 @@ def _rank_layouts(doc: _Doc, keep: int = 4) -> dict[Indent, str]:
 
 
 def _reproduced_lines(dumped: list[str], original: list[str]) -> set[int]:
-    matcher = difflib.SequenceMatcher(None, dumped, original, autojunk=False)
-    return {block.b + k for block in matcher.get_matching_blocks() for k in range(block.size)}
+    return set(_align(dumped, original).values())
 
 
 # --------------------------------------------------------------------------
@@ -658,8 +658,81 @@ def _indent_of(line: str) -> int:
 
 
 def _hunks(before: list[str], after: list[str]) -> list[_Hunk]:
-    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
-    return [_Hunk(i1, i2, after[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+    """The non-equal stretches between aligned lines, in order."""
+    hunks: list[_Hunk] = []
+    i = j = 0
+    for a, b in sorted(_align(before, after).items()) + [(len(before), len(after))]:
+        if a > i or b > j:
+            hunks.append(_Hunk(i, a, after[j:b]))
+        i, j = a + 1, b + 1
+    return hunks
+
+
+_SMALL_GAP = 40_000  # lines × lines below which difflib's exact matcher is cheap
+
+
+def _align(a: list[str], b: list[str]) -> dict[int, int]:
+    """Monotone line alignment (patience diff), index in `a` → index in `b`.
+
+    difflib alone is quadratic on dbt files, whose lines repeat by the
+    hundred (`- not_null`); lines unique on both sides anchor the alignment
+    and difflib only fills the small gaps between anchors.
+    """
+    mapping: dict[int, int] = {}
+    stack = [(0, len(a), 0, len(b))]
+    while stack:
+        alo, ahi, blo, bhi = stack.pop()
+        while alo < ahi and blo < bhi and a[alo] == b[blo]:
+            mapping[alo] = blo
+            alo, blo = alo + 1, blo + 1
+        while ahi > alo and bhi > blo and a[ahi - 1] == b[bhi - 1]:
+            ahi, bhi = ahi - 1, bhi - 1
+            mapping[ahi] = bhi
+        if alo == ahi or blo == bhi:
+            continue
+        anchors = _unique_anchors(a, b, alo, ahi, blo, bhi)
+        if anchors:
+            bounds = [(alo - 1, blo - 1), *anchors, (ahi, bhi)]
+            for (i0, j0), (i1, j1) in zip(bounds, bounds[1:]):
+                if i1 < ahi:
+                    mapping[i1] = j1
+                stack.append((i0 + 1, i1, j0 + 1, j1))
+        else:
+            matcher = difflib.SequenceMatcher(None, a[alo:ahi], b[blo:bhi],
+                                              autojunk=(ahi - alo) * (bhi - blo) > _SMALL_GAP)
+            for block in matcher.get_matching_blocks():
+                mapping.update({alo + block.a + k: blo + block.b + k for k in range(block.size)})
+    return mapping
+
+
+def _unique_anchors(a: list[str], b: list[str], alo: int, ahi: int, blo: int, bhi: int) -> list[tuple[int, int]]:
+    """Lines occurring once in each slice, longest increasing run of them."""
+    count_a = Counter(a[alo:ahi])
+    count_b = Counter(b[blo:bhi])
+    where_b = {b[j]: j for j in range(blo, bhi) if count_b[b[j]] == 1}
+    pairs = [(i, where_b[a[i]]) for i in range(alo, ahi) if count_a[a[i]] == 1 and a[i] in where_b]
+    return _longest_increasing(pairs)
+
+
+def _longest_increasing(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Pairs sorted by first item; the longest subsequence increasing in the second."""
+    tails: list[int] = []  # tails[k]: index into pairs ending the best run of length k+1
+    tail_values: list[int] = []
+    back: list[int] = []
+    for n, (_, j) in enumerate(pairs):
+        k = bisect.bisect_left(tail_values, j)
+        back.append(tails[k - 1] if k else -1)
+        if k == len(tails):
+            tails.append(n)
+            tail_values.append(j)
+        else:
+            tails[k], tail_values[k] = n, j
+    run: list[tuple[int, int]] = []
+    n = tails[-1] if tails else -1
+    while n >= 0:
+        run.append(pairs[n])
+        n = back[n]
+    return run[::-1]
 
 
 def _tidy_insert(hunk: _Hunk, before: list[str], floor: int) -> _Hunk:
@@ -735,106 +808,141 @@ def _tidy(hunks: list[_Hunk], before: list[str]) -> list[_Hunk]:
     return tidied
 
 
-def _line_map(before: list[str], original: list[str]) -> dict[int, int]:
-    matcher = difflib.SequenceMatcher(None, before, original, autojunk=False)
-    mapping: dict[int, int] = {}
-    for block in matcher.get_matching_blocks():
-        mapping.update({block.a + k: block.b + k for k in range(block.size)})
-    return mapping
-
-
-def _anchored(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int,
-              widen: bool) -> tuple[_Hunk, float] | None:
-    """Translate a hunk of the dump diff into a hunk of the original text.
-
-    Returns the hunk and a cost: how many neighbouring lines it re-emits,
-    plus one half for an insertion placed against only one shared neighbour
-    (its indentation may not match the other side).  None when ambiguous:
-    lines only the original has sit right at the edit.  With `widen`, an
-    insertion beside a line ruamel rewrites takes that line along.
-    """
-    try:
-        exact = _exact_span(hunk, mapping, len(before), widen)
-    except _Ambiguous:
-        return None
-    if exact is not None:
-        start, end, cost = exact
-        return _Hunk(start, end, hunk.lines), cost
-    return _widened(hunk, before, mapping, n_original)
-
-
 class _Ambiguous(Exception):
     """An insertion whose two neighbours disagree on where it goes."""
 
 
-def _exact_span(hunk: _Hunk, mapping: dict[int, int], n_before: int, widen: bool) -> tuple[int, int, float] | None:
-    """The span when the hunk's own lines, or a neighbour of an insertion, are shared."""
-    size = hunk.end - hunk.start
-    if size:
-        first = mapping.get(hunk.start)
-        if first is None or any(mapping.get(hunk.start + k) != first + k for k in range(size)):
+class _Splicer:
+    """Applies the before→after dump diff of one layout to the original text.
+
+    `mapping` pairs dump lines with identical original lines; `loose` also
+    pairs lines that differ only in indentation, which lets an insertion into
+    a part of the file written in another style find its place and copy the
+    local indentation.
+    """
+
+    def __init__(self, original: str, before: str, after: str):
+        self.before = before.splitlines(True)
+        self.original = original.splitlines(True)
+        self.hunks = _hunks(self.before, after.splitlines(True))
+        self.tidied = _tidy(self.hunks, self.before)
+        self.exact_layout = self.before == self.original
+        if self.exact_layout:
+            self.mapping = {i: i for i in range(len(self.before))}
+            self.loose = self.mapping
+        else:
+            self.mapping = _align(self.before, self.original)
+            self.loose = _loose_align(self.before, self.original, self.mapping)
+
+    def splice(self, tidy: bool, widen: bool) -> tuple[str, float] | None:
+        """The spliced text and its cost (see `_anchored`), or None if it cannot be done cleanly."""
+        result, limit, cost = list(self.original), len(self.original), 0.0
+        for hunk in reversed(self.tidied if tidy else self.hunks):
+            anchored = self._anchored(hunk, widen)
+            if anchored is None or anchored[0].end > limit:
+                return None
+            span, extra = anchored
+            result[span.start:span.end] = span.lines
+            limit, cost = span.start, cost + extra
+        return "".join(result), cost
+
+    def _anchored(self, hunk: _Hunk, widen: bool) -> tuple[_Hunk, float] | None:
+        """Translate a hunk of the dump diff into a hunk of the original text.
+
+        The cost counts neighbouring lines re-emitted, plus one half for an
+        insertion placed against only one neighbour or a re-indented one.
+        None when ambiguous: lines only the original has sit at the edit.
+        With `widen`, an insertion beside a line ruamel rewrites takes that
+        line along instead.
+        """
+        if hunk.start < hunk.end:
+            span = self._own_span(hunk)
+            return (_Hunk(span[0], span[1], hunk.lines), 0.0) if span else self._widened(hunk)
+        try:
+            placed = self._insertion_point(hunk, widen)
+        except _Ambiguous:
             return None
-        return first, first + size, 0.0
-    left = 0 if hunk.start == 0 else _after(mapping.get(hunk.start - 1))
-    right = mapping.get(hunk.start) if hunk.start < n_before else None  # appending: trailing lines stay last
-    if left is not None and right is not None:
-        if left != right:
-            raise _Ambiguous
-        return left, left, 0.0
-    if hunk.start == n_before and left is not None:
-        return left, left, 0.0
-    position = left if left is not None else right
-    if position is None or widen:
+        if placed is None:
+            return self._widened(hunk)
+        position, cost = placed
+        lines, shifted = self._reindented(hunk)
+        return _Hunk(position, position, lines), cost + (0.5 if shifted else 0.0)
+
+    def _own_span(self, hunk: _Hunk) -> tuple[int, int] | None:
+        first = self.mapping.get(hunk.start)
+        size = hunk.end - hunk.start
+        if first is None or any(self.mapping.get(hunk.start + k) != first + k for k in range(size)):
+            return None
+        return first, first + size
+
+    def _insertion_point(self, hunk: _Hunk, widen: bool) -> tuple[int, float] | None:
+        n_before = len(self.before)
+        for pairs, base_cost in ((self.mapping, 0.0), (self.loose, 0.5)):
+            left = 0 if hunk.start == 0 else _after(pairs.get(hunk.start - 1))
+            right = pairs.get(hunk.start) if hunk.start < n_before else None  # appending: trailing lines stay last
+            if left is not None and right is not None:
+                if left != right:
+                    raise _Ambiguous
+                return left, base_cost
+            if hunk.start == n_before and left is not None:
+                return left, base_cost
+            position = left if left is not None else right
+            if position is not None and not widen:
+                return position, base_cost + 0.5
         return None
-    return position, position, 0.5
+
+    def _reindented(self, hunk: _Hunk) -> tuple[list[str], bool]:
+        """Shift an inserted block by the indentation difference of the line it
+        hangs under (its previous sibling or its parent), as the file has it."""
+        if self.exact_layout:
+            return hunk.lines, False
+        head = next((ln for ln in hunk.lines if not _is_blank(ln)), None)
+        if head is None:
+            return hunk.lines, False
+        depth = _indent_of(head)
+        index = hunk.start - 1
+        while index >= 0 and (_is_blank(self.before[index]) or _is_comment(self.before[index])
+                              or _indent_of(self.before[index]) > depth):
+            index -= 1
+        twin = self.loose.get(index) if index >= 0 else None
+        if twin is None:
+            return hunk.lines, False
+        delta = _indent_of(self.original[twin]) - _indent_of(self.before[index])
+        if delta == 0 or any(not _is_blank(ln) and _indent_of(ln) + delta < 0 for ln in hunk.lines):
+            return hunk.lines, False
+        return [ln if _is_blank(ln) else " " * (_indent_of(ln) + delta) + ln.lstrip(" ") for ln in hunk.lines], True
+
+    def _widened(self, hunk: _Hunk) -> tuple[_Hunk, float] | None:
+        """Widen to the nearest shared lines, so lines ruamel would rewrite anyway
+        (odd spacing, `~`, a list offset no single setting reproduces) change only
+        where they touch the edit."""
+        prev = hunk.start - 1
+        while prev >= 0 and prev not in self.mapping:
+            prev -= 1
+        nxt = hunk.end
+        while nxt < len(self.before) and nxt not in self.mapping:
+            nxt += 1
+        start = self.mapping[prev] + 1 if prev >= 0 else 0
+        end = self.mapping[nxt] if nxt < len(self.before) else len(self.original)
+        if end < start:
+            return None
+        lines = self.before[prev + 1:hunk.start] + hunk.lines + self.before[hunk.end:nxt]
+        return _Hunk(start, end, lines), float((hunk.start - prev - 1) + (nxt - hunk.end))
 
 
 def _after(index: int | None) -> int | None:
     return None if index is None else index + 1
 
 
-def _widened(hunk: _Hunk, before: list[str], mapping: dict[int, int], n_original: int) -> tuple[_Hunk, float] | None:
-    """Widen to the nearest shared lines, so lines ruamel would rewrite anyway
-    (odd spacing, `~`, a list offset no single setting reproduces) change only
-    where they touch the edit."""
-    prev = hunk.start - 1
-    while prev >= 0 and prev not in mapping:
-        prev -= 1
-    nxt = hunk.end
-    while nxt < len(before) and nxt not in mapping:
-        nxt += 1
-    start = mapping[prev] + 1 if prev >= 0 else 0
-    end = mapping[nxt] if nxt < len(before) else n_original
-    if end < start:
-        return None
-    lines = before[prev + 1:hunk.start] + hunk.lines + before[hunk.end:nxt]
-    return _Hunk(start, end, lines), (hunk.start - prev - 1) + (nxt - hunk.end)
-
-
-def _splice(original: str, before: str, after: str, tidy: bool, widen: bool) -> tuple[str, float] | None:
-    """Apply the before→after dump diff to the original text.
-
-    Returns the text and its cost (see `_anchored`; 0 when the splice is
-    exact), or None if it cannot be done cleanly.
-    """
-    before_lines, after_lines = before.splitlines(True), after.splitlines(True)
-    original_lines = original.splitlines(True)
-    hunks = _hunks(before_lines, after_lines)
-    if tidy:
-        hunks = _tidy(hunks, before_lines)
-    if before_lines == original_lines:
-        mapping = {i: i for i in range(len(before_lines))}
-    else:
-        mapping = _line_map(before_lines, original_lines)
-    result, limit, extra = list(original_lines), len(original_lines), 0.0
-    for hunk in reversed(hunks):
-        anchored = _anchored(hunk, before_lines, mapping, len(original_lines), widen)
-        if anchored is None or anchored[0].end > limit:
-            return None
-        span, widened = anchored
-        result[span.start:span.end] = span.lines
-        limit, extra = span.start, extra + widened
-    return "".join(result), extra
+def _loose_align(before: list[str], original: list[str], mapping: dict[int, int]) -> dict[int, int]:
+    """`mapping` plus, between its pairs, lines equal once indentation is ignored."""
+    loose = dict(mapping)
+    bounds = [(-1, -1), *sorted(mapping.items()), (len(before), len(original))]
+    for (i0, j0), (i1, j1) in zip(bounds, bounds[1:]):
+        if i1 - i0 > 1 and j1 - j0 > 1:
+            gap = _align([ln.strip() for ln in before[i0 + 1:i1]], [ln.strip() for ln in original[j0 + 1:j1]])
+            loose.update({i0 + 1 + i: j0 + 1 + j for i, j in gap.items()})
+    return loose
 
 
 def _means(text: str, expected: Any) -> bool:
@@ -869,18 +977,18 @@ class _StrictFastLoader(_FAST_LOADER):  # type: ignore[misc, valid-type]
 def _apply(doc: _Doc, mutate: Callable[[_Doc], bool]) -> str | None:
     """Run an edit; the new body, or None when nothing changed.
 
-    Every candidate layout is tried; the splice that re-emits the fewest
-    untouched lines wins, and only splices that re-load to the edited tree
-    count.  The plain dump is the last resort.
+    Every candidate layout is tried; the splice with the lowest cost (fewest
+    untouched lines re-emitted) wins, and only splices that re-load to the
+    edited tree count.  The plain dump is the last resort.
     """
     if not mutate(doc):
         return None
     expected = _plain(doc.data)
     best: tuple[float, str] | None = None
     for indent, before in doc.layouts.items():
-        after = doc.dump(indent)
+        splicer = _Splicer(doc.body, before, doc.dump(indent))
         for tidy, widen in ((True, False), (True, True), (False, False), (False, True)):
-            spliced = _splice(doc.body, before, after, tidy, widen)
+            spliced = splicer.splice(tidy, widen)
             if spliced is None or (best is not None and spliced[1] >= best[0]):
                 continue
             if _means(spliced[0], expected):

@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from bot.warehouse.base import Column, Warehouse
 
-DEFAULT_MAX_BUCKET_BITS = 16          # 65,536 buckets at most
+DEFAULT_MAX_BUCKET_BITS = 18          # 262,144 buckets at most
 ROWS_PER_BUCKET = 16                  # auto bucket count aims at about this many rows per bucket
 DENSE_FRACTION = 0.5                  # more differing buckets than this → single-pass join
 SMALL_TABLE_ROWS = 20_000             # below this the bucket pass cannot pay for itself
@@ -396,43 +396,55 @@ def _detail(wh: Warehouse, d: _Dialect, sides: dict, key: list[str], common: lis
                 .from_(side_rows("prod").subquery(p))
                 .join(side_rows("dev").subquery(q), on=on, join_type="FULL"))
 
-    counts = joined(_count_if(missing_p), _count_if(missing_q),
-                    _count_if(exp.and_(both, exp.paren(any_diff))),
-                    *[_count_if(exp.and_(both, cd)) for cd in col_diff.values()])
-    r = wh.query(counts.sql(dialect=d.name), params)[0]
-    added, removed, changed = int(r[0]), int(r[1]), int(r[2])
-    per_col = {c: int(v) for c, v in zip(common, r[3:])}
+    # one query: the differing rows of the join, each kind numbered by key; totals as window sums
+    # over the differing rows (few when the bucket pass restricted the join); only the first
+    # `samples` rows per kind come back.
+    kind = exp.Case(ifs=[exp.If(this=missing_p, true=exp.Literal.string("added")),
+                         exp.If(this=missing_q, true=exp.Literal.string("removed"))],
+                    default=exp.Literal.string("changed"))
+    order = [exp.Ordered(this=exp.Coalesce(this=_col(k, p), expressions=[_col(k, q)])) for k in key]
+    rn = exp.Window(this=exp.RowNumber(), partition_by=[kind.copy()], order=exp.Order(expressions=order))
+
+    def total(cond: exp.Expression) -> exp.Expression:
+        flag = exp.Case(ifs=[exp.If(this=cond, true=_num(1))], default=_num(0))
+        return exp.Window(this=exp.Sum(this=flag))
+
+    totals = [total(missing_p), total(missing_q), total(exp.and_(both, exp.paren(any_diff)))]
+    totals += [total(exp.and_(both, cd)) for cd in col_diff.values()]
+    inner = joined(exp.alias_(kind, "__ls_kind", quoted=True), exp.alias_(rn, "__ls_rn", quoted=True),
+                   *[exp.alias_(t, f"__ls_t{i}", quoted=True) for i, t in enumerate(totals)],
+                   *[exp.alias_(_col(c, p), f"p_{c}", quoted=True) for c in key + common],
+                   *[exp.alias_(_col(c, q), f"d_{c}", quoted=True) for c in key + common]) \
+        .where(exp.or_(missing_p, missing_q, exp.paren(any_diff)))
+    outer = (exp.select(exp.Star()).from_(inner.subquery("s"))
+             .where(exp.LTE(this=_col("__ls_rn"), expression=_num(max(1, samples))))
+             .order_by(_col("__ls_kind"), _col("__ls_rn")))
+    rows = wh.query(outer.sql(dialect=d.name), params)
+    nt = len(totals)
+    if rows:
+        t = [int(v or 0) for v in rows[0][2:2 + nt]]
+    else:
+        t = [0] * nt
+    added, removed, changed = t[0], t[1], t[2]
+    per_col = dict(zip(common, t[3:]))
 
     smp: dict[str, list[dict]] = {"added": [], "removed": [], "changed": []}
-    if samples > 0 and (added or removed or changed):
-        kind = exp.Case(ifs=[exp.If(this=missing_p, true=exp.Literal.string("added")),
-                             exp.If(this=missing_q, true=exp.Literal.string("removed"))],
-                        default=exp.Literal.string("changed"))
-        order = [exp.Ordered(this=exp.Coalesce(this=_col(k, p), expressions=[_col(k, q)])) for k in key]
-        rn = exp.Window(this=exp.RowNumber(), partition_by=[kind.copy()], order=exp.Order(expressions=order))
-        inner = joined(exp.alias_(kind, "__ls_kind", quoted=True), exp.alias_(rn, "__ls_rn", quoted=True),
-                       *[exp.alias_(_col(c, p), f"p_{c}", quoted=True) for c in key + common],
-                       *[exp.alias_(_col(c, q), f"d_{c}", quoted=True) for c in key + common]) \
-            .where(exp.or_(missing_p, missing_q, exp.paren(any_diff)))
-        outer = (exp.select(exp.Star()).from_(inner.subquery("s"))
-                 .where(exp.LTE(this=_col("__ls_rn"), expression=_num(samples)))
-                 .order_by(_col("__ls_kind"), _col("__ls_rn")))
-        n = len(key) + len(common)
-        names = key + common
-        for row in wh.query(outer.sql(dialect=d.name), params):
-            k = row[0]
-            pv, dv = row[2:2 + n], row[2 + n:2 + 2 * n]
-            if k == "added":
-                smp["added"].append(dict(zip(names, dv)))
-            elif k == "removed":
-                smp["removed"].append(dict(zip(names, pv)))
-            else:
-                item: dict[str, Any] = dict(zip(key, pv[:len(key)]))
-                for i, c in enumerate(common):
-                    a, b = pv[len(key) + i], dv[len(key) + i]
-                    if not _same(a, b):
-                        item[c] = [a, b]
-                smp["changed"].append(item)
+    n = len(key) + len(common)
+    names = key + common
+    for row in rows if samples > 0 else []:
+        k = row[0]
+        pv, dv = row[2 + nt:2 + nt + n], row[2 + nt + n:2 + nt + 2 * n]
+        if k == "added":
+            smp["added"].append(dict(zip(names, dv)))
+        elif k == "removed":
+            smp["removed"].append(dict(zip(names, pv)))
+        else:
+            item: dict[str, Any] = dict(zip(key, pv[:len(key)]))
+            for i, c in enumerate(common):
+                a, b = pv[len(key) + i], dv[len(key) + i]
+                if not _same(a, b):
+                    item[c] = [a, b]
+            smp["changed"].append(item)
     return added, removed, changed, per_col, smp
 
 

@@ -1,0 +1,40 @@
+"""Every dbt PR (the bot's and people's) gets an impact report, one comment edited on each push."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from bot.errors import LayersyncError
+from bot.gitops import Workspace
+from bot.handlers.context import Context
+from bot.handlers.router import Event, Router
+from bot.impact.report import marker, to_markdown
+from bot.impact.run import run_impact
+
+router = Router()
+
+
+@router.register("pull_request", action="opened")
+@router.register("pull_request", action="synchronize")
+@router.register("pull_request", action="reopened")
+def on_dbt_pr(event: Event, ctx: Context) -> None:
+    if event.repo != ctx.settings.dbt_repo:
+        return
+    pull = event.payload["pull_request"]
+    number = int(pull["number"])
+    workdir = Path(tempfile.mkdtemp(prefix="layersync-impact-"))
+    try:
+        with Workspace(ctx.forge.remote_url(event.repo), ctx.forge.git_env(event.repo)) as dbt, \
+                Workspace(ctx.forge.remote_url(ctx.settings.semantic_repo),
+                          ctx.forge.git_env(ctx.settings.semantic_repo)) as semantic:
+            dbt.fetch(f"+refs/heads/{pull['head']['ref']}:refs/remotes/origin/{pull['head']['ref']}")
+            try:
+                doc = run_impact(dbt.root, f"origin/{pull['base']['ref']}", str(pull["head"]["sha"]),
+                                 semantic_repo=semantic.root, workdir=workdir, pr=number)
+                body = to_markdown(doc)
+            except LayersyncError as exc:
+                body = f"{marker(number)}\n### layersync impact report\n\nThe report could not be made: {exc}"
+        ctx.forge.upsert_comment(event.repo, number, body, marker(number))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the embedded warehouse and its dev schema go with it
