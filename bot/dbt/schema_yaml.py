@@ -849,15 +849,14 @@ class _Splicer:
     def _anchored(self, hunk: _Hunk, widen: bool) -> tuple[_Hunk, float] | None:
         """Translate a hunk of the dump diff into a hunk of the original text.
 
-        The cost counts neighbouring lines re-emitted, plus one half for an
-        insertion placed against only one neighbour or a re-indented one.
-        None when ambiguous: lines only the original has sit at the edit.
-        With `widen`, an insertion beside a line ruamel rewrites takes that
-        line along instead.
+        The cost counts neighbouring lines re-emitted, plus one half for each
+        compromise: an insertion placed against only one neighbour, or lines
+        matched or re-indented while ignoring indentation.  None when
+        ambiguous: lines only the original has sit at the edit.  With `widen`,
+        an insertion beside a line ruamel rewrites takes that line along.
         """
         if hunk.start < hunk.end:
-            span = self._own_span(hunk)
-            return (_Hunk(span[0], span[1], hunk.lines), 0.0) if span else self._widened(hunk)
+            return self._replaced(hunk)
         try:
             placed = self._insertion_point(hunk, widen)
         except _Ambiguous:
@@ -865,15 +864,17 @@ class _Splicer:
         if placed is None:
             return self._widened(hunk)
         position, cost = placed
-        lines, shifted = self._reindented(hunk)
+        lines, shifted = self._reindented(hunk.lines, hunk.start - 1)
         return _Hunk(position, position, lines), cost + (0.5 if shifted else 0.0)
 
-    def _own_span(self, hunk: _Hunk) -> tuple[int, int] | None:
-        first = self.mapping.get(hunk.start)
-        size = hunk.end - hunk.start
-        if first is None or any(self.mapping.get(hunk.start + k) != first + k for k in range(size)):
-            return None
-        return first, first + size
+    def _replaced(self, hunk: _Hunk) -> tuple[_Hunk, float] | None:
+        for pairs, cost in ((self.mapping, 0.0), (self.loose, 0.5)):
+            first = pairs.get(hunk.start)
+            size = hunk.end - hunk.start
+            if first is not None and all(pairs.get(hunk.start + k) == first + k for k in range(size)):
+                lines, _ = self._reindented(hunk.lines, hunk.start)
+                return _Hunk(first, first + size, lines), cost
+        return self._widened(hunk)
 
     def _insertion_point(self, hunk: _Hunk, widen: bool) -> tuple[int, float] | None:
         n_before = len(self.before)
@@ -891,43 +892,65 @@ class _Splicer:
                 return position, base_cost + 0.5
         return None
 
-    def _reindented(self, hunk: _Hunk) -> tuple[list[str], bool]:
-        """Shift an inserted block by the indentation difference of the line it
-        hangs under (its previous sibling or its parent), as the file has it."""
+    def _reindented(self, lines: list[str], reference: int) -> tuple[list[str], bool]:
+        """Re-indent a block as the file indents the lines it hangs under.
+
+        Each line hanging under a dump line above the block (a previous
+        sibling, else the parent; searched upwards from `reference`) moves by
+        that line's indentation difference, dump vs file; lines nested under
+        an earlier line of the block move with it.
+        """
         if self.exact_layout:
-            return hunk.lines, False
-        head = next((ln for ln in hunk.lines if not _is_blank(ln)), None)
-        if head is None:
-            return hunk.lines, False
-        depth = _indent_of(head)
-        index = hunk.start - 1
-        while index >= 0 and (_is_blank(self.before[index]) or _is_comment(self.before[index])
-                              or _indent_of(self.before[index]) > depth):
+            return lines, False
+        out: list[str] = []
+        stack: list[tuple[int, int]] = []  # (indent, shift) of block lines still open
+        for line in lines:
+            if _is_blank(line):
+                out.append(line)
+                continue
+            depth = _indent_of(line)
+            while stack and stack[-1][0] >= depth:
+                stack.pop()
+            shift = stack[-1][1] if stack else self._shift_under(reference, depth)
+            if depth + shift < 0:
+                return lines, False
+            stack.append((depth, shift))
+            out.append(" " * (depth + shift) + line.lstrip(" "))
+        return out, out != lines
+
+    def _shift_under(self, reference: int, depth: int) -> int:
+        index, twin = self._hanger(reference, depth)
+        return 0 if twin is None else _indent_of(self.original[twin]) - _indent_of(self.before[index])
+
+    def _hanger(self, index: int, depth: int) -> tuple[int, int | None]:
+        """The nearest dump line at or above `index` that a block at `depth`
+        hangs under and that has a twin in the file: a sibling, else the parent."""
+        while index >= 0:
+            line = self.before[index]
+            if not (_is_blank(line) or _is_comment(line)) and _indent_of(line) <= depth:
+                twin = self.loose.get(index)
+                if twin is not None or _indent_of(line) < depth:
+                    return index, twin
             index -= 1
-        twin = self.loose.get(index) if index >= 0 else None
-        if twin is None:
-            return hunk.lines, False
-        delta = _indent_of(self.original[twin]) - _indent_of(self.before[index])
-        if delta == 0 or any(not _is_blank(ln) and _indent_of(ln) + delta < 0 for ln in hunk.lines):
-            return hunk.lines, False
-        return [ln if _is_blank(ln) else " " * (_indent_of(ln) + delta) + ln.lstrip(" ") for ln in hunk.lines], True
+        return index, None
 
     def _widened(self, hunk: _Hunk) -> tuple[_Hunk, float] | None:
-        """Widen to the nearest shared lines, so lines ruamel would rewrite anyway
-        (odd spacing, `~`, a list offset no single setting reproduces) change only
-        where they touch the edit."""
+        """Widen to the nearest lines the file shares with the dump (ignoring
+        indentation), so lines ruamel would rewrite anyway (odd spacing, `~`)
+        change only where they touch the edit."""
         prev = hunk.start - 1
-        while prev >= 0 and prev not in self.mapping:
+        while prev >= 0 and prev not in self.loose:
             prev -= 1
         nxt = hunk.end
-        while nxt < len(self.before) and nxt not in self.mapping:
+        while nxt < len(self.before) and nxt not in self.loose:
             nxt += 1
-        start = self.mapping[prev] + 1 if prev >= 0 else 0
-        end = self.mapping[nxt] if nxt < len(self.before) else len(self.original)
+        start = self.loose[prev] + 1 if prev >= 0 else 0
+        end = self.loose[nxt] if nxt < len(self.before) else len(self.original)
         if end < start:
             return None
         lines = self.before[prev + 1:hunk.start] + hunk.lines + self.before[hunk.end:nxt]
-        return _Hunk(start, end, lines), float((hunk.start - prev - 1) + (nxt - hunk.end))
+        lines, shifted = self._reindented(lines, prev)
+        return _Hunk(start, end, lines), (hunk.start - prev - 1) + (nxt - hunk.end) + (0.5 if shifted else 0.0)
 
 
 def _after(index: int | None) -> int | None:
