@@ -38,6 +38,7 @@ from bot.forge.base import (
     format_pr_table,
     truncate_body,
 )
+from bot.sqlite_tx import immediate
 
 __all__ = ["LocalForge", "format_pr_table"]
 
@@ -243,13 +244,8 @@ class LocalForge:
         self._ensure_schema()
         conn = self._raw_connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         finally:
             conn.close()
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from bot.sqlite_tx import immediate
+
 __all__ = ["Job", "JobQueue", "job_key", "STATES"]
 
 STATES: tuple[str, ...] = ("queued", "running", "done", "failed")
@@ -170,14 +172,8 @@ class JobQueue:
         a long latency tail; a mutex hands the lock over at once. Other processes still meet on
         SQLite's own lock, bounded by ``busy_timeout``.
         """
-        with self._write_mutex:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._write_mutex, immediate(conn):
+            yield conn
 
     # -- producer side -----------------------------------------------------------------------
 
