@@ -143,3 +143,17 @@ def test_worker_killed_between_branch_push_and_pr_leaves_one_pr_and_one_reply(gi
     assert len(standin.prs("acme/dbt")) == 1
     assert len(bot_replies(standin, pr)) == 1
     standin.assert_no_violations()
+
+
+def test_commit_status_through_the_github_forge(github) -> None:
+    from bot.forge.github import GitHubForge
+
+    standin, _ = github
+    forge = GitHubForge.from_token(TOKEN, base_url=standin.api_url, bot_login="layersync-bot")
+    sha = standin.branch_sha("acme/dbt", "main")
+    forge.set_status("acme/dbt", sha, "pending", "building")
+    forge.set_status("acme/dbt", sha, "failure", "x" * 200)
+    statuses = standin.statuses("acme/dbt")
+    assert [s["state"] for s in statuses] == ["pending", "failure"]
+    assert len(statuses[-1]["description"]) == 140 and statuses[-1]["context"] == "layersync/impact"
+    standin.assert_no_violations()

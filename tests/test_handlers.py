@@ -170,3 +170,5 @@ def test_dbt_pr_gets_an_impact_report_kept_in_place(world) -> None:
     (report,) = forge.list_comments(str(repos.remote), dbt_pr.number)
     assert f"<!-- layersync:impact pr={dbt_pr.number} -->" in report.body
     assert "added `is_large_order` BOOLEAN" in report.body and "| 1 | 1 | 0 | 0 | 0 |" in report.body
+    state, description = forge.statuses(str(repos.remote), sha)["layersync/impact"]
+    assert state == "success" and "1 model(s) built" in description

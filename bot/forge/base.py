@@ -197,6 +197,22 @@ class Forge(Protocol):
         """The most recently opened PR from branch ``head`` in ``state`` (None: any state), or None."""
         ...
 
+    def set_status(self, repo: str, sha: str, state: str, description: str, context: str = "layersync/impact",
+                   target_url: str | None = None) -> None:
+        """A commit status (``pending``, ``success``, ``failure``, ``error``) that branch protection can
+        require; the same context again replaces the previous one, as on GitHub."""
+        ...
+
+
+STATUS_STATES: tuple[str, ...] = ("error", "failure", "pending", "success")
+
+
+def check_status(state: str, description: str) -> str:
+    """GitHub refuses other states and descriptions over 140 characters; shorten instead of failing."""
+    if state not in STATUS_STATES:
+        raise ValueError(f"unknown status state {state!r}; expected one of {', '.join(STATUS_STATES)}")
+    return description if len(description) <= 140 else description[:139] + "…"
+
 
 def check_permission_level(level: str) -> str:
     """Return ``level`` if it is one of :data:`PERMISSION_LEVELS`, else raise ValueError."""

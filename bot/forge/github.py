@@ -55,6 +55,7 @@ from bot.forge.base import (
     TransientForgeError,
     body_with_marker,
     check_reaction,
+    check_status,
     truncate_body,
 )
 
@@ -557,6 +558,16 @@ class GitHubForge:
             requester.requestJsonAndCheck(
                 "POST", f"/repos/{repo}/issues/comments/{int(comment_id)}/reactions", input={"content": content}
             )
+
+    def set_status(self, repo: str, sha: str, state: str, description: str, context: str = "layersync/impact",
+                   target_url: str | None = None) -> None:
+        """``POST /repos/{repo}/statuses/{sha}``."""
+        body: dict[str, Any] = {"state": state, "description": check_status(state, description), "context": context}
+        if target_url:
+            body["target_url"] = target_url
+        requester = self._requester(repo)
+        with self._api(f"set status {context} on {sha[:12]} in {repo}"):
+            requester.requestJsonAndCheck("POST", f"/repos/{repo}/statuses/{sha}", input=body)
 
     # -- permissions -------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from bot.forge.base import (
     PullRequest,
     check_permission_level,
     check_reaction,
+    check_status,
     format_pr_table,
     truncate_body,
 )
@@ -100,6 +101,17 @@ CREATE TABLE IF NOT EXISTS reactions (
     author      TEXT    NOT NULL,
     created_at  TEXT    NOT NULL,
     PRIMARY KEY (repo, comment_id, content, author)
+);
+
+CREATE TABLE IF NOT EXISTS statuses (
+    repo        TEXT    NOT NULL,
+    sha         TEXT    NOT NULL,
+    context     TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    description TEXT    NOT NULL,
+    target_url  TEXT,
+    updated_at  TEXT    NOT NULL,
+    PRIMARY KEY (repo, sha, context)
 );
 """
 
@@ -432,6 +444,25 @@ class LocalForge:
                 " VALUES (?, ?, ?, ?, ?)",
                 (repo, int(comment_id), content, self.bot_author, _now()),
             )
+
+    def set_status(self, repo: str, sha: str, state: str, description: str, context: str = "layersync/impact",
+                   target_url: str | None = None) -> None:
+        description = check_status(state, description)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO statuses (repo, sha, context, state, description, target_url, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repo, sha, context) DO UPDATE SET"
+                " state = excluded.state, description = excluded.description,"
+                " target_url = excluded.target_url, updated_at = excluded.updated_at",
+                (repo, sha, context, state, description, target_url, _now()),
+            )
+
+    def statuses(self, repo: str, sha: str) -> dict[str, tuple[str, str]]:
+        """context → (state, description) for a commit (for tests and the demo)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT context, state, description FROM statuses WHERE repo = ? AND sha = ?",
+                                (repo, sha)).fetchall()
+        return {row["context"]: (row["state"], row["description"]) for row in rows}
 
     def list_reactions(self, repo: str, comment_id: int) -> list[str]:
         """The reactions on a comment, in the order they were added (for tests and the demo)."""

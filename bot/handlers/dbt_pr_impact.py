@@ -22,7 +22,9 @@ def on_dbt_pr(event: Event, ctx: Context) -> None:
     if event.repo != ctx.settings.dbt_repo:
         return
     pull = event.payload["pull_request"]
-    number = int(pull["number"])
+    number, sha = int(pull["number"]), str(pull["head"]["sha"])
+    ctx.forge.set_status(event.repo, sha, "pending", "building the changed models into a dev schema")
+    state, description = "error", "the impact report could not be made"
     workdir = Path(tempfile.mkdtemp(prefix="layersync-impact-"))
     try:
         with Workspace(ctx.forge.remote_url(event.repo), ctx.forge.git_env(event.repo)) as dbt, \
@@ -30,11 +32,13 @@ def on_dbt_pr(event: Event, ctx: Context) -> None:
                           ctx.forge.git_env(ctx.settings.semantic_repo)) as semantic:
             dbt.fetch(f"+refs/heads/{pull['head']['ref']}:refs/remotes/origin/{pull['head']['ref']}")
             try:
-                doc = run_impact(dbt.root, f"origin/{pull['base']['ref']}", str(pull["head"]["sha"]),
+                doc = run_impact(dbt.root, f"origin/{pull['base']['ref']}", sha,
                                  semantic_repo=semantic.root, workdir=workdir, pr=number)
                 body = to_markdown(doc)
+                state, description = doc["status"]["state"], doc["status"]["description"]
             except LayersyncError as exc:
                 body = f"{marker(number)}\n### layersync impact report\n\nThe report could not be made: {exc}"
-        ctx.forge.upsert_comment(event.repo, number, body, marker(number))
+        comment, _ = ctx.forge.upsert_comment(event.repo, number, body, marker(number))
+        ctx.forge.set_status(event.repo, sha, state, description)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the embedded warehouse and its dev schema go with it
