@@ -66,7 +66,7 @@ class JobHandler:
 
 def build_handler(config: ServiceConfig, forge: Forge | None = None) -> JobHandler:
     settings = Settings(dbt_repo=config.dbt_repo, semantic_repo=config.semantic_repo, auto_push=config.auto_push,
-                        profiles_dir=config.profiles_dir)
+                        profiles_dir=config.profiles_dir, warehouse=config.warehouse)
     return JobHandler(Context(forge or make_forge(config), settings))
 
 

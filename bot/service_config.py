@@ -31,6 +31,7 @@ class ServiceConfig:
     state_db: Path | None = None          # local forge only
     profiles_dir: Path | None = None
     lease_seconds: float = 600.0          # a job whose worker died runs again after this long
+    warehouse: str | None = None          # impact reports: DuckDB path or postgresql:// DSN (default: a scratch DuckDB per run)
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback or log
         return (f"ServiceConfig(forge={self.forge!r}, dbt_repo={self.dbt_repo!r}, "
@@ -52,7 +53,7 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         values.update(YAML(typ="safe").load(path.read_text()) or {})
     for key in ("webhook_secret", "dbt_repo", "semantic_repo", "queue_db", "forge", "github_api_url",
                 "github_token", "github_app_id", "github_private_key", "github_installation_id", "bot_login",
-                "auto_push", "state_db", "profiles_dir", "lease_seconds"):
+                "auto_push", "state_db", "profiles_dir", "lease_seconds", "warehouse"):
         if env.get(f"LAYERSYNC_{key.upper()}"):
             values[key] = env[f"LAYERSYNC_{key.upper()}"]
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
@@ -78,4 +79,5 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         state_db=Path(values["state_db"]) if values.get("state_db") else None,
         profiles_dir=Path(values["profiles_dir"]) if values.get("profiles_dir") else None,
         lease_seconds=float(values.get("lease_seconds") or 600.0),
+        warehouse=str(values["warehouse"]) if values.get("warehouse") else None,
     )

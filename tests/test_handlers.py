@@ -172,3 +172,20 @@ def test_dbt_pr_gets_an_impact_report_kept_in_place(world) -> None:
     assert "added `is_large_order` BOOLEAN" in report.body and "| 1 | 1 | 0 | 0 | 0 |" in report.body
     state, description = forge.statuses(str(repos.remote), sha)["layersync/impact"]
     assert state == "success" and "1 model(s) built" in description
+
+
+def test_closing_a_dbt_pr_drops_its_dev_schema_and_nothing_else(repos, tmp_path) -> None:
+    import duckdb
+
+    from bot.impact.build import dev_schema_name
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(f"create schema prod; create table prod.t as select 1 as x; create schema {dev_schema_name(4)}")
+    ctx = Context(LocalForge(repos.state_db), Settings(dbt_repo="acme/dbt", semantic_repo="acme/semantic",
+                                                       warehouse=str(warehouse)))
+    dispatch(ctx, "pull_request", pull_request("closed", repo="acme/dbt", number=4, head_ref="feature",
+                                               base_ref="main", merged=True))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        schemas = {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
+    assert "prod" in schemas and dev_schema_name(4) not in schemas

@@ -17,6 +17,7 @@ class Settings:
     auto_push: bool = False
     profiles_dir: Path | None = None
     branch_prefix: str = "layersync/push/"
+    warehouse: str | None = None       # a persistent warehouse for impact reports (DuckDB path or postgresql:// DSN)
 
 
 @dataclass

@@ -10,7 +10,8 @@ from bot.gitops import Workspace
 from bot.handlers.context import Context
 from bot.handlers.router import Event, Router
 from bot.impact.report import marker, to_markdown
-from bot.impact.run import run_impact
+from bot.impact.build import dev_schema_name, drop_schema
+from bot.impact.run import PROD_SCHEMA, run_impact
 
 router = Router()
 
@@ -42,3 +43,13 @@ def on_dbt_pr(event: Event, ctx: Context) -> None:
         ctx.forge.set_status(event.repo, sha, state, description)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the embedded warehouse and its dev schema go with it
+
+
+@router.register("pull_request", action="closed")
+def on_dbt_pr_closed(event: Event, ctx: Context) -> None:
+    """A closed or merged PR's dev schema goes; only `layersync_` schemas can be dropped, never prod."""
+    if event.repo != ctx.settings.dbt_repo or not ctx.settings.warehouse:
+        return
+    number = int(event.payload["pull_request"]["number"])
+    drop_schema(ctx.settings.warehouse, dev_schema_name(number), protected={PROD_SCHEMA})
+    ctx.log.info("dropped the dev schema of %s#%s", event.repo, number)
