@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     impact.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown report here")
     impact.add_argument("--workdir", type=Path, help="keep checkouts and the DuckDB file here")
     impact.add_argument("--pr", help="PR number (names the dev schema layersync_pr_<n>)")
+    impact.add_argument("--warehouse", metavar="PATH|DSN",
+                        help="a DuckDB file or a postgresql:// DSN (default: a scratch DuckDB in the workdir)")
     impact.add_argument("--fail-on-measure-move", type=float, metavar="PCT",
                         help="fail when a measure's total moves more than PCT percent")
 
@@ -146,7 +148,7 @@ def _cmd_impact(args: argparse.Namespace) -> int:
         if path is not None and not path.exists():
             raise LayersyncError(f"{label} `{path}` does not exist")
     doc = run_impact(args.dbt_repo, args.base, args.head, semantic_repo=args.semantic_repo, workdir=args.workdir,
-                     pr=args.pr, max_measure_move_pct=args.fail_on_measure_move)
+                     pr=args.pr, max_measure_move_pct=args.fail_on_measure_move, warehouse=args.warehouse)
     markdown = to_markdown(doc)
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, default=str))

@@ -156,7 +156,7 @@ def test_drop_schema_drops_a_dev_schema_and_never_prod(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         drop_schema(database, DEV, {"prod", DEV})
     with pytest.raises(NotImplementedError):
-        drop_schema("postgresql://host/db", DEV, {"prod"})
+        drop_schema("mysql://host/db", DEV, {"prod"})
     drop_schema(database, DEV, {"prod"})
     drop_schema(database, DEV, {"prod"})            # idempotent: already gone
     with DuckDBWarehouse(database) as wh:

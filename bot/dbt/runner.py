@@ -71,6 +71,30 @@ def write_duckdb_profile(profiles_dir: Path, profile: str, database: str, schema
     return target
 
 
+def write_postgres_profile(profiles_dir: Path, profile: str, *, host: str, port: int, user: str,
+                           password: str | None, dbname: str, schema: str, threads: int = 4,
+                           sslmode: str | None = None) -> Path:
+    """A dbt-postgres profile named `profile` (target `layersync`) writing into `schema` of `dbname`.
+
+    The file may hold the password, so it is written owner-readable only; layersync writes it into a
+    temporary profiles dir that is deleted after the run."""
+    profiles_dir.mkdir(parents=True, exist_ok=True)
+    output: dict = {"type": "postgres", "host": host, "port": int(port), "user": user,
+                    "password": password or "", "dbname": dbname, "schema": schema,
+                    "threads": int(threads)}
+    if sslmode:
+        output["sslmode"] = sslmode
+    doc = {profile: {"target": "layersync", "outputs": {"layersync": output}}}
+    target = profiles_dir / "profiles.yml"
+    with target.open("w", encoding="utf-8") as handle:
+        YAML(typ="safe").dump(doc, handle)
+    try:
+        os.chmod(target, 0o600)          # it may hold a password
+    except OSError:
+        pass
+    return target
+
+
 def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
             log: Callable[[str], None] | None = None, timeout: float = 1800) -> DbtRun:
     """Run one dbt command; its output streams to `log` line by line and is kept for reports."""

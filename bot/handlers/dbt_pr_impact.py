@@ -34,7 +34,8 @@ def on_dbt_pr(event: Event, ctx: Context) -> None:
             dbt.fetch(f"+refs/heads/{pull['head']['ref']}:refs/remotes/origin/{pull['head']['ref']}")
             try:
                 doc = run_impact(dbt.root, f"origin/{pull['base']['ref']}", sha,
-                                 semantic_repo=semantic.root, workdir=workdir, pr=number)
+                                 semantic_repo=semantic.root, workdir=workdir, pr=number,
+                                 warehouse=ctx.settings.warehouse)
                 body = to_markdown(doc)
                 state, description = doc["status"]["state"], doc["status"]["description"]
             except LayersyncError as exc:

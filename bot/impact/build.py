@@ -11,20 +11,23 @@ also copied to `target/` where dbt keeps them by default.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote
 
 from ruamel.yaml import YAML
 from sqlglot import exp
 
-from bot.dbt.runner import DbtRun, run_dbt, write_duckdb_profile
+from bot.dbt.runner import DbtRun, run_dbt, write_duckdb_profile, write_postgres_profile
 
 MAX_IDENTIFIER = 63                      # PostgreSQL's limit (NAMEDATALEN - 1); DuckDB has none
 DEV_PREFIX = "layersync_"
@@ -77,6 +80,149 @@ def dev_schema_name(number: int | str, template: str = "layersync_pr_{number}", 
     raise ValueError(f"no dev schema name for {number!r} avoids the protected schemas {sorted(guard)}")
 
 
+# --------------------------------------------------------------------------- warehouse targets
+
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where dbt builds and layersync compares: one DuckDB file, or one PostgreSQL database.
+
+    `Target.parse` takes a DuckDB path, a `postgresql://` (or `postgres://`) URI, or a Target;
+    a bare path or str is DuckDB, so callers that pass a path keep working. Prod and every dev
+    schema live side by side in the one database."""
+    kind: str = "duckdb"                 # "duckdb" | "postgres"
+    path: str | None = None              # duckdb
+    host: str = "localhost"              # postgres
+    port: int = 5432
+    user: str = ""
+    password: str | None = field(default=None, repr=False)
+    dbname: str = ""
+    sslmode: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("duckdb", "postgres"):
+            raise ValueError(f"unknown warehouse kind {self.kind!r} (duckdb or postgres)")
+        if self.kind == "duckdb" and not self.path:
+            raise ValueError("a DuckDB target needs a path")
+        if self.kind == "postgres" and not self.dbname:
+            raise ValueError("a PostgreSQL target needs a database name")
+
+    @classmethod
+    def duckdb(cls, path: Path | str) -> "Target":
+        return cls("duckdb", path=str(path))
+
+    @classmethod
+    def postgres_dsn(cls, dsn: str) -> "Target":
+        """From a `postgresql://user:password@host:port/dbname?sslmode=…` URI. A password left out
+        comes from PGPASSWORD, as libpq would take it; user and database default as libpq's do."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            parts = conninfo_to_dict(dsn)
+        except Exception as error:  # noqa: BLE001 - psycopg.ProgrammingError; never echo the password
+            raise ValueError(f"not a PostgreSQL DSN: {redact_dsn(dsn)}") from error
+        user = str(parts.get("user") or os.environ.get("PGUSER") or _login_user())
+        host = str(parts.get("host") or os.environ.get("PGHOST") or "localhost")
+        if "," in host:
+            raise ValueError("a PostgreSQL DSN with several hosts is not supported")
+        return cls("postgres", host=host, port=int(parts.get("port") or os.environ.get("PGPORT") or 5432),
+                   user=user, password=parts.get("password") or os.environ.get("PGPASSWORD"),
+                   dbname=str(parts.get("dbname") or os.environ.get("PGDATABASE") or user),
+                   sslmode=parts.get("sslmode") or None)
+
+    @classmethod
+    def parse(cls, value: "Target | Path | str") -> "Target":
+        if isinstance(value, Target):
+            return value
+        if isinstance(value, Path):
+            return cls.duckdb(value)
+        text = str(value)
+        scheme = _SCHEME.match(text)
+        if scheme is None:
+            return cls.duckdb(text)
+        if scheme.group(1).lower() in _POSTGRES_SCHEMES:
+            return cls.postgres_dsn(text)
+        raise NotImplementedError(f"no warehouse for {scheme.group(1)}:// DSNs (DuckDB paths and "
+                                  "postgresql:// DSNs are supported)")
+
+    @property
+    def dialect(self) -> str:
+        return self.kind
+
+    @property
+    def dsn(self) -> str:
+        """A connection string: the DuckDB path, or a libpq URI (with the password, for connecting)."""
+        if self.kind == "duckdb":
+            return str(self.path)
+        return self._uri(self.password)
+
+    def describe(self) -> str:
+        """For reports and logs: the DuckDB path, or the URI without its password."""
+        if self.kind == "duckdb":
+            return str(self.path)
+        return self._uri("***" if self.password else None)
+
+    def _uri(self, password: str | None) -> str:
+        auth = quote(self.user, safe="")
+        if password is not None:
+            auth += ":" + (password if password == "***" else quote(password, safe=""))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        uri = f"postgresql://{auth}@{host}:{self.port}/{quote(self.dbname, safe='')}"
+        return uri + (f"?sslmode={quote(self.sslmode)}" if self.sslmode else "")
+
+    def write_profile(self, profiles_dir: Path, profile: str, schema: str, threads: int = 4) -> Path:
+        if self.kind == "duckdb":
+            return write_duckdb_profile(profiles_dir, profile, str(self.path), schema=schema, threads=threads)
+        return write_postgres_profile(profiles_dir, profile, host=self.host, port=self.port, user=self.user,
+                                      password=self.password, dbname=self.dbname, schema=schema,
+                                      threads=threads, sslmode=self.sslmode)
+
+    def open(self, *, read_only: bool = True):
+        """A Warehouse on this target (read-only unless asked): DuckDBWarehouse or PostgresWarehouse."""
+        if self.kind == "duckdb":
+            from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
+            return DuckDBWarehouse(str(self.path), read_only=read_only)
+        from bot.warehouse.postgres_warehouse import PostgresWarehouse
+        return PostgresWarehouse(self.dsn, read_only=read_only)
+
+
+def _login_user() -> str:
+    try:
+        import getpass
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (containers): libpq would fail the same way
+        return "postgres"
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN with any password replaced by `***` (URI `user:pw@` and key=value `password=pw`)."""
+    text = re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", str(dsn))
+    text = re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text)
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", text)
+
+
+@contextlib.contextmanager
+def _schema_lock(target: Target, schema: str) -> Iterator[None]:
+    """On PostgreSQL, builds into one schema take turns (a session advisory lock per schema): two
+    impact runs rebuilding prod (or the same PR) at once would collide on dbt's `<model>__dbt_tmp`
+    relations. Builds into different schemas run side by side. DuckDB files lock themselves."""
+    if target.kind != "postgres":
+        yield
+        return
+    import psycopg
+
+    key = int.from_bytes(hashlib.sha1(f"layersync:build:{schema}".encode()).digest()[:8], "big", signed=True)
+    with psycopg.connect(target.dsn, autocommit=True, connect_timeout=10) as con:
+        con.execute("select pg_advisory_lock(%s)", [key])
+        try:
+            yield
+        finally:
+            con.execute("select pg_advisory_unlock(%s)", [key])
+
+
 # --------------------------------------------------------------------------- builds
 
 @dataclass
@@ -111,11 +257,11 @@ def target_path_for(project_dir: Path, schema: str) -> Path:
     return project_dir / "target" / f"layersync-{schema}"
 
 
-def write_build_profile(profiles_dir: Path, project_dir: Path, database: Path | str, schema: str,
+def write_build_profile(profiles_dir: Path, project_dir: Path, database: "Target | Path | str", schema: str,
                         threads: int = 4) -> Path:
-    """A DuckDB profile for `project_dir`'s profile name, writing into `schema` of `database`."""
-    return write_duckdb_profile(profiles_dir, _project_profile(project_dir), str(database),
-                                schema=schema, threads=threads)
+    """A profile for `project_dir`'s profile name, writing into `schema` of `database` (a DuckDB path,
+    a `postgresql://` DSN or a Target)."""
+    return Target.parse(database).write_profile(profiles_dir, _project_profile(project_dir), schema, threads)
 
 
 def _node_names(manifest_path: Path) -> dict[str, str]:
@@ -158,7 +304,8 @@ def _result(run: DbtRun, schema: str, target: Path, seconds: float) -> BuildResu
                        skipped=skipped, target_path=target)
 
 
-def _build(project_dir: Path, database: Path, schema: str, extra: list[str], log: Log | None) -> BuildResult:
+def _build(project_dir: Path, database: "Target | Path | str", schema: str, extra: list[str],
+           log: Log | None) -> BuildResult:
     project_dir = Path(project_dir)
     target = target_path_for(project_dir, schema)
     target.mkdir(parents=True, exist_ok=True)
@@ -182,11 +329,16 @@ def _build(project_dir: Path, database: Path, schema: str, extra: list[str], log
     return _result(run, schema, target, time.monotonic() - started)
 
 
-def build_prod(project_dir: Path, database: Path, schema: str = "prod", *,
+def build_prod(project_dir: Path, database: "Target | Path | str", schema: str = "prod", *,
                log: Log | None = None) -> tuple[BuildResult, Path]:
     """`dbt build` of the base commit (seeds included) into `schema`; returns the result and its
-    manifest.json, the state a dev build defers to."""
-    result = _build(project_dir, database, schema, [], log)
+    manifest.json, the state a dev build defers to.
+
+    `database`: a DuckDB path, a `postgresql://` DSN, or a Target. On PostgreSQL, concurrent prod
+    builds into the same schema wait for each other."""
+    target = Target.parse(database)
+    with _schema_lock(target, schema):
+        result = _build(project_dir, target, schema, [], log)
     assert result.target_path is not None
     return result, result.target_path / "manifest.json"
 
@@ -201,9 +353,11 @@ def _manifest_schemas(manifest_path: Path) -> set[str]:
             if n.get("resource_type") in BUILT_TYPES and n.get("schema")}
 
 
-def build_dev(project_dir: Path, database: Path, schema: str, prod_state: Path, *,
+def build_dev(project_dir: Path, database: "Target | Path | str", schema: str, prod_state: Path, *,
               log: Log | None = None) -> BuildResult:
     """`dbt build --select state:modified+ --defer --state <prod>` into `schema`.
+
+    `database`: a DuckDB path, a `postgresql://` DSN, or a Target (the one prod was built into).
 
     `prod_state` is the prod manifest.json or the directory holding it. A failed build is returned
     (ok False, the failed models and dbt's error lines), never raised: it is itself a report.
@@ -215,8 +369,10 @@ def build_dev(project_dir: Path, database: Path, schema: str, prod_state: Path, 
     prod_schemas = _manifest_schemas(state_dir / "manifest.json")
     if schema.lower() in RESERVED_SCHEMAS | prod_schemas:
         raise ValueError(f"refusing to build a PR into schema {schema!r}: it is a prod or reserved schema")
-    return _build(project_dir, database, schema,
-                  ["--select", "state:modified+", "--defer", "--state", str(state_dir.resolve())], log)
+    target = Target.parse(database)
+    with _schema_lock(target, schema):
+        return _build(project_dir, target, schema,
+                      ["--select", "state:modified+", "--defer", "--state", str(state_dir.resolve())], log)
 
 
 # --------------------------------------------------------------------------- clean-up
@@ -242,15 +398,12 @@ def _check_droppable(schema: str, protected: set[str]) -> None:
 
 def drop_schema(warehouse_path_or_dsn: Any, schema: str, protected: set[str]) -> None:
     """Drop a PR's dev schema. Refuses (ValueError) unless `schema` starts with `layersync_` and is
-    not protected — prod is never dropped. Takes a DuckDB file path, or an open writable Warehouse."""
+    not protected — prod is never dropped. Takes a DuckDB file path, a `postgresql://` DSN, a Target,
+    or an open writable Warehouse; other DSN schemes raise NotImplementedError."""
     _check_droppable(schema, protected)
     if hasattr(warehouse_path_or_dsn, "query"):
         warehouse_path_or_dsn.query(drop_schema_sql(schema, getattr(warehouse_path_or_dsn, "dialect", "duckdb")))
         return
-    target = str(warehouse_path_or_dsn)
-    if re.match(r"^[a-z][a-z0-9+]*://", target):
-        raise NotImplementedError(f"no warehouse for {target.split('://')[0]}:// DSNs yet; pass an open Warehouse")
-    from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
-
-    with DuckDBWarehouse(target, read_only=False) as wh:
+    target = Target.parse(warehouse_path_or_dsn)
+    with target.open(read_only=False) as wh:
         wh.query(drop_schema_sql(schema, wh.dialect))

@@ -12,7 +12,7 @@ import git
 from bot.dbt.project import normalise_table_name
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
-from bot.impact.build import build_dev, build_prod, dev_schema_name
+from bot.impact.build import Target, build_dev, build_prod, dev_schema_name
 from bot.impact.lineage import lineage, mermaid
 from bot.impact.report import SCHEMA_VERSION, gate
 from bot.impact.schema_diff import schema_and_rows
@@ -21,7 +21,6 @@ from bot.impact.value_diff import value_diff
 from bot.selection import ViewSource
 from bot.semantic.model import View
 from bot.semantic.reader import reader_for
-from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 PROD_SCHEMA = "prod"
 
@@ -68,21 +67,26 @@ def _keys(manifest: dict, views: list[View]) -> dict[str, list[str]]:
 
 def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | None = None,
                workdir: Path | None = None, pr: Any = None, max_measure_move_pct: float | None = None,
-               log: Callable[[str], None] | None = None) -> dict:
+               log: Callable[[str], None] | None = None, warehouse: str | Path | Target | None = None) -> dict:
+    """Build `base` into schema `prod` and `head` into the PR's dev schema, compare, return the report.
+
+    `warehouse`: a DuckDB file path or a `postgresql://user:pw@host:port/db` DSN (or a Target); None
+    is a fresh DuckDB file in the workdir. The comparisons open the warehouse read-only.
+    """
     reader = RevisionReader(dbt_repo, "dbt repo")
     base_sha, head_sha = reader.commit(base).hexsha, reader.commit(head).hexsha
     root = Path(workdir or tempfile.mkdtemp(prefix="layersync-impact-"))
     root.mkdir(parents=True, exist_ok=True)
-    database = root / "warehouse.duckdb"
+    target = Target.parse(warehouse if warehouse is not None else root / "warehouse.duckdb")
     dev_schema = dev_schema_name(pr if pr is not None else head_sha[:10])
     base_dir = _checkout(Path(reader.repo.git_dir if reader.repo.bare else reader.repo.working_tree_dir),
                          base_sha, root / "base")
     head_dir = _checkout(Path(reader.repo.git_dir if reader.repo.bare else reader.repo.working_tree_dir),
                          head_sha, root / "head")
-    prod_build, prod_manifest = build_prod(base_dir, database, PROD_SCHEMA, log=log)
+    prod_build, prod_manifest = build_prod(base_dir, target, PROD_SCHEMA, log=log)
     if not prod_build.ok:
         raise RepoError(f"the base commit {base_sha[:12]} does not build: {'; '.join(prod_build.errors[:3])}")
-    dev_build = build_dev(head_dir, database, dev_schema, prod_manifest, log=log)
+    dev_build = build_dev(head_dir, target, dev_schema, prod_manifest, log=log)
     before = json.loads(Path(prod_manifest).read_text())
     after_path = dev_build.manifest
     after = json.loads(after_path.read_text()) if after_path is not None and after_path.exists() else before
@@ -93,7 +97,7 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
                if normalise_table_name(v.table_name) in changed}
     doc: dict[str, Any] = {
         "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": PROD_SCHEMA,
-        "dev_schema": dev_schema, "database": str(database),
+        "dev_schema": dev_schema, "database": target.describe(), "warehouse": target.kind,
         "build": {"ok": dev_build.ok, "selected": dev_build.selected, "failed": dev_build.failed,
                   "errors": dev_build.errors, "seconds": round(dev_build.seconds, 2)},
         "lineage": {"modified": graph.modified, "added": graph.added, "removed": graph.removed,
@@ -102,7 +106,7 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
         "models": [], "semantic": {"views": [], "measures": [], "broken": []},
     }
     keys = _keys(after, views)
-    with DuckDBWarehouse(database) as wh:
+    with target.open(read_only=True) as wh:
         for model in changed:
             diff = schema_and_rows(wh, model, PROD_SCHEMA, dev_schema)
             entry = {"model": model, "columns_added": [[c.name, c.type] for c in diff.added],
@@ -114,7 +118,7 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
                                                                   keys[model])))
             doc["models"].append(entry)
         if dev_build.ok:
-            sem = semantic_diff(wh, views, reading, PROD_SCHEMA, dev_schema)
+            sem = semantic_diff(wh, views, reading, PROD_SCHEMA, dev_schema, dialect=wh.dialect)
             doc["semantic"] = {
                 "views": sem.views,
                 "measures": [{"view": v.view, "measure": v.measure, "dimension": v.dimension, "group": _jsonable(v.group),
