@@ -12,11 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.dbt.schema_yaml import (
+    ColumnDoc,
     SchemaYamlError,
     column_entry,
     model_names,
     remove_column,
     upsert_column,
+    upsert_columns,
 )
 
 LONG = (
@@ -676,8 +678,6 @@ def test_descriptions_with_blank_edges_are_quoted_not_block(description: str) ->
 
 
 def test_batch_upsert_equals_one_at_a_time() -> None:
-    from bot.dbt.schema_yaml import ColumnDoc, upsert_columns
-
     docs = [ColumnDoc("orders", "is_large", "Large orders"), ColumnDoc("customers", "tier", "Tier", ("not_null",)),
             ColumnDoc("orders", "is_large", "Large orders, over 20 dollars"), ColumnDoc("new_model", "x")]
     for start in (JAFFLE, None):
@@ -689,8 +689,6 @@ def test_batch_upsert_equals_one_at_a_time() -> None:
 
 
 def test_batch_keeps_blank_line_style_like_single_calls() -> None:
-    from bot.dbt.schema_yaml import ColumnDoc, upsert_columns
-
     docs = [ColumnDoc("customers", "a", "A"), ColumnDoc("customers", "b", "B"), ColumnDoc("orders", "c", "C"),
             ColumnDoc("orders", "d", "D")]
     one_by_one = JAFFLE

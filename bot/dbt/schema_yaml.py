@@ -10,14 +10,15 @@ quoting, blank lines and indentation all have to survive.  The strategy:
 3. Diff "dump before" against "dump after" and splice only those hunks into
    the original text.  Inserted blocks are moved above comments/blank lines
    that ruamel attached to the preceding node (they usually belong to what
-   follows), deleted blocks keep such comments.
-4. When no setting reproduces the file (mixed styles, `~`, odd spacing), the
-   nearest few settings are tried and a hunk whose neighbours ruamel rewrites
-   takes those neighbours along; the splice re-emitting the fewest untouched
-   lines wins.
-5. Re-load the result and check it means the same as the edited tree (with
-   ruamel and with PyYAML, which dbt uses); if no splice does, fall back to
-   the plain dump.
+   follows); deleted blocks keep such comments.
+4. When no setting reproduces the file (mixed styles, `~`, odd spacing), a
+   few settings that together reproduce the most lines are tried.  Lines
+   that differ only in indentation still anchor a hunk, whose lines are then
+   re-indented the way the file indents their neighbours; a hunk next to a
+   line ruamel rewrites anyway takes that line along.  The cheapest splice wins.
+5. Re-load the result and check it means the same as the edited tree (PyYAML,
+   which dbt uses, with duplicate keys refused; ruamel when they disagree on
+   YAML 1.1 scalars).  If no splice does, fall back to the plain dump.
 """
 
 from __future__ import annotations
