@@ -387,3 +387,57 @@ def test_same_change_in_two_rows_of_one_bucket_is_not_cancelled(wh, db):
     con.execute("insert into dev.t values (1, null), (2, null), (3, true)")
     r = value_diff(wh, ("prod", "t"), ("dev", "t"), ["id"], method="buckets", buckets=1)
     assert r.changed == 2 and r.differing_buckets == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# speed-motivated paths: widened types, perfect-hash buckets, two bucketings
+
+def test_width_only_type_change_is_compared_natively(wh, db):
+    """DECIMAL(12,2) vs DECIMAL(13,2), INTEGER vs BIGINT, FLOAT vs DOUBLE: compared in the common type
+    (not as text), so 1.5 = 1.50 as a join would say; only a real value change counts."""
+    con, _ = db
+    con.execute("create table prod.t (id int, p decimal(12,2), q decimal(10,1), n int, f float, s varchar)")
+    con.execute("create table dev.t (id bigint, p decimal(13,2), q decimal(10,2), n bigint, f double, s varchar)")
+    con.execute("insert into prod.t values (1, 1.50, 1.5, 1, 0.5, 'a'), (2, 2.00, 2.0, 2, 1.5, 'b'), "
+                "(3, 3.00, 3.0, 3, 2.5, 'c')")
+    con.execute("insert into dev.t values (1, 1.50, 1.50, 1, 0.5, 'a'), (2, 2.01, 2.0, 2, 1.5, 'b'), "
+                "(3, 3.00, 3.05, 4, 2.5, 'c')")
+    for m in ("single-pass", "buckets"):
+        r = value_diff(wh, ("prod", "t"), ("dev", "t"), ["id"], method=m, buckets=2)
+        assert r.cast_columns == []
+        assert r.widened_columns == {"id": "BIGINT", "p": "DECIMAL(13,2)", "q": "DECIMAL(11,2)",
+                                     "n": "BIGINT", "f": "DOUBLE"}
+        assert (r.added, r.removed, r.changed, r.unchanged) == (0, 0, 2, 1), m
+        assert r.changed_by_column == {"p": 1, "q": 1, "n": 1, "f": 0, "s": 0}
+        assert any("widened" in n for n in r.notes)
+
+
+def test_bucket_pass_restores_duckdb_setting(wh, db):
+    con, _ = db
+    orders(con, "prod", BASE)
+    orders(con, "dev", BASE[1:])
+    before = con.execute("select current_setting('perfect_ht_threshold')").fetchone()[0]
+    r = value_diff(wh, ("prod", "orders"), ("dev", "orders"), ["order_id"], method="buckets")
+    assert r.removed == 1
+    assert con.execute("select current_setting('perfect_ht_threshold')").fetchone()[0] == before
+
+
+@pytest.mark.parametrize("buckets", [16, 4096])
+def test_crowded_buckets_use_two_bucketings_and_stay_exact(wh, db, buckets):
+    """Many rows per bucket: the bucket pass groups by two independent bucketings at once and only rows
+    differing in both are joined; counts must equal the single-pass join's."""
+    from bot.impact.value_diff import _Dialect, _bucket_fns
+    con, _ = db
+    n = 300_000
+    con.execute(f"create table prod.t as select i::integer id, i * 3 a, 'v' || (i % 97) s from range({n}) r(i)")
+    con.execute(f"""create table dev.t as select id, case when id % 997 = 5 then a + 1 else a end a,
+        case when id % 1499 = 7 then null else s end s from prod.t where id % 2003 <> 11
+        union all select {n} + i, i, 'new' from range(50) r(i)""")
+    bits = buckets.bit_length() - 1
+    assert _bucket_fns(_Dialect("duckdb"), bits, n) == 2
+    r = value_diff(wh, ("prod", "t"), ("dev", "t"), ["id"], method="buckets", buckets=buckets)
+    s = value_diff(wh, ("prod", "t"), ("dev", "t"), ["id"], method="single-pass")
+    assert (r.added, r.removed, r.changed) == (s.added, s.removed, s.changed) == (50, 150, s.changed)
+    assert s.changed == len({i for i in range(n) if i % 2003 != 11 and (i % 997 == 5 or i % 1499 == 7)})
+    assert r.changed_by_column == s.changed_by_column
+    assert r.samples == s.samples
