@@ -1,16 +1,11 @@
 """Value diff (prod vs dev by primary key): exact counts on planted changes, DuckDB and PostgreSQL."""
 from __future__ import annotations
 
-import glob
-import os
 import random
-import shutil
-import socket
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+from pg_server import pg_server  # noqa: F401 - a fixture
 
 from bot.impact.value_diff import ValueDiff, value_diff
 from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -291,42 +286,10 @@ def test_sql_is_dialect_specific_and_quoted():
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: a real server on loopback in a temp dir
 
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def postgres_dsn():
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
-                    "(apt-get install -y postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="layersync-pg-"))
-    data = root / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:                      # initdb refuses to run as root
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-        os.chmod(root, 0o755)
-    port = _free_port()
-    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                              "--no-sync"], check=True, capture_output=True)
-    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
-                              "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-                              "start"], check=True, capture_output=True)
-    try:
-        yield f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
-    finally:
-        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+def postgres_dsn(pg_server):
+    """The shared throwaway server of tests/pg_server.py, as a libpq DSN."""
+    return pg_server.dsn
 
 
 def test_postgres_counts_match(postgres_dsn):
