@@ -205,7 +205,7 @@ def redact_dsn(dsn: str) -> str:
 
 
 @contextlib.contextmanager
-def _schema_lock(target: Target, schema: str) -> Iterator[None]:
+def _schema_lock(target: Target, schema: str, *, shared: bool = False) -> Iterator[None]:
     """On PostgreSQL, builds into one schema take turns (a session advisory lock per schema): two
     impact runs rebuilding prod (or the same PR) at once would collide on dbt's `<model>__dbt_tmp`
     relations. Builds into different schemas run side by side. DuckDB files lock themselves."""
@@ -216,11 +216,18 @@ def _schema_lock(target: Target, schema: str) -> Iterator[None]:
 
     key = int.from_bytes(hashlib.sha1(f"layersync:build:{schema}".encode()).digest()[:8], "big", signed=True)
     with psycopg.connect(target.dsn, autocommit=True, connect_timeout=10) as con:
-        con.execute("select pg_advisory_lock(%s)", [key])
+        suffix = "_shared" if shared else ""
+        con.execute(f"select pg_advisory_lock{suffix}(%s)", [key])
         try:
             yield
         finally:
-            con.execute("select pg_advisory_unlock(%s)", [key])
+            con.execute(f"select pg_advisory_unlock{suffix}(%s)", [key])
+
+
+def reading_schema(target: Target, schema: str):
+    """Hold while reading `schema` (deferring to it, comparing against it): another run's rebuild of
+    the same schema waits until every reader is done, and a reader waits for a rebuild in progress."""
+    return _schema_lock(target, schema, shared=True)
 
 
 # --------------------------------------------------------------------------- builds

@@ -12,7 +12,7 @@ import git
 from bot.dbt.project import normalise_table_name
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
-from bot.impact.build import Target, build_dev, build_prod, dev_schema_name
+from bot.impact.build import Target, build_dev, build_prod, dev_schema_name, reading_schema
 from bot.impact.lineage import lineage, mermaid
 from bot.impact.report import SCHEMA_VERSION, gate
 from bot.impact.schema_diff import schema_and_rows
@@ -86,44 +86,45 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
     prod_build, prod_manifest = build_prod(base_dir, target, PROD_SCHEMA, log=log)
     if not prod_build.ok:
         raise RepoError(f"the base commit {base_sha[:12]} does not build: {'; '.join(prod_build.errors[:3])}")
-    dev_build = build_dev(head_dir, target, dev_schema, prod_manifest, log=log)
-    before = json.loads(Path(prod_manifest).read_text())
-    after_path = dev_build.manifest
-    after = json.loads(after_path.read_text()) if after_path is not None and after_path.exists() else before
-    graph = lineage(before, after)
-    views = _views(semantic_repo)
-    changed = list(dict.fromkeys([*graph.modified, *graph.added, *graph.descendants]))
-    reading = {v.name: normalise_table_name(v.table_name) for v in views
-               if normalise_table_name(v.table_name) in changed}
-    doc: dict[str, Any] = {
-        "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": PROD_SCHEMA,
-        "dev_schema": dev_schema, "database": target.describe(), "warehouse": target.kind,
-        "build": {"ok": dev_build.ok, "selected": dev_build.selected, "failed": dev_build.failed,
-                  "errors": dev_build.errors, "seconds": round(dev_build.seconds, 2)},
-        "lineage": {"modified": graph.modified, "added": graph.added, "removed": graph.removed,
-                    "descendants": graph.descendants, "edges": [list(e) for e in graph.edges],
-                    "mermaid": mermaid(graph, {m: [v for v, t in reading.items() if t == m] for m in changed})},
-        "models": [], "semantic": {"views": [], "measures": [], "broken": []},
-    }
-    keys = _keys(after, views)
-    with target.open(read_only=True) as wh:
-        for model in changed:
-            diff = schema_and_rows(wh, model, PROD_SCHEMA, dev_schema)
-            entry = {"model": model, "columns_added": [[c.name, c.type] for c in diff.added],
-                     "columns_removed": [[c.name, c.type] for c in diff.removed],
-                     "types_changed": [list(t) for t in diff.type_changed],
-                     "rows": _rows(diff.prod_rows, diff.dev_rows), "value_diff": None}
-            if model in keys and diff.prod_rows is not None and diff.dev_rows is not None:
-                entry["value_diff"] = _jsonable(asdict(value_diff(wh, (PROD_SCHEMA, model), (dev_schema, model),
-                                                                  keys[model])))
-            doc["models"].append(entry)
-        if dev_build.ok:
-            sem = semantic_diff(wh, views, reading, PROD_SCHEMA, dev_schema, dialect=wh.dialect)
-            doc["semantic"] = {
-                "views": sem.views,
-                "measures": [{"view": v.view, "measure": v.measure, "dimension": v.dimension, "group": _jsonable(v.group),
-                              "prod": v.prod, "dev": v.dev, "delta": v.delta, "pct": v.pct} for v in sem.values],
-                "broken": [{"field": b.id, "file": b.file, "line": b.line, "reason": b.reason} for b in sem.broken]}
+    with reading_schema(target, PROD_SCHEMA):  # no rebuild of prod while this run reads it
+        dev_build = build_dev(head_dir, target, dev_schema, prod_manifest, log=log)
+        before = json.loads(Path(prod_manifest).read_text())
+        after_path = dev_build.manifest
+        after = json.loads(after_path.read_text()) if after_path is not None and after_path.exists() else before
+        graph = lineage(before, after)
+        views = _views(semantic_repo)
+        changed = list(dict.fromkeys([*graph.modified, *graph.added, *graph.descendants]))
+        reading = {v.name: normalise_table_name(v.table_name) for v in views
+                   if normalise_table_name(v.table_name) in changed}
+        doc: dict[str, Any] = {
+            "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": PROD_SCHEMA,
+            "dev_schema": dev_schema, "database": target.describe(), "warehouse": target.kind,
+            "build": {"ok": dev_build.ok, "selected": dev_build.selected, "failed": dev_build.failed,
+                      "errors": dev_build.errors, "seconds": round(dev_build.seconds, 2)},
+            "lineage": {"modified": graph.modified, "added": graph.added, "removed": graph.removed,
+                        "descendants": graph.descendants, "edges": [list(e) for e in graph.edges],
+                        "mermaid": mermaid(graph, {m: [v for v, t in reading.items() if t == m] for m in changed})},
+            "models": [], "semantic": {"views": [], "measures": [], "broken": []},
+        }
+        keys = _keys(after, views)
+        with target.open(read_only=True) as wh:
+            for model in changed:
+                diff = schema_and_rows(wh, model, PROD_SCHEMA, dev_schema)
+                entry = {"model": model, "columns_added": [[c.name, c.type] for c in diff.added],
+                         "columns_removed": [[c.name, c.type] for c in diff.removed],
+                         "types_changed": [list(t) for t in diff.type_changed],
+                         "rows": _rows(diff.prod_rows, diff.dev_rows), "value_diff": None}
+                if model in keys and diff.prod_rows is not None and diff.dev_rows is not None:
+                    entry["value_diff"] = _jsonable(asdict(value_diff(wh, (PROD_SCHEMA, model), (dev_schema, model),
+                                                                      keys[model])))
+                doc["models"].append(entry)
+            if dev_build.ok:
+                sem = semantic_diff(wh, views, reading, PROD_SCHEMA, dev_schema, dialect=wh.dialect)
+                doc["semantic"] = {
+                    "views": sem.views,
+                    "measures": [{"view": v.view, "measure": v.measure, "dimension": v.dimension, "group": _jsonable(v.group),
+                                  "prod": v.prod, "dev": v.dev, "delta": v.delta, "pct": v.pct} for v in sem.values],
+                    "broken": [{"field": b.id, "file": b.file, "line": b.line, "reason": b.reason} for b in sem.broken]}
     state, description = gate(doc, max_measure_move_pct)
     doc["status"] = {"state": state, "description": description}
     return doc
