@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     impact.add_argument("--pr", help="PR number (names the dev schema layersync_pr_<n>)")
     impact.add_argument("--warehouse", metavar="PATH|DSN",
                         help="a DuckDB file or a postgresql:// DSN (default: a scratch DuckDB in the workdir)")
+    impact.add_argument("--prod-schema", default="prod", metavar="SCHEMA",
+                        help="the schema your prod target builds into (default: prod)")
+    impact.add_argument("--prod-state", type=Path, metavar="PATH",
+                        help="prod's manifest.json (or its folder) from your deploy job; default: dbt parse of --base")
+    impact.add_argument("--build-prod", action="store_true",
+                        help="build --base into the prod schema first (only for a warehouse layersync owns; "
+                             "implied when --warehouse is not given)")
     impact.add_argument("--fail-on-measure-move", type=float, metavar="PCT",
                         help="fail when a measure's total moves more than PCT percent")
 
@@ -141,6 +148,7 @@ def _cmd_prs(args: argparse.Namespace) -> int:
 
 
 def _cmd_impact(args: argparse.Namespace) -> int:
+    from bot.impact.prod import ProdEnv
     from bot.impact.report import to_markdown
     from bot.impact.run import run_impact
 
@@ -148,7 +156,9 @@ def _cmd_impact(args: argparse.Namespace) -> int:
         if path is not None and not path.exists():
             raise LayersyncError(f"{label} `{path}` does not exist")
     doc = run_impact(args.dbt_repo, args.base, args.head, semantic_repo=args.semantic_repo, workdir=args.workdir,
-                     pr=args.pr, max_measure_move_pct=args.fail_on_measure_move, warehouse=args.warehouse)
+                     pr=args.pr, max_measure_move_pct=args.fail_on_measure_move, warehouse=args.warehouse,
+                     prod=ProdEnv(schema=args.prod_schema, state=args.prod_state,
+                                  build=args.build_prod or args.warehouse is None))
     markdown = to_markdown(doc)
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, default=str))

@@ -66,7 +66,9 @@ class JobHandler:
 
 def build_handler(config: ServiceConfig, forge: Forge | None = None) -> JobHandler:
     settings = Settings(dbt_repo=config.dbt_repo, semantic_repo=config.semantic_repo, auto_push=config.auto_push,
-                        profiles_dir=config.profiles_dir, warehouse=config.warehouse)
+                        profiles_dir=config.profiles_dir, warehouse=config.warehouse,
+                        prod_schema=config.prod_schema, prod_state=config.prod_state,
+                        build_prod=config.build_prod)
     return JobHandler(Context(forge or make_forge(config), settings))
 
 

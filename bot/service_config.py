@@ -32,6 +32,9 @@ class ServiceConfig:
     profiles_dir: Path | None = None
     lease_seconds: float = 600.0          # a job whose worker died runs again after this long
     warehouse: str | None = None          # impact reports: DuckDB path or postgresql:// DSN (default: a scratch DuckDB per run)
+    prod_schema: str = "prod"             # the schema the dbt project's prod target builds into
+    prod_state: Path | None = None        # the prod job's manifest.json (default: `dbt parse` of the base as prod)
+    build_prod: bool = False              # layersync builds the base into prod (only for a warehouse it owns)
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback or log
         return (f"ServiceConfig(forge={self.forge!r}, dbt_repo={self.dbt_repo!r}, "
@@ -53,7 +56,8 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         values.update(YAML(typ="safe").load(path.read_text()) or {})
     for key in ("webhook_secret", "dbt_repo", "semantic_repo", "queue_db", "forge", "github_api_url",
                 "github_token", "github_app_id", "github_private_key", "github_installation_id", "bot_login",
-                "auto_push", "state_db", "profiles_dir", "lease_seconds", "warehouse"):
+                "auto_push", "state_db", "profiles_dir", "lease_seconds", "warehouse", "prod_schema",
+                "prod_state", "build_prod"):
         if env.get(f"LAYERSYNC_{key.upper()}"):
             values[key] = env[f"LAYERSYNC_{key.upper()}"]
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
@@ -80,4 +84,7 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         profiles_dir=Path(values["profiles_dir"]) if values.get("profiles_dir") else None,
         lease_seconds=float(values.get("lease_seconds") or 600.0),
         warehouse=str(values["warehouse"]) if values.get("warehouse") else None,
+        prod_schema=str(values.get("prod_schema") or "prod"),
+        prod_state=Path(values["prod_state"]) if values.get("prod_state") else None,
+        build_prod=str(values.get("build_prod", "")).lower() in TRUE or values.get("build_prod") is True,
     )

@@ -13,6 +13,7 @@ import pytest
 
 from bot.demo.run import ANALYST
 from bot.impact.build import Target, dev_schema_name, drop_schema
+from bot.impact.prod import ProdEnv
 from bot.impact.run import run_impact
 from bot.warehouse.postgres_warehouse import PostgresWarehouse
 from pg_server import PgServer, pg_server  # noqa: F401 - the module-scoped server fixture
@@ -56,7 +57,8 @@ def _revenue(doc: dict) -> dict:
 def test_a_dbt_pr_that_doubles_amounts_on_postgres(repos, tmp_path, database) -> None:
     head = _branch(repos, tmp_path, "double", "coalesce(payments_per_order.total_amount, 0) * 2 as amount")
     doc = run_impact(repos.remote, "main", head, semantic_repo=repos.semantic, pr=7,
-                     workdir=tmp_path / "impact", max_measure_move_pct=5, warehouse=database)
+                     workdir=tmp_path / "impact", max_measure_move_pct=5, warehouse=database,
+                     prod=ProdEnv(build=True))
 
     assert doc["status"]["state"] == "failure"                      # revenue moved more than 5%
     assert doc["dev_schema"] == "layersync_pr_7" == dev_schema_name(7)
@@ -99,7 +101,7 @@ def test_two_prs_build_side_by_side_without_interfering(repos, tmp_path, databas
 
     def impact(head: str, pr: int) -> dict:
         return run_impact(repos.remote, "main", head, semantic_repo=repos.semantic, pr=pr,
-                          workdir=tmp_path / f"impact-{pr}", warehouse=database)
+                          workdir=tmp_path / f"impact-{pr}", warehouse=database, prod=ProdEnv(build=True))
 
     with ThreadPoolExecutor(max_workers=2) as pool:           # both at once, one warehouse
         first, second = pool.map(lambda args: impact(*args), [(double, 11), (plus_one, 12)])
@@ -122,3 +124,34 @@ def test_two_prs_build_side_by_side_without_interfering(repos, tmp_path, databas
     drop_schema(database, "layersync_pr_12", {"prod"})
     assert _scalar(database, "select count(*) from pg_namespace where nspname like 'layersync_%'") == 0
     assert _scalar(database, "select sum(amount) from prod.orders") == 1672
+
+
+def test_a_role_that_can_only_read_prod_is_enough(repos, tmp_path, database) -> None:
+    """Prod as the deploy job built it (schema `analytics`, owned by another role); layersync connects as
+    a role that may create its own schemas but only SELECT from prod — so the report provably writes
+    nothing outside its dev schema."""
+    from bot.impact.build import build_prod
+
+    deploy = tmp_path / "deploy"
+    git.Repo.clone_from(repos.remote, deploy)
+    built, _ = build_prod(deploy, database, "analytics")
+    assert built.ok, built.errors
+    role = "layersync_ci_" + uuid.uuid4().hex[:6]
+    dbname = database.rsplit("/", 1)[1]
+    for sql in (f"create role {role} login", f"grant create on database {dbname} to {role}",
+                f"grant usage on schema analytics to {role}",
+                f"grant select on all tables in schema analytics to {role}"):
+        with psycopg.connect(database, autocommit=True) as con:
+            con.execute(sql)
+    reader = database.replace("postgresql://postgres:s3cret-pw@", f"postgresql://{role}@")
+    head = _branch(repos, tmp_path, "double", "coalesce(payments_per_order.total_amount, 0) * 2 as amount")
+
+    doc = run_impact(repos.remote, "main", head, semantic_repo=repos.semantic, pr=21, workdir=tmp_path / "impact",
+                     warehouse=reader, prod=ProdEnv(schema="analytics"))
+
+    assert doc["prod"] == {"source": "parsed", "schemas": ["analytics"], "missing": []}
+    assert doc["build"]["ok"] and doc["build"]["selected"] == ["orders"]
+    assert _revenue(doc)["prod"] == 1672 and _revenue(doc)["dev"] == 3344
+    with psycopg.connect(reader, autocommit=True) as con, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        con.execute("create table analytics.x (a int)")             # the role really cannot write prod
+    assert _scalar(database, "select sum(amount) from analytics.orders") == 1672

@@ -4,8 +4,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.forge.base import Forge
+
+if TYPE_CHECKING:
+    from bot.impact.prod import ProdEnv
 
 WRITE_LEVELS = frozenset({"write", "maintain", "admin"})
 
@@ -18,6 +22,15 @@ class Settings:
     profiles_dir: Path | None = None
     branch_prefix: str = "layersync/push/"
     warehouse: str | None = None       # a persistent warehouse for impact reports (DuckDB path or postgresql:// DSN)
+    prod_schema: str = "prod"          # the schema the dbt project's prod target builds into
+    prod_state: Path | None = None     # the prod job's manifest.json (else `dbt parse` of the base as prod)
+    build_prod: bool = False           # layersync builds the base into prod (a warehouse only layersync uses)
+
+    def prod_env(self) -> "ProdEnv":
+        """Prod as configured; without a warehouse each run has a scratch DuckDB, so prod is built there."""
+        from bot.impact.prod import ProdEnv
+        return ProdEnv(schema=self.prod_schema, state=self.prod_state,
+                       build=self.build_prod or not self.warehouse)
 
 
 @dataclass

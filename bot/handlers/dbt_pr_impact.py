@@ -11,7 +11,7 @@ from bot.handlers.context import Context
 from bot.handlers.router import Event, Router
 from bot.impact.report import marker, to_markdown
 from bot.impact.build import dev_schema_name, drop_schema
-from bot.impact.run import PROD_SCHEMA, run_impact
+from bot.impact.run import run_impact
 
 router = Router()
 
@@ -35,7 +35,7 @@ def on_dbt_pr(event: Event, ctx: Context) -> None:
             try:
                 doc = run_impact(dbt.root, f"origin/{pull['base']['ref']}", sha,
                                  semantic_repo=semantic.root, workdir=workdir, pr=number,
-                                 warehouse=ctx.settings.warehouse)
+                                 warehouse=ctx.settings.warehouse, prod=ctx.settings.prod_env())
                 body = to_markdown(doc)
                 state, description = doc["status"]["state"], doc["status"]["description"]
             except LayersyncError as exc:
@@ -52,5 +52,6 @@ def on_dbt_pr_closed(event: Event, ctx: Context) -> None:
     if event.repo != ctx.settings.dbt_repo or not ctx.settings.warehouse:
         return
     number = int(event.payload["pull_request"]["number"])
-    drop_schema(ctx.settings.warehouse, dev_schema_name(number), protected={PROD_SCHEMA})
-    ctx.log.info("dropped the dev schema of %s#%s", event.repo, number)
+    dropped = drop_schema(ctx.settings.warehouse, dev_schema_name(number), protected={ctx.settings.prod_schema},
+                          prod_schema=ctx.settings.prod_schema)
+    ctx.log.info("dropped the dev schema(s) %s of %s#%s", ", ".join(dropped), event.repo, number)

@@ -403,14 +403,40 @@ def _check_droppable(schema: str, protected: set[str]) -> None:
         raise ValueError(f"refusing to drop protected schema {schema!r}")
 
 
-def drop_schema(warehouse_path_or_dsn: Any, schema: str, protected: set[str]) -> None:
-    """Drop a PR's dev schema. Refuses (ValueError) unless `schema` starts with `layersync_` and is
-    not protected — prod is never dropped. Takes a DuckDB file path, a `postgresql://` DSN, a Target,
-    or an open writable Warehouse; other DSN schemes raise NotImplementedError."""
+def _schemata(wh: Any) -> list[str]:
+    return [str(r[0]) for r in wh.query("select schema_name from information_schema.schemata")]
+
+
+def custom_dev_schemas(wh: Any, schema: str, prod_schema: str | None) -> list[str]:
+    """dbt's custom schemas of a dev build: `<dev>_<custom>` for every prod `<prod>_<custom>` there is.
+    Derived from prod's names, not from a prefix scan, so `layersync_pr_1` never takes `layersync_pr_1_x`
+    of another environment with it unless prod has a custom schema `x`."""
+    if not prod_schema:
+        return []
+    prefix = prod_schema.lower() + "_"
+    present = set(_schemata(wh))
+    return sorted(f"{schema}_{name[len(prefix):]}" for name in present
+                  if name.lower().startswith(prefix) and f"{schema}_{name[len(prefix):]}" in present)
+
+
+def drop_schema(warehouse_path_or_dsn: Any, schema: str, protected: set[str], *,
+                prod_schema: str | None = None) -> list[str]:
+    """Drop a PR's dev schema (and, given `prod_schema`, its dbt custom schemas). Refuses (ValueError)
+    unless every schema dropped starts with `layersync_` and is not protected — prod is never dropped.
+    Takes a DuckDB file path, a `postgresql://` DSN, a Target, or an open writable Warehouse; other DSN
+    schemes raise NotImplementedError. Returns the schemas dropped (or already absent)."""
     _check_droppable(schema, protected)
     if hasattr(warehouse_path_or_dsn, "query"):
-        warehouse_path_or_dsn.query(drop_schema_sql(schema, getattr(warehouse_path_or_dsn, "dialect", "duckdb")))
-        return
+        return _drop(warehouse_path_or_dsn, schema, protected, prod_schema)
     target = Target.parse(warehouse_path_or_dsn)
     with target.open(read_only=False) as wh:
-        wh.query(drop_schema_sql(schema, wh.dialect))
+        return _drop(wh, schema, protected, prod_schema)
+
+
+def _drop(wh: Any, schema: str, protected: set[str], prod_schema: str | None) -> list[str]:
+    schemas = [schema, *custom_dev_schemas(wh, schema, prod_schema)]
+    for name in schemas:
+        _check_droppable(name, protected)
+    for name in schemas:
+        wh.query(drop_schema_sql(name, getattr(wh, "dialect", "duckdb")))
+    return schemas

@@ -1,4 +1,4 @@
-"""`layersync impact`: build base into prod and head into a dev schema, compare, report."""
+"""`layersync impact`: build head's changed models into a dev schema deferring to prod, compare, report."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,9 @@ import git
 from bot.dbt.project import normalise_table_name
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
-from bot.impact.build import Target, build_dev, build_prod, dev_schema_name, reading_schema
+from bot.impact.build import Target, build_dev, dev_schema_name, reading_schema
 from bot.impact.lineage import lineage, mermaid
+from bot.impact.prod import DEFAULT_PROD_SCHEMA, ProdEnv, prepare_prod, relations
 from bot.impact.report import SCHEMA_VERSION, gate
 from bot.impact.schema_diff import schema_and_rows
 from bot.impact.semantic_diff import semantic_diff
@@ -22,7 +23,7 @@ from bot.selection import ViewSource
 from bot.semantic.model import View
 from bot.semantic.reader import reader_for
 
-PROD_SCHEMA = "prod"
+PROD_SCHEMA = DEFAULT_PROD_SCHEMA
 
 
 def _checkout(source: Path, sha: str, target: Path) -> Path:
@@ -67,38 +68,45 @@ def _keys(manifest: dict, views: list[View]) -> dict[str, list[str]]:
 
 def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | None = None,
                workdir: Path | None = None, pr: Any = None, max_measure_move_pct: float | None = None,
-               log: Callable[[str], None] | None = None, warehouse: str | Path | Target | None = None) -> dict:
-    """Build `base` into schema `prod` and `head` into the PR's dev schema, compare, return the report.
+               log: Callable[[str], None] | None = None, warehouse: str | Path | Target | None = None,
+               prod: ProdEnv | None = None) -> dict:
+    """Build `head`'s changed models into the PR's dev schema, deferring to prod; compare; return the report.
 
     `warehouse`: a DuckDB file path or a `postgresql://user:pw@host:port/db` DSN (or a Target); None
-    is a fresh DuckDB file in the workdir. The comparisons open the warehouse read-only.
+    is a fresh DuckDB file in the workdir. `prod`: where prod is (see bot.impact.prod); by default the
+    schema `prod`, read as it is in a given warehouse, and built from `base` in a scratch one (it has
+    nothing else to compare with). The comparisons open the warehouse read-only.
     """
     reader = RevisionReader(dbt_repo, "dbt repo")
     base_sha, head_sha = reader.commit(base).hexsha, reader.commit(head).hexsha
     root = Path(workdir or tempfile.mkdtemp(prefix="layersync-impact-"))
     root.mkdir(parents=True, exist_ok=True)
     target = Target.parse(warehouse if warehouse is not None else root / "warehouse.duckdb")
+    prod = prod or ProdEnv(build=warehouse is None)
     dev_schema = dev_schema_name(pr if pr is not None else head_sha[:10])
     base_dir = _checkout(Path(reader.repo.git_dir if reader.repo.bare else reader.repo.working_tree_dir),
                          base_sha, root / "base")
     head_dir = _checkout(Path(reader.repo.git_dir if reader.repo.bare else reader.repo.working_tree_dir),
                          head_sha, root / "head")
-    prod_build, prod_manifest = build_prod(base_dir, target, PROD_SCHEMA, log=log)
-    if not prod_build.ok:
-        raise RepoError(f"the base commit {base_sha[:12]} does not build: {'; '.join(prod_build.errors[:3])}")
-    with reading_schema(target, PROD_SCHEMA):  # no rebuild of prod while this run reads it
-        dev_build = build_dev(head_dir, target, dev_schema, prod_manifest, log=log)
-        before = json.loads(Path(prod_manifest).read_text())
+    try:
+        prod_state = prepare_prod(base_dir, target, prod, log=log)
+    except RepoError as error:
+        raise RepoError(f"prod for the base commit {base_sha[:12]}: {error}") from error
+    with reading_schema(target, prod.schema):  # no rebuild of prod while this run reads it
+        dev_build = build_dev(head_dir, target, dev_schema, prod_state.manifest, log=log)
+        before = json.loads(prod_state.manifest.read_text())
         after_path = dev_build.manifest
         after = json.loads(after_path.read_text()) if after_path is not None and after_path.exists() else before
         graph = lineage(before, after)
         views = _views(semantic_repo)
         changed = list(dict.fromkeys([*graph.modified, *graph.added, *graph.descendants]))
+        prod_rel, dev_rel = relations(before), relations(after) if after is not before else {}
         reading = {v.name: normalise_table_name(v.table_name) for v in views
                    if normalise_table_name(v.table_name) in changed}
         doc: dict[str, Any] = {
-            "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": PROD_SCHEMA,
+            "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": prod.schema,
             "dev_schema": dev_schema, "database": target.describe(), "warehouse": target.kind,
+            "prod": prod_state.as_json(),
             "build": {"ok": dev_build.ok, "selected": dev_build.selected, "failed": dev_build.failed,
                       "errors": dev_build.errors, "seconds": round(dev_build.seconds, 2)},
             "lineage": {"modified": graph.modified, "added": graph.added, "removed": graph.removed,
@@ -109,17 +117,19 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
         keys = _keys(after, views)
         with target.open(read_only=True) as wh:
             for model in changed:
-                diff = schema_and_rows(wh, model, PROD_SCHEMA, dev_schema)
+                diff = schema_and_rows(wh, model, prod_rel.get(model), dev_rel.get(model))
                 entry = {"model": model, "columns_added": [[c.name, c.type] for c in diff.added],
                          "columns_removed": [[c.name, c.type] for c in diff.removed],
                          "types_changed": [list(t) for t in diff.type_changed],
                          "rows": _rows(diff.prod_rows, diff.dev_rows), "value_diff": None}
                 if model in keys and diff.prod_rows is not None and diff.dev_rows is not None:
-                    entry["value_diff"] = _jsonable(asdict(value_diff(wh, (PROD_SCHEMA, model), (dev_schema, model),
+                    entry["value_diff"] = _jsonable(asdict(value_diff(wh, prod_rel[model], dev_rel[model],
                                                                       keys[model])))
                 doc["models"].append(entry)
             if dev_build.ok:
-                sem = semantic_diff(wh, views, reading, PROD_SCHEMA, dev_schema, dialect=wh.dialect)
+                pairs = {view: (prod_rel[model], dev_rel[model]) for view, model in reading.items()
+                         if model in prod_rel and model in dev_rel}
+                sem = semantic_diff(wh, views, pairs, dialect=wh.dialect)
                 doc["semantic"] = {
                     "views": sem.views,
                     "measures": [{"view": v.view, "measure": v.measure, "dimension": v.dimension, "group": _jsonable(v.group),

@@ -31,10 +31,21 @@ def _rows(wh: Warehouse, schema: str, table: str) -> int:
     return int(wh.query(count_sql(schema, table, wh.dialect))[0][0])
 
 
-def schema_and_rows(wh: Warehouse, model: str, prod_schema: str, dev_schema: str) -> ModelDiff:
-    """Columns added / removed / retyped from prod to dev (by name, case-insensitive), and count(*) each side."""
-    prod = wh.columns(prod_schema, model)
-    dev = wh.columns(dev_schema, model)
+Side = str | tuple[str, str] | None     # a schema holding the model's own name, (schema, table), or absent
+
+
+def _relation(side: Side, model: str) -> tuple[str, str] | None:
+    return (side, model) if isinstance(side, str) else side
+
+
+def schema_and_rows(wh: Warehouse, model: str, prod_side: Side, dev_side: Side) -> ModelDiff:
+    """Columns added / removed / retyped from prod to dev (by name, case-insensitive), and count(*) each side.
+
+    A side is a schema (the relation is named like the model), a (schema, table) pair — dbt's custom
+    schemas and aliases put a model elsewhere — or None for a model one side does not have."""
+    prod_rel, dev_rel = _relation(prod_side, model), _relation(dev_side, model)
+    prod = wh.columns(*prod_rel) if prod_rel else []
+    dev = wh.columns(*dev_rel) if dev_rel else []
     prod_by = {c.name.lower(): c for c in prod}
     dev_by = {c.name.lower(): c for c in dev}
     return ModelDiff(
@@ -43,6 +54,6 @@ def schema_and_rows(wh: Warehouse, model: str, prod_schema: str, dev_schema: str
         removed=[c for c in prod if c.name.lower() not in dev_by],
         type_changed=[(c.name, prod_by[c.name.lower()].type, c.type) for c in dev
                       if c.name.lower() in prod_by and prod_by[c.name.lower()].type.upper() != c.type.upper()],
-        prod_rows=_rows(wh, prod_schema, model) if prod else None,
-        dev_rows=_rows(wh, dev_schema, model) if dev else None,
+        prod_rows=_rows(wh, *prod_rel) if prod_rel and prod else None,
+        dev_rows=_rows(wh, *dev_rel) if dev_rel and dev else None,
     )

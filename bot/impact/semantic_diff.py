@@ -125,25 +125,31 @@ def broken_fields(wh: Warehouse, view: View, schema: str, table: str, dialect: s
     return broken
 
 
-def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str], prod_schema: str,
-                  dev_schema: str, *, dialect: str = "duckdb", top_n: int = 5, group_dimensions: int = 2
-                  ) -> SemanticDiff:
-    """`tables`: view name → relation name in both schemas, for the views that read changed models."""
+Relation = tuple[str, str]
+
+
+def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str | tuple[Relation, Relation]],
+                  prod_schema: str = "", dev_schema: str = "", *, dialect: str = "duckdb", top_n: int = 5,
+                  group_dimensions: int = 2) -> SemanticDiff:
+    """`tables`: for each view that reads a changed model, its relation name in both schemas, or the
+    pair ((prod schema, table), (dev schema, table)) when dbt put prod and dev apart (custom schemas)."""
     result = SemanticDiff()
     for view in views:
         if view.name not in tables:
             continue
-        table = tables[view.name]
+        pair = tables[view.name]
+        (prod_schema, prod_table), (dev_schema, table) = pair if not isinstance(pair, str) else \
+            ((prod_schema, pair), (dev_schema, pair))
         result.views.append(view.name)
         result.broken.extend(broken_fields(wh, view, dev_schema, table, dialect))
         broken_ids = {b.id for b in result.broken}
         measures = [m for m in view.fields.values() if m.kind == "measure" and m.id not in broken_ids]
         if not measures:
             continue
-        groupings: list[Field | None] = [None, *_low_cardinality(wh, view, prod_schema, table, dialect,
+        groupings: list[Field | None] = [None, *_low_cardinality(wh, view, prod_schema, prod_table, dialect,
                                                                   group_dimensions)]
         for dimension in groupings:
-            prod = _values_by_group(wh, _select(view, measures, prod_schema, table, dialect, dimension),
+            prod = _values_by_group(wh, _select(view, measures, prod_schema, prod_table, dialect, dimension),
                                     dimension is not None)
             dev = _values_by_group(wh, _select(view, measures, dev_schema, table, dialect, dimension),
                                    dimension is not None)
@@ -153,7 +159,7 @@ def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str], 
                                        _number(prod[g][index]) if g in prod else None,
                                        _number(dev[g][index]) if g in dev else None) for g in groups]
                 if dimension is not None:  # the groups that moved most first
-                    values.sort(key=lambda v: -abs(v.delta or 0))
+                    values.sort(key=lambda v: (-abs(v.delta or 0), v.group is None, str(v.group)))
                     values = values[:top_n]
                 result.values.extend(values)
     return result
