@@ -46,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--json", action="store_true", help="print a machine-readable result")
     push.add_argument("-v", "--verbose", action="store_true", help="stream dbt's output to stderr")
 
+    pull = sub.add_parser("pull-from-dbt", help="open a semantic-layer PR that follows a dbt change")
+    pull.add_argument("--dbt-repo", type=Path, required=True, help="path of the dbt git repo")
+    pull.add_argument("--semantic-repo", type=Path, required=True,
+                      help="path of the semantic-layer repo (a bare remote, or a clone whose origin is pushed to)")
+    pull.add_argument("--since", metavar="REV", help="dbt revision to diff against (default: the head's parent)")
+    pull.add_argument("--head", default="HEAD", metavar="REV", help="dbt revision to follow (default: HEAD)")
+    pull.add_argument("--dry-run", action="store_true", help="plan only: no branch, no PR")
+    pull.add_argument("--state-db", type=Path, default=None,
+                      help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
+    pull.add_argument("--json", action="store_true", help="print a machine-readable result")
+
     prs = sub.add_parser("prs", help="list pull requests recorded by the local forge")
     prs.add_argument("--repo", help="only this repo (the remote's path)")
     prs.add_argument("--state", choices=["open", "closed", "merged"], help="only PRs in this state")
@@ -124,6 +135,35 @@ def format_push_result(result) -> str:
         lines.append(f"branch   {result.branch}" + (f" @ {result.commit[:12]}" if result.commit else " (no new commit)"))
     if result.pr:
         lines.append(f"PR       #{result.pr.number} {result.pr.url} ({result.message})")
+    elif result.message:
+        lines.append(result.message)
+    return "\n".join(lines)
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from bot.forge.local import LocalForge
+    from bot.pull_from_dbt import PullJob, run
+
+    for label, path in (("--dbt-repo", args.dbt_repo), ("--semantic-repo", args.semantic_repo)):
+        if not path.exists():
+            raise LayersyncError(f"{label} `{path}` does not exist")
+    job = PullJob(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo, head=args.head, since=args.since,
+                  dry_run=args.dry_run)
+    result = run(job, LocalForge(args.state_db or default_state_db()))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(format_pull_result(result))
+    return result.exit_code
+
+
+def format_pull_result(result) -> str:
+    lines = [f"{n.kind:<16} {n.field or ''}{': ' if n.field else ''}{n.text}"
+             + (f" ({n.file}:{n.line})" if n.file and n.line else "") for n in result.notes]
+    if result.branch:
+        lines.append(f"branch           {result.branch}" + (f" @ {result.commit[:12]}" if result.commit else ""))
+    if result.pr:
+        lines.append(f"PR               #{result.pr.number} {result.pr.url} ({result.message})")
     elif result.message:
         lines.append(result.message)
     return "\n".join(lines)
@@ -237,7 +277,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"push-to-dbt": _cmd_push, "prs": _cmd_prs, "demo": _cmd_demo, "serve": _cmd_serve,
-                "worker": _cmd_worker, "impact": _cmd_impact}
+                "worker": _cmd_worker, "impact": _cmd_impact,
+                "pull-from-dbt": _cmd_pull}
     try:
         return handlers[args.command](args)
     except LayersyncError as exc:

@@ -171,14 +171,29 @@ class Workspace:
         self.repo.index.add(paths)
         if not self.repo.index.diff("HEAD"):
             return None
-        self.repo.git.commit("-m", message, "--no-verify")
+        identity = {"GIT_AUTHOR_NAME": BOT_NAME, "GIT_AUTHOR_EMAIL": BOT_EMAIL,    # over any GIT_AUTHOR_* the
+                    "GIT_COMMITTER_NAME": BOT_NAME, "GIT_COMMITTER_EMAIL": BOT_EMAIL}  # process inherited
+        with self.repo.git.custom_environment(**identity):
+            self.repo.git.commit("-m", message, "--no-verify")
         return self.repo.head.commit.hexsha
 
-    def push(self, branch: str) -> None:
-        """A plain push: if someone else moved the branch meanwhile, git refuses and so do we."""
+    def foreign_commits(self, branch: str, base: str) -> list[str]:
+        """Commits on the remote `branch` (not on `base`) that the bot did not make: someone edited its
+        branch, so it must not be rebuilt over them. One line each: short sha, author, subject."""
+        if self.remote_branch_sha(branch) is None:
+            return []
+        log = self.repo.git.log(f"origin/{base}..origin/{branch}", "--format=%h%x09%ae%x09%an%x09%s")
+        lines = [line.split("\t") for line in log.splitlines() if line.strip()]
+        return [f"{sha} {name}: {subject}" for sha, email, name, subject in lines if email != BOT_EMAIL]
+
+    def push(self, branch: str, *, replacing: str | None = None) -> None:
+        """A plain push: if someone else moved the branch meanwhile, git refuses and so do we.
+        `replacing`: the remote sha this push may overwrite (a branch the bot rebuilds on a moved base),
+        and only that one (`--force-with-lease`): a push by anyone else since still makes git refuse."""
+        lease = [f"--force-with-lease=refs/heads/{branch}:{replacing}"] if replacing else []
         try:
             with self.repo.git.custom_environment(**self.env):
-                self.repo.git.push("origin", f"refs/heads/{branch}:refs/heads/{branch}")
+                self.repo.git.push(*lease, "origin", f"refs/heads/{branch}:refs/heads/{branch}")
         except GitCommandError as exc:
             raise RepoError(f"push of `{branch}` to `{self.remote}` was refused: {_git_reason(exc)}") from None
 

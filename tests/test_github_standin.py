@@ -515,3 +515,20 @@ def test_startup_is_fast(spec):
     with GitHubStandIn(spec=spec) as gh:
         gh.create_repo(REPO)
     assert time.monotonic() - started < 5
+
+
+def test_review_requests_through_the_forge(gh):
+    """GitHubForge.request_review against the stand-in: collaborators are asked, an outsider is left out
+    (GitHub refuses with 422), and the request is checked against GitHub's published schema."""
+    from bot.forge.github import GitHubForge
+
+    gh.commit(REPO, "feature", {"models/orders.sql": "select 2 as id\n"})
+    forge = GitHubForge.from_token(TOKEN, base_url=gh.api_url, **NO_PAUSE)
+    pr, _ = forge.open_or_update_pr(REPO, head="feature", base="main", title="t", body="b")
+    gh.grant(REPO, "grace", "write")
+    gh.add_user("mallory")
+
+    assert forge.request_review(REPO, pr.number, ["grace", "mallory", "grace"]) == ["grace"]
+    listed = api(gh, "GET", f"/repos/{REPO}/pulls/{pr.number}").json()
+    assert [u["login"] for u in listed["requested_reviewers"]] == ["grace"]
+    assert gh.violations == []

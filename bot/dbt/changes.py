@@ -125,6 +125,7 @@ class ModelSnapshot:
     sql_key: str | None = None  # normalised SQL: equal keys mean the same model under another name
     yaml_file: str | None = None
     yaml_line: int | None = None
+    star_free: bool = False     # every `*` resolved: a column named in the SQL before and not now is gone
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class _SqlShape:
     columns: tuple[_SqlColumn, ...]
     complete: bool
     key: str
+    star_free: bool = False   # no `*` left unresolved (a Jinja loop may still add columns)
 
 
 class _Reader:
@@ -207,6 +209,7 @@ class _Reader:
         self.masked = masked
         self.dialect = dialect
         self.jinja = _jinja_placeholders(text, masked, dialect)
+        self.hidden_star = False   # a `*` whose columns come from a table we cannot see
 
     def is_jinja(self, node: exp.Expression) -> bool:
         """Whether the text under a parsed identifier was Jinja: a name dbt renders is no name we know."""
@@ -344,6 +347,7 @@ def _select_columns(reader: _Reader, select: exp.Select, ctes: Mapping[str, exp.
             followed = _follow_star(reader, select, projection, ctes, depth)
             if followed is None:
                 stars_ok = False
+                reader.hidden_star = True
             else:
                 columns += followed[0]
                 stars_ok = stars_ok and followed[1]
@@ -401,13 +405,14 @@ def _sql_shape(text: str, dialect: str) -> _SqlShape:
         raise model_sql.ModelSqlError(f"invalid SQL: {error}") from error
     reader = _Reader(text, masked, dialect)
     columns, complete = _query_columns(reader, tree, {}, 0)
+    star_free = not reader.hidden_star
     first = _branches(tree)[:1]
     if shape.has_star and first and not any(_is_star(p) for p in first[0].expressions):
         complete = False  # a `{% for %}` loop in the select list: its columns are dbt's to render
     unique: dict[str, _SqlColumn] = {}
     for column in columns:
         unique.setdefault((column.name or "").lower(), column)
-    return _SqlShape(tuple(unique.values()), complete, reader.normalise(tree))
+    return _SqlShape(tuple(unique.values()), complete, reader.normalise(tree), star_free)
 
 
 # --------------------------------------------------------------------------
@@ -689,6 +694,7 @@ def snapshot_project(store: FileStore, manifest: dict | None = None, dialect: st
         snapshots[key] = ModelSnapshot(
             name=model.name, path=model.path, columns=columns,
             complete=shape.complete if shape else False, sql_ok=shape is not None,
+            star_free=shape.star_free if shape else False,
             sql_key=shape.key if shape else None,
             yaml_file=yaml_file, yaml_line=yaml_model.line if yaml_model else None,
         )
@@ -860,12 +866,16 @@ def _column_changes(before_project: ProjectSnapshot, after_project: ProjectSnaps
         old_status = _status(before, key, docs_before)
         new_status = _status(after, key, docs_after)
         old, new = before.columns.get(key), after.columns.get(key)
+        if old is not None and old.in_sql and after.star_free and (new is None or not new.in_sql):
+            new_status = _ABSENT   # selected by name before, gone from a SELECT with no `*`: removed, stale doc or not
+        if new is not None and new.in_sql and before.star_free and (old is None or not old.in_sql):
+            old_status = _ABSENT   # and the other way round: newly selected by name (its doc may be older)
         if old_status == _PRESENT and new_status == _PRESENT and old is not None and new is not None:
             changes += _attribute_changes(model, old, new, compare_sql=compare_sql, compare_docs=compare_docs,
                                           dialect=dialect)
         elif old_status == _PRESENT and new_status == _ABSENT and old is not None:
             removed.append(old)
-            if not after.complete and not old.documented:
+            if not after.complete and not old.documented and not (old.in_sql and after.star_free):
                 uncertain.add(key)
         elif old_status == _ABSENT and new_status == _PRESENT and new is not None:
             added.append(new)

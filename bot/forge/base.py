@@ -203,6 +203,12 @@ class Forge(Protocol):
         require; the same context again replaces the previous one, as on GitHub."""
         ...
 
+    def request_review(self, repo: str, number: int, reviewers: list[str]) -> list[str]:
+        """Ask ``reviewers`` (logins) to review PR ``number``; returns those the forge accepted. A login
+        the forge refuses (not a collaborator, the PR's own author) is left out, never an error: a
+        review request is a courtesy, the PR stands without it."""
+        ...
+
 
 STATUS_STATES: tuple[str, ...] = ("error", "failure", "pending", "success")
 

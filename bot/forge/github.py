@@ -569,6 +569,23 @@ class GitHubForge:
         with self._api(f"set status {context} on {sha[:12]} in {repo}"):
             requester.requestJsonAndCheck("POST", f"/repos/{repo}/statuses/{sha}", input=body)
 
+    def request_review(self, repo: str, number: int, reviewers: list[str]) -> list[str]:
+        """``POST /repos/{repo}/pulls/{n}/requested_reviewers``, one login at a time: GitHub refuses the
+        whole request (422) when any login is not a collaborator, and one outsider must not cost the rest."""
+        accepted: list[str] = []
+        requester = self._requester(repo)
+        for login in dict.fromkeys(r for r in reviewers if r):
+            try:
+                with self._api(f"request a review from {login} on {repo}#{number}"):
+                    requester.requestJsonAndCheck("POST", f"/repos/{repo}/pulls/{int(number)}/requested_reviewers",
+                                                  input={"reviewers": [login]})
+                accepted.append(login)
+            except (ForgeError, GithubException) as exc:
+                if isinstance(exc, TransientForgeError):
+                    raise
+                log.info("GitHub did not accept %s as a reviewer of %s#%s: %s", login, repo, number, exc)
+        return accepted
+
     # -- permissions -------------------------------------------------------------------
 
     def permission(self, repo: str, user: str) -> str:

@@ -103,6 +103,14 @@ CREATE TABLE IF NOT EXISTS reactions (
     PRIMARY KEY (repo, comment_id, content, author)
 );
 
+CREATE TABLE IF NOT EXISTS review_requests (
+    repo        TEXT    NOT NULL,
+    pr_number   INTEGER NOT NULL,
+    reviewer    TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL,
+    PRIMARY KEY (repo, pr_number, reviewer)
+);
+
 CREATE TABLE IF NOT EXISTS statuses (
     repo        TEXT    NOT NULL,
     sha         TEXT    NOT NULL,
@@ -444,6 +452,22 @@ class LocalForge:
                 " VALUES (?, ?, ?, ?, ?)",
                 (repo, int(comment_id), content, self.bot_author, _now()),
             )
+
+    def request_review(self, repo: str, number: int, reviewers: list[str]) -> list[str]:
+        """Recorded per PR; as on GitHub, a PR's author (the bot) cannot be asked to review it, and the PR
+        must exist."""
+        self.get_pr(repo, number)
+        accepted = [r for r in dict.fromkeys(reviewers) if r and r != self.bot_author]
+        with self._write() as conn:
+            conn.executemany("INSERT OR IGNORE INTO review_requests (repo, pr_number, reviewer, created_at)"
+                             " VALUES (?, ?, ?, ?)", [(repo, int(number), r, _now()) for r in accepted])
+        return accepted
+
+    def review_requests(self, repo: str, number: int) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT reviewer FROM review_requests WHERE repo = ? AND pr_number = ? "
+                                "ORDER BY created_at, reviewer", (repo, int(number))).fetchall()
+        return [r[0] for r in rows]
 
     def set_status(self, repo: str, sha: str, state: str, description: str, context: str = "layersync/impact",
                    target_url: str | None = None) -> None:

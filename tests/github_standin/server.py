@@ -224,6 +224,7 @@ class PullRequest:
     base_sha: str = ZERO_SHA
     frozen_base: str | None = None  # the merge base once merged/closed, so files stay the PR's own diff
     head_deleted: bool = False
+    requested_reviewers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -1264,7 +1265,8 @@ class GitHubStandIn:
             "user": self._user_json(pr.user), "body": pr.body, "labels": [], "milestone": None,
             "active_lock_reason": None, "created_at": _iso(pr.created_at), "updated_at": _iso(pr.updated_at),
             "closed_at": _iso(pr.closed_at), "merged_at": _iso(pr.merged_at), "merge_commit_sha": pr.merge_commit_sha,
-            "assignee": None, "assignees": [], "requested_reviewers": [], "requested_teams": [],
+            "assignee": None, "assignees": [],
+            "requested_reviewers": [self._user_json(u) for u in pr.requested_reviewers], "requested_teams": [],
             "head": side(pr.head, pr.head_sha), "base": side(pr.base, pr.base_sha),
             "_links": {
                 "self": {"href": url}, "html": {"href": html}, "issue": {"href": issue_url},
@@ -1640,6 +1642,23 @@ class GitHubStandIn:
                 setattr(pr, key, body[key])
         pr.updated_at = _now()
         return 200, self._pr_json(r, pr, full=True)
+
+    def _op_pulls_request_reviewers(self, c: Call):
+        """As GitHub: only collaborators may be asked, never the PR's author; one bad login fails the call."""
+        r, pr = c.repo, self._get_pr(c)
+        logins = list((c.body or {}).get("reviewers") or [])
+        for login in logins:
+            if login == pr.user:
+                raise _validation_failed("PullRequest", None, "custom",
+                                         "Review cannot be requested from pull request author.")
+            if login not in r.grants:
+                raise _validation_failed("PullRequest", None, "custom",
+                                         "Reviews may only be requested from collaborators. One or more of the "
+                                         f"users or teams you specified is not a collaborator of the {r.full_name} "
+                                         "repository.")
+        pr.requested_reviewers += [u for u in logins if u not in pr.requested_reviewers]
+        pr.updated_at = _now()
+        return 201, self._pr_json(r, pr, full=False)
 
     def _op_pulls_list_files(self, c: Call):
         pr = self._get_pr(c)

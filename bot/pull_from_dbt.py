@@ -1,0 +1,205 @@
+"""The pull-from-dbt job: what changed in dbt → one PR on the semantic-layer repo that follows it.
+
+The CLI and the webhook handler (a push to the dbt repo's default branch) both call `run`. The bot's
+branch `layersync/pull/<short-sha>` is rebuilt from the semantic repo's latest default branch on every
+run, so a moved default branch never leaves it stale; but once someone else has committed on it, the
+bot stops touching it and says so on the PR instead (their work is never overwritten).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field as dc_field
+from pathlib import Path
+from typing import Any, Callable
+
+from bot.config import CONFIG_FILE, parse_config
+from bot.dbt.changes import ProjectChanges, changes_between, describe
+from bot.errors import RepoError
+from bot.forge.base import Forge, PullRequest, truncate_body
+from bot.gitops import RevisionReader, Workspace, remote_of
+from bot.semantic.reader import reader_for
+from bot.translate.pull import Note, PullPlan, plan_pull
+
+BRANCH_PREFIX = "layersync/pull/"
+SECTIONS = (("added", "New dimensions"), ("renamed", "Renames followed"), ("description", "Descriptions from dbt"),
+            ("description_kept", "Descriptions kept (written in the semantic layer)"),
+            ("primary_key", "Primary keys"), ("allowed_values", "Allowed values"),
+            ("broken", "⚠️ Fields this dbt change breaks (marked, not deleted)"),
+            ("altered", "Fields whose numbers may change"), ("skipped", "Skipped"),
+            ("problem", "Could not be read or applied"))
+
+
+@dataclass
+class PullJob:
+    dbt_repo: Path                        # a local clone or bare repo holding `head` (the bot fetches first)
+    semantic_repo: Path | None = None     # local: a bare remote or a clone whose origin is pushed to
+    semantic_forge_repo: str | None = None  # hosted: the forge's name for it ("owner/name")
+    head: str = "HEAD"
+    since: str | None = None              # default: head's first parent
+    dbt_label: str | None = None          # how the PR names the dbt repo ("owner/name", or its path)
+    authors: list[str] = dc_field(default_factory=list)   # logins of the dbt commit's authors (review requests)
+    dry_run: bool = False
+
+
+@dataclass
+class PullResult:
+    dbt_commit: str
+    since: str | None
+    branch: str | None = None
+    commit: str | None = None
+    pr: PullRequest | None = None
+    pr_created: bool = False
+    notes: list[Note] = dc_field(default_factory=list)
+    changes: list[str] = dc_field(default_factory=list)
+    files: list[str] = dc_field(default_factory=list)
+    reviewers: list[str] = dc_field(default_factory=list)
+    message: str = ""
+    blocked_by: list[str] = dc_field(default_factory=list)   # others' commits on the bot's branch
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a human must act: fields break, or something could not be read or applied."""
+        return 1 if any(n.kind in ("broken", "problem") for n in self.notes) or self.blocked_by else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dbt_commit": self.dbt_commit, "since": self.since, "branch": self.branch, "commit": self.commit,
+            "pr": None if self.pr is None else {"number": self.pr.number, "url": self.pr.url, "repo": self.pr.repo,
+                                                "created": self.pr_created, "title": self.pr.title},
+            "changes": self.changes, "files": self.files, "reviewers": self.reviewers,
+            "edits": [asdict(n) for n in self.notes if n.kind not in ("broken", "problem", "altered")],
+            "broken": [asdict(n) for n in self.notes if n.kind == "broken"],
+            "altered": [asdict(n) for n in self.notes if n.kind == "altered"],
+            "problems": [asdict(n) for n in self.notes if n.kind == "problem"],
+            "blocked_by": self.blocked_by, "message": self.message,
+        }
+
+
+def branch_name(dbt_commit: str) -> str:
+    return f"{BRANCH_PREFIX}{dbt_commit[:7]}"
+
+
+def marker(branch: str) -> str:
+    return f"<!-- layersync:pull branch={branch} -->"
+
+
+def _view_texts(ws_root: Path, fmt_name: str) -> dict[str, str]:
+    reader = RevisionReader(ws_root, "semantic-layer repo")
+    fmt = reader_for(fmt_name)
+    paths = reader.list_files("HEAD", fmt.is_view_file)
+    return {p: t for p, t in reader.read_many("HEAD", paths).items() if t is not None}
+
+
+def _commit_line(reader: RevisionReader, sha: str) -> str:
+    commit = reader.commit(sha)
+    subject = (commit.message or "").strip().splitlines()[0] if commit.message else ""
+    return f"`{sha[:12]}` {subject} — {commit.author.name}"
+
+
+def render_body(*, branch: str, dbt_label: str, dbt_commit: str, commit_line: str, plan: PullPlan,
+                changes: ProjectChanges, authors: list[str]) -> str:
+    facts = {"dbt_repo": dbt_label, "dbt_commit": dbt_commit,
+             "fields": sorted({n.field for n in plan.notes if n.field and n.kind != "altered"})}
+    lines = [marker(branch), "<!-- layersync:facts " + json.dumps(facts, sort_keys=True).replace("-", "\\u002d")
+             + " -->", "", f"dbt changed in `{dbt_label}` at {commit_line}; this PR keeps the semantic layer in step.",
+             ""]
+    for kind, title in SECTIONS:
+        notes = [n for n in plan.notes if n.kind == kind]
+        if not notes:
+            continue
+        lines += [f"### {title}", "", "| semantic field | where | what | from dbt |", "|---|---|---|---|"]
+        for n in notes:
+            where = f"{n.file}:{n.line}" if n.file and n.line else (n.file or "")
+            origin = f"`{n.dbt_file}`" + (f":{n.dbt_line}" if n.dbt_line else "") if n.dbt_file else ""
+            origin += f" @ `{dbt_commit[:7]}`" if origin else ""
+            lines.append(f"| {'`' + n.field + '`' if n.field else ''} | {where} | "
+                         f"{n.text.replace('|', '/').replace(chr(10), ' ')} | {origin} |")
+        lines.append("")
+        if kind == "broken":
+            ask = " ".join(f"@{a}" for a in authors) or "the author of the dbt commit"
+            lines += [f"{ask}: this dbt change breaks the fields above. Please restore the column(s), or "
+                      "update or remove these fields here; layersync marked them with a `# layersync: broken` "
+                      "comment and deleted nothing.", ""]
+    if changes.changes:
+        lines += ["<details><summary>Every dbt change considered</summary>", "",
+                  *[f"- {describe(c)}" for c in changes.changes], "", "</details>"]
+    return truncate_body("\n".join(lines))
+
+
+def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None) -> PullResult:
+    dbt = RevisionReader(job.dbt_repo, "dbt repo")
+    head = dbt.commit(job.head).hexsha
+    since = job.since
+    if since is None:
+        parents = dbt.commit(head).parents
+        since = parents[0].hexsha if parents else None
+    elif not dbt.has_revision(since):
+        raise RepoError(f"unknown revision `{since}` in dbt repo `{job.dbt_repo}`")
+    result = PullResult(dbt_commit=head, since=since)
+    if since is None:
+        result.message = "nothing to compare: the dbt commit has no parent (give --since)"
+        return result
+    changes = changes_between(job.dbt_repo, since, head)
+    result.changes = [describe(c) for c in changes.changes]
+    if job.semantic_forge_repo is not None:
+        forge_repo = job.semantic_forge_repo
+        remote, env = forge.remote_url(forge_repo), forge.git_env(forge_repo)
+    elif job.semantic_repo is not None:
+        remote, env = remote_of(job.semantic_repo), {}
+        forge_repo = remote
+    else:
+        raise RepoError("no semantic-layer repo given")
+    branch = branch_name(head)
+    with Workspace(remote, env) as ws:
+        base = ws.default_branch()
+        ws.repo.git.checkout("-B", branch, f"origin/{base}")      # always rebuilt on the latest default branch
+        config = parse_config(RevisionReader(ws.root, "semantic-layer repo").read("HEAD", CONFIG_FILE)).validated()
+        plan = plan_pull(changes, _view_texts(ws.root, config.format), dbt_commit=head, dialect=config.dialect)
+        result.notes, result.files = plan.notes, sorted(plan.files)
+        if job.dry_run or not plan.files:
+            result.message = ("dry run: nothing written" if job.dry_run else
+                              "the semantic layer is already in step with this dbt change" if not changes.problems
+                              else "nothing to change; some dbt files could not be read")
+            return result
+        body = render_body(branch=branch, dbt_label=job.dbt_label or str(job.dbt_repo), dbt_commit=head,
+                           commit_line=_commit_line(dbt, head), plan=plan, changes=changes, authors=job.authors)
+        existing = forge.find_pr_by_head(forge_repo, branch)
+        others = ws.foreign_commits(branch, base)
+        if others:
+            result.blocked_by, result.branch, result.pr = others, branch, existing
+            result.message = f"`{branch}` has commits by others; not rebuilt"
+            if existing is not None:
+                forge.upsert_comment(forge_repo, existing.number, _blocked_comment(branch, others, plan),
+                                     f"<!-- layersync:pull-blocked branch={branch} -->")
+            return result
+        ws.write(plan.files)
+        previous = ws.remote_branch_sha(branch)
+        result.commit = ws.commit(f"layersync: follow dbt commit {head[:12]}\n\n" + "\n".join(
+            f"- {n.text}" for n in plan.notes if n.kind not in ("altered", "problem")), sorted(plan.files))
+        result.branch = branch
+        if previous is None or not _same_change(ws, previous, base):
+            ws.push(branch, replacing=previous)
+            log(f"pushed {branch} to {forge_repo}")
+        result.pr, result.pr_created = forge.open_or_update_pr(
+            forge_repo, head=branch, base=base, title=f"layersync: follow dbt commit {head[:7]}", body=body)
+        if plan.broken and job.authors and result.pr_created:
+            result.reviewers = forge.request_review(forge_repo, result.pr.number, job.authors)
+        result.message = f"{'opened' if result.pr_created else 'updated'} PR #{result.pr.number}"
+    return result
+
+
+def _same_change(ws: Workspace, previous: str, base: str) -> bool:
+    """The remote branch already holds exactly this edit on this base: nothing to push."""
+    remote = ws.repo.commit(previous)
+    return bool(remote.parents) and remote.parents[0].hexsha == ws.repo.commit(f"origin/{base}").hexsha \
+        and remote.tree.hexsha == ws.repo.head.commit.tree.hexsha
+
+
+def _blocked_comment(branch: str, others: list[str], plan: PullPlan) -> str:
+    return "\n".join([
+        f"<!-- layersync:pull-blocked branch={branch} -->",
+        f"`{branch}` has commits that layersync did not make, so it will not rebuild the branch over them:", "",
+        *[f"- {line}" for line in others], "",
+        "What layersync would change now:", "",
+        *[f"- {n.text}" + (f" ({n.file}:{n.line})" if n.file and n.line else "") for n in plan.notes
+          if n.kind not in ("altered",)]])

@@ -1,0 +1,328 @@
+"""dbt changes → edits of the semantic layer's view files, each explained (pure: texts in, texts out).
+
+What follows dbt and what does not:
+- a new column of a model a view reads becomes a dimension (description, type, primary key and
+  allowed values from dbt), unless a field already reads it or its meta says `layersync: {ignore: true}`;
+- a description follows dbt only into fields that have none or whose description was dbt's before;
+  an analyst's own words are kept (and the PR says so);
+- a rename (read from the SQL by bot.dbt.changes) rewrites every `${TABLE}.old`, and a field named
+  after the column follows it, keeping the old name under `aliases:`; `${view.old}` elsewhere follows;
+- a removed column or model deletes nothing: every field that breaks, directly or through `${}`
+  chains, is marked with a YAML comment and listed for the dbt commit's author to answer;
+- `unique` + `not_null` → `primary_key`, `accepted_values` → `allowed_values`;
+- a retyped column or a changed expression is reported with the fields it alters, not edited.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field, replace
+
+from bot.dbt.changes import ColumnChange, ColumnInfo, ModelChange, ProjectChanges
+from bot.dbt.project import normalise_table_name
+from bot.errors import SemanticError
+from bot.semantic import editor
+from bot.semantic.dependents import Dependent, DependencyIndex
+from bot.semantic.model import Field, View
+from bot.semantic.reader import OmniYamlReader
+from bot.semantic.refs import plain_column
+
+TYPE_MAP = (("bool", "yesno"), ("timestamp", "timestamp"), ("datetime", "timestamp"), ("date", "date"),
+            ("int", "number"), ("numeric", "number"), ("decimal", "number"), ("double", "number"),
+            ("float", "number"), ("real", "number"), ("bigint", "number"), ("hugeint", "number"),
+            ("char", "string"), ("text", "string"), ("string", "string"), ("uuid", "string"))
+
+
+def semantic_type(data_type: str | None) -> str | None:
+    """dbt/warehouse type → the view format's field type (None when unknown: the BI tool infers it)."""
+    lowered = (data_type or "").lower()
+    for needle, kind in TYPE_MAP:
+        if needle in lowered:
+            return kind
+    return None
+
+
+@dataclass(frozen=True)
+class Note:
+    """One line of the PR body: what changed in the semantic layer, and which dbt change caused it."""
+    kind: str            # added | description | description_kept | renamed | broken | primary_key |
+                         # allowed_values | altered | skipped | problem
+    text: str
+    dbt_file: str | None = None
+    dbt_line: int | None = None
+    file: str | None = None       # semantic file
+    line: int | None = None
+    field: str | None = None      # semantic field id
+    via: tuple[str, ...] = ()
+
+
+@dataclass
+class PullPlan:
+    files: dict[str, str] = dc_field(default_factory=dict)     # view file → new text
+    notes: list[Note] = dc_field(default_factory=list)
+
+    @property
+    def broken(self) -> list[Note]:
+        return [n for n in self.notes if n.kind == "broken"]
+
+    @property
+    def problems(self) -> list[Note]:
+        return [n for n in self.notes if n.kind == "problem"]
+
+
+class _Files:
+    """The view texts as edited so far; every edit re-reads the file, so later edits see earlier ones."""
+
+    def __init__(self, texts: dict[str, str]):
+        self.original = dict(texts)
+        self.texts = dict(texts)
+
+    def apply(self, path: str, edit, *args, **kwargs) -> bool:
+        before = self.texts[path]
+        self.texts[path] = edit(before, path, *args, **kwargs)
+        return self.texts[path] != before
+
+    def changed(self) -> dict[str, str]:
+        return {p: t for p, t in self.texts.items() if t != self.original[p]}
+
+
+def _read_views(texts: dict[str, str], notes: list[Note]) -> list[View]:
+    reader = OmniYamlReader()
+    views = []
+    for path in sorted(texts):
+        try:
+            views.append(reader.read(texts[path], path))
+        except SemanticError as exc:
+            notes.append(Note("problem", f"cannot read `{path}`: {exc.message}",
+                              file=path, line=getattr(exc, "line", None)))
+    return views
+
+
+def _where(change: ColumnChange | ModelChange) -> tuple[str | None, int | None]:
+    return change.file, change.line
+
+
+def _meta_of(info: ColumnInfo | None) -> dict:
+    meta = dict((info.meta if info else None) or {})
+    nested = meta.get("layersync") if isinstance(meta.get("layersync"), dict) else {}
+    return {**meta, **nested}
+
+
+class PullPlanner:
+    def __init__(self, view_texts: dict[str, str], *, dbt_commit: str, dialect: str = "duckdb"):
+        self.files = _Files(view_texts)
+        self.commit = dbt_commit
+        self.dialect = dialect
+        self.notes: list[Note] = []
+        self.views = _read_views(view_texts, self.notes)
+        self.index = DependencyIndex(self.views, dialect)
+        self.marked: set[str] = set()
+
+    def plan(self, changes: ProjectChanges) -> PullPlan:
+        for problem in changes.problems:
+            self.notes.append(Note("problem", f"dbt: {problem}", dbt_file=problem.file, dbt_line=problem.line))
+        removed = {c.model.lower() for c in changes.model_changes if c.kind in ("model_removed", "model_renamed")}
+        if changes.after is not None and changes.after.models:
+            for view in self.views:
+                table = normalise_table_name(view.table_name)
+                if table not in changes.after.models and table not in removed:
+                    self.notes.append(Note("problem", f"view `{view.name}` reads `{view.table_name}`, which is not "
+                                           "a model of the dbt project", file=view.file, line=view.line))
+        for change in changes.changes:
+            try:
+                self._one(change)
+            except SemanticError as exc:
+                self.notes.append(Note("problem", f"could not apply “{self._short(change)}”: {exc}",
+                                       *_where(change), file=getattr(exc, "file", None),
+                                       line=getattr(exc, "line", None)))
+        return PullPlan(files=self.files.changed(), notes=self._final_lines())
+
+    def _final_lines(self) -> list[Note]:
+        """Lines as they are in the edited files (marks and new keys move fields down)."""
+        located: dict[str, int] = {}
+        for path, text in self.files.texts.items():
+            try:
+                view = OmniYamlReader().read(text, path)
+            except SemanticError:
+                continue
+            for item in view.fields.values():
+                located[item.id] = item.location.line
+                for alias in item.aliases:
+                    located.setdefault(f"{view.name}.{alias}", item.location.line)
+        return [replace(n, line=located.get(n.field, n.line)) if n.field else n for n in self.notes]
+
+    # -------------------------------------------------------------- dispatch
+
+    def _one(self, change: ColumnChange | ModelChange) -> None:
+        if isinstance(change, ModelChange):
+            if change.kind == "model_removed":
+                self._broken(change.model, None, f"dbt model `{change.model}` was removed", change)
+            elif change.kind == "model_renamed":
+                for view in self.index.views_reading(change.model):
+                    self.notes.append(Note("altered", f"view `{view.name}` reads `{change.model}`, which dbt "
+                                           f"renamed to `{change.new_model}`: point `table_name` at the new name",
+                                           *_where(change), file=view.file, line=view.line))
+            return
+        handler = getattr(self, f"_{change.kind}", None)
+        if handler is not None:
+            handler(change)
+
+    def _short(self, change: ColumnChange | ModelChange) -> str:
+        if isinstance(change, ModelChange):
+            return f"{change.kind.replace('_', ' ')} {change.model}"
+        return f"{change.kind.replace('_', ' ')} {change.model}.{change.column}"
+
+    def _current(self, view: View) -> View:
+        """The view as edited so far (field lines move when lines are added above them)."""
+        return OmniYamlReader().read(self.files.texts[view.file], view.file)
+
+    def _plain_readers(self, view: View, column: str) -> list[Field]:
+        return [f for f in view.fields.values() if f.kind == "dimension"
+                and (plain_column(f, self.dialect) or "").lower() == column.lower()]
+
+    # -------------------------------------------------------------- column changes
+
+    def _added(self, change: ColumnChange) -> None:
+        info = change.after
+        meta = _meta_of(info)
+        for view in self.index.views_reading(change.model):
+            if meta.get("ignore") is True:
+                self.notes.append(Note("skipped", f"`{change.model}.{change.column}` has `layersync: ignore` in "
+                                       "its dbt meta: no dimension added", *_where(change), file=view.file))
+                continue
+            current = self._current(view)
+            if current.field_named(change.column) is not None or self.index.direct_readers(change.model, change.column):
+                continue                                   # the view already reads it
+            tests = set(info.tests if info else ())
+            values = list(info.accepted_values) if info and info.accepted_values else None
+            label = meta.get("label") if isinstance(meta.get("label"), str) else None
+            self.files.apply(view.file, editor.add_dimension, change.column, label=label,
+                             description=info.description if info else None,
+                             type=semantic_type(info.data_type if info else None),
+                             primary_key={"unique", "not_null"} <= tests or meta.get("primary_key") is True,
+                             allowed_values=values)
+            added = self._current(view).field_named(change.column)
+            self.notes.append(Note("added", f"dimension `{view.name}.{change.column}` for the new dbt column "
+                                   f"`{change.model}.{change.column}`", *_where(change), file=view.file,
+                                   line=added.location.line if added else None, field=f"{view.name}.{change.column}"))
+
+    def _description_changed(self, change: ColumnChange) -> None:
+        old = change.before.description if change.before else None
+        new = change.after.description if change.after else None
+        column = change.new_column or change.column
+        for view in self.index.views_reading(change.model):
+            for item in self._plain_readers(self._current(view), column):
+                if item.description is None or item.description == old:
+                    if item.description == new:
+                        continue
+                    self.files.apply(view.file, editor.set_description, item.name, new)
+                    self.notes.append(Note("description", f"`{item.id}`: description synced from dbt "
+                                           f"`{change.model}.{column}`", *_where(change), file=view.file,
+                                           line=item.location.line, field=item.id))
+                else:
+                    self.notes.append(Note("description_kept", f"`{item.id}` keeps its own description (written "
+                                           f"in the semantic layer); dbt's for `{change.model}.{column}` changed",
+                                           *_where(change), file=view.file, line=item.location.line, field=item.id))
+
+    def _renamed(self, change: ColumnChange) -> None:
+        """Descriptions, tests and meta that moved with the column come as changes of their own."""
+        old, new = change.column, str(change.new_column)
+        renamed_fields: list[tuple[View, str]] = []
+        for view in self.index.views_reading(change.model):
+            self.files.apply(view.file, editor.rename_column_refs, old, new)
+            current = self._current(view)
+            item = current.fields.get(old) or next((f for f in current.fields.values()
+                                                    if f.name.lower() == old.lower()), None)
+            follows = item is not None and item.kind == "dimension" and current.field_named(new) in (None, item) \
+                and (plain_column(item, self.dialect) or "").lower() in (old.lower(), new.lower())
+            if follows:
+                self.files.apply(view.file, editor.rename_field, item.name, new, keep_alias=True)
+                renamed_fields.append((view, item.name))
+            after = self._current(view)
+            for reader in self.index.direct_readers(change.model, old):
+                if reader.view != view.name:
+                    continue
+                text = f"`{reader.id}` now reads `{change.model}.{new}` (renamed from `{old}` in dbt)"
+                if follows and reader.name == item.name:
+                    moved = after.fields.get(new)
+                    text += f"; the field is renamed to `{view.name}.{new}`" + (
+                        f" and keeps `{old}` as an alias" if moved is not None and old in moved.aliases else
+                        " (back to its earlier name: the alias is dropped)")
+                self.notes.append(Note("renamed", text, *_where(change), file=view.file,
+                                       line=reader.location.line, field=reader.id))
+        for view, name in renamed_fields:                 # `${view.old}` in the other view files
+            for other in self.views:
+                if other.file != view.file:
+                    self.files.apply(other.file, editor.rename_field_refs, view.name, name, new)
+
+    def _removed(self, change: ColumnChange) -> None:
+        self._broken(change.model, change.column, f"dbt column `{change.model}.{change.column}` was removed", change)
+
+    def _tests_changed(self, change: ColumnChange) -> None:
+        before, after = change.before, change.after
+        column = change.new_column or change.column
+        was_key = {"unique", "not_null"} <= set(before.tests if before else ())
+        is_key = {"unique", "not_null"} <= set(after.tests if after else ())
+        values = list(after.accepted_values) if after and after.accepted_values else None
+        old_values = list(before.accepted_values) if before and before.accepted_values else None
+        for view in self.index.views_reading(change.model):
+            for item in self._plain_readers(self._current(view), column):
+                if is_key != was_key and item.primary_key != is_key:
+                    self.files.apply(view.file, editor.set_primary_key, item.name, is_key)
+                    self.notes.append(Note("primary_key", f"`{item.id}`: primary key {'set' if is_key else 'unset'} "
+                                           f"(dbt tests `unique` + `not_null` on `{change.model}.{column}` "
+                                           f"{'added' if is_key else 'removed'})", *_where(change),
+                                           file=view.file, line=item.location.line, field=item.id))
+                if values is not None and values != old_values:
+                    if self.files.apply(view.file, editor.set_allowed_values, item.name, values):
+                        self.notes.append(Note("allowed_values", f"`{item.id}`: allowed values "
+                                               f"{', '.join(f'`{v}`' for v in values)} (dbt `accepted_values`)",
+                                               *_where(change), file=view.file, line=item.location.line,
+                                               field=item.id))
+
+    def _type_changed(self, change: ColumnChange) -> None:
+        self._altered(change, f"type of `{change.model}.{change.column}` changed"
+                              f" ({change.before.data_type if change.before else '?'} → "
+                              f"{change.after.data_type if change.after else '?'})")
+
+    def _expression_changed(self, change: ColumnChange) -> None:
+        self._altered(change, f"expression of `{change.model}.{change.column}` changed", measures_only=True)
+
+    def _meta_changed(self, change: ColumnChange) -> None:
+        """dbt meta is read (both `meta:` and `config: meta:`) where it means something to a field:
+        `primary_key` and `label` on new columns; a change of other keys needs no edit."""
+        if change.after and _meta_of(change.after).get("primary_key") is True and not _meta_of(change.before).get(
+                "primary_key"):
+            for view in self.index.views_reading(change.model):
+                for item in self._plain_readers(self._current(view), change.column):
+                    if not item.primary_key:
+                        self.files.apply(view.file, editor.set_primary_key, item.name, True)
+                        self.notes.append(Note("primary_key", f"`{item.id}`: primary key set (dbt meta "
+                                               f"`primary_key: true`)", *_where(change), file=view.file,
+                                               line=item.location.line, field=item.id))
+
+    # -------------------------------------------------------------- reports
+
+    def _dependents(self, model: str, column: str | None) -> list[Dependent]:
+        return self.index.dependents(model, column)
+
+    def _altered(self, change: ColumnChange, what: str, measures_only: bool = False) -> None:
+        for dep in self._dependents(change.model, change.column):
+            if measures_only and dep.kind != "measure":
+                continue
+            self.notes.append(Note("altered", f"`{dep.id}` may change: {what}", *_where(change),
+                                   file=dep.location.file, line=dep.location.line, field=dep.id, via=dep.via))
+
+    def _broken(self, model: str, column: str | None, what: str, change: ColumnChange | ModelChange) -> None:
+        for dep in self._dependents(model, column):
+            chain = f" (through {' → '.join(dep.via)})" if len(dep.via) > 1 else ""
+            reason = f"{what} in dbt commit {self.commit[:7]}" + (f" (via {dep.via[0]})" if len(dep.via) > 1 else "")
+            if dep.id not in self.marked:
+                self.files.apply(dep.location.file, editor.mark_broken, dep.field, reason)
+                self.marked.add(dep.id)
+            self.notes.append(Note("broken", f"`{dep.id}` breaks: {what}{chain}", *_where(change),
+                                   file=dep.location.file, line=dep.location.line, field=dep.id, via=dep.via))
+
+
+def plan_pull(changes: ProjectChanges, view_texts: dict[str, str], *, dbt_commit: str,
+              dialect: str = "duckdb") -> PullPlan:
+    return PullPlanner(view_texts, dbt_commit=dbt_commit, dialect=dialect).plan(changes)
+
