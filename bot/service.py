@@ -7,7 +7,8 @@ import logging
 
 from bot.errors import RepoError
 from bot.forge.base import Forge, ForgeError, TransientForgeError
-from bot.handlers import dbt_pr_closed, dbt_pr_impact, push_command, semantic_pr, semantic_push
+from bot.handlers import dbt_pr_closed, dbt_pr_impact, dbt_push, push_command, semantic_pr, semantic_push
+from bot.handlers import preview as preview_handler
 from bot.handlers.context import Context, Settings
 from bot.handlers.router import Event, Router
 from bot.jobs.queue import Job
@@ -16,7 +17,7 @@ from bot.service_config import ServiceConfig, data_dir
 
 log = logging.getLogger("layersync.service")
 ROUTER = Router(push_command.router, semantic_pr.router, semantic_push.router, dbt_pr_closed.router,
-                dbt_pr_impact.router)
+                dbt_pr_impact.router, dbt_push.router, preview_handler.router)
 
 
 def make_forge(config: ServiceConfig) -> Forge:
@@ -58,8 +59,12 @@ class JobHandler:
         repo = payload["repository"]["full_name"]
         number = int(payload["issue"]["number"])
         body = f"❌ push-to-dbt failed: {reason}\n\nThe job is recorded; fix the cause and comment again."
+        marker = push_command.reply_marker(int(payload["comment"]["id"]))
+        preview = preview_handler.failure_reply(payload, reason)       # a `/preview` job: its own reply
+        if preview is not None:
+            repo, number, body, marker = preview
         try:
-            self.context.forge.upsert_comment(repo, number, body, push_command.reply_marker(int(payload["comment"]["id"])))
+            self.context.forge.upsert_comment(repo, number, body, marker)
         except ForgeError as exc:
             log.error("could not report failure of job %s: %s", job.id, exc)
 
@@ -68,7 +73,8 @@ def build_handler(config: ServiceConfig, forge: Forge | None = None) -> JobHandl
     settings = Settings(dbt_repo=config.dbt_repo, semantic_repo=config.semantic_repo, auto_push=config.auto_push,
                         profiles_dir=config.profiles_dir, warehouse=config.warehouse,
                         prod_schema=config.prod_schema, prod_state=config.prod_state,
-                        build_prod=config.build_prod)
+                        build_prod=config.build_prod, preview_db=config.preview_db,
+                        preview_max=config.preview_max)
     return JobHandler(Context(forge or make_forge(config), settings))
 
 

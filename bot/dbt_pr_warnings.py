@@ -1,0 +1,50 @@
+"""Before a dbt PR merges: which semantic fields would it break or alter? Static analysis only (the
+dbt diff and the views' `${}` references), so it is on the PR in seconds, ahead of the impact report
+it then joins as the second section of one comment."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.config import CONFIG_FILE, parse_config
+from bot.dbt.changes import changes_between
+from bot.gitops import RevisionReader
+from bot.semantic.reader import reader_for
+from bot.translate.pull import Note, plan_pull
+
+SECTION_LIMIT = 16_000
+TITLE = "### Semantic layer: fields this PR breaks or alters"
+
+
+def semantic_warnings(dbt_repo: Path, base: str, head: str, semantic_repo: Path, semantic_rev: str = "HEAD"
+                      ) -> list[Note]:
+    """The fields a merge of `base..head` would break (removed columns and models), rename (renamed
+    columns: layersync follows them after the merge) or alter (types; expressions that measures aggregate)."""
+    semantic = RevisionReader(semantic_repo, "semantic-layer repo")
+    config = parse_config(semantic.read(semantic_rev, CONFIG_FILE))
+    fmt = reader_for(config.format)
+    texts = {p: t for p, t in semantic.read_many(semantic_rev, semantic.list_files(semantic_rev, fmt.is_view_file))
+             .items() if t is not None}
+    head_sha = RevisionReader(dbt_repo, "dbt repo").commit(head).hexsha
+    plan = plan_pull(changes_between(dbt_repo, base, head), texts, dbt_commit=head_sha, dialect=config.dialect)
+    return [n for n in plan.notes if n.kind in ("broken", "renamed", "altered", "problem")]
+
+
+def warnings_markdown(notes: list[Note], semantic_label: str, semantic_ref: str) -> str:
+    where = f"`{semantic_label}` @ `{semantic_ref}`"
+    if not [n for n in notes if n.kind != "problem"]:
+        return f"{TITLE}\n\nNo semantic-layer field in {where} reads what this PR changes."
+    lines = [TITLE, "", f"Read from the views in {where}:", "",
+             "| | semantic field | where | why |", "|---|---|---|---|"]
+    icons = {"broken": "❌ breaks", "renamed": "↪️ renamed", "altered": "⚠️ may change", "problem": "❔"}
+    for n in sorted(notes, key=lambda n: ("broken", "renamed", "altered", "problem").index(n.kind)):
+        at = f"{n.file}:{n.line}" if n.file and n.line else (n.file or "")
+        lines.append(f"| {icons[n.kind]} | {'`' + n.field + '`' if n.field else ''} | {at} | "
+                     f"{n.text.replace('|', '/').replace(chr(10), ' ')} |")
+    if any(n.kind == "renamed" for n in notes):
+        lines += ["", "_Renamed columns: after this merges, layersync opens a semantic-layer PR that follows the "
+                      "new names and keeps the old ones as aliases._"]
+    text = "\n".join(lines)
+    if len(text) > SECTION_LIMIT:
+        text = text[:SECTION_LIMIT].rsplit("\n", 1)[0] + "\n\n_List cut to fit the comment; run `layersync " \
+               "pull-from-dbt --dry-run --json` for all of it._"
+    return text
