@@ -17,5 +17,6 @@ def test_demo_pushes_builds_and_verifies_values(tmp_path, capsys) -> None:
     assert "MISMATCH" not in out
     assert "not pushed (aggregate)" in out
     assert out.rstrip().splitlines()[-1].startswith("demo ok")
+    assert "the field is renamed to `customers.order_count` and keeps `number_of_orders` as an alias" in out
     # The impact report for the PR it opened: three new columns, no row moved, no field broken.
     assert "<!-- layersync:impact pr=1 -->" in out and "| 2 | 3 | 0 | 0 | 0 |" in out

@@ -172,5 +172,36 @@ def run_demo(workdir: Path | None = None) -> int:
     doc = run_impact(remote, "main", result.branch, semantic_repo=semantic, workdir=root / "impact",
                      pr=result.pr.number)
     print(to_markdown(doc))
+    if not pull_back(remote, semantic, root, forge):
+        return 1
     print(f"demo ok: repos, PR database and warehouse are in {root}")
     return 0
+
+
+def pull_back(remote: Path, semantic: Path, root: Path, forge: LocalForge) -> bool:
+    """The other direction: the bot's dbt PR merges, then a dbt engineer renames a column on main;
+    pull-from-dbt opens the semantic PR that follows the rename (the old name kept as an alias)."""
+    from bot.cli import format_pull_result
+    from bot.pull_from_dbt import PullJob, run as pull
+
+    work = git.Repo.clone_from(remote, root / "dbt-engineer")
+    dbt_pr = forge.list_prs(str(remote))[0]
+    work.git.merge(f"origin/{dbt_pr.head}")
+    forge.close_pr(str(remote), dbt_pr.number, merged=True)
+    sql = root / "dbt-engineer" / "models" / "marts" / "customers.sql"
+    yml = root / "dbt-engineer" / "models" / "marts" / "_marts__models.yml"
+    sql.write_text(sql.read_text().replace(", 0) as number_of_orders", ", 0) as order_count", 1))
+    yml.write_text(yml.read_text().replace("- name: number_of_orders", "- name: order_count", 1))
+    work.git.add("-A")
+    engineer = git.Actor("A dbt engineer", "engineer@example.com")
+    work.index.commit("Rename customers.number_of_orders to order_count", author=engineer, committer=engineer)
+    work.git.push("origin", "HEAD:main")
+    print(f"\ndbt engineer merged PR #{dbt_pr.number} and renamed customers.number_of_orders -> order_count on main")
+    print(f"\n$ layersync pull-from-dbt --dbt-repo {remote} --semantic-repo {semantic} --head main")
+    result = pull(PullJob(dbt_repo=remote, semantic_repo=semantic, head="main", dbt_label=str(remote)), forge)
+    print(format_pull_result(result))
+    if result.pr is None or not any(n.kind == "renamed" for n in result.notes):
+        print("demo failed: the rename was not pulled back")
+        return False
+    print("----- semantic PR body -----\n" + result.pr.body + "\n----------------------------")
+    return True
