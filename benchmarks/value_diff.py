@@ -5,8 +5,8 @@ date, timestamp, boolean). dev = prod with a planted fraction of the rows touche
 total fraction, split evenly: a third changed in one column, a third removed, and as many added).
 Times, on the same tables in the same run:
   (a) value_diff                       bot.impact.value_diff (bucket pass, then detail on differing rows)
-  (b) reladiff join-diff               reladiff.diff_tables(algorithm=JOINDIFF) (DuckDB only: its
-                                       PostgreSQL driver needs psycopg2, which layersync does not ship)
+  (b) reladiff join-diff               reladiff.diff_tables(algorithm=JOINDIFF) (DuckDB, and
+                                       PostgreSQL through psycopg2, which dbt-postgres installs)
   (c) per-column FULL OUTER JOIN       one query counting each column's differences (Recce / audit-helper)
   (d) floor                            one scan of each table: count(*), bit_xor(hash(all columns))
 checks that (a), (b), (c) agree on added/removed/changed and prints the times and a/b, a/c, a/d.
@@ -82,9 +82,11 @@ def timed(fn):
     return time.perf_counter() - t, out
 
 
-def reladiff_counts(path: Path) -> tuple[int, int, int]:
+def reladiff_counts(url: Path | str) -> tuple[int, int, int]:
+    """`url`: a DuckDB file, or a postgresql:// URL (reladiff drives PostgreSQL through psycopg2,
+    which dbt-postgres installs)."""
     import reladiff
-    db = reladiff.connect(f"duckdb://main@{path}")
+    db = reladiff.connect(url if isinstance(url, str) else f"duckdb://main@{url}")
     try:
         t1 = reladiff.connect_to_table(db, "prod.t", "id", extra_columns=tuple(COLS[1:]))
         t2 = reladiff.connect_to_table(db, "dev.t", "id", extra_columns=tuple(COLS[1:]))
@@ -174,14 +176,15 @@ def start_postgres(root: Path) -> tuple[str, callable]:
     def stop():
         subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
                        capture_output=True)
-    return f"host=127.0.0.1 port={port} user=postgres dbname=postgres", stop
+    return f"host=127.0.0.1 port={port} user=postgres dbname=postgres", stop, \
+        f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
 
 def run_postgres(n: int, rate: float, repeat: int) -> None:
     import psycopg
     from bot.warehouse.postgres_warehouse import PostgresWarehouse
     root = Path(tempfile.mkdtemp(prefix="vd-bench-pg-"))
-    dsn, stop = start_postgres(root)
+    dsn, stop, url = start_postgres(root)
     try:
         k = max(1, int(n * rate / 3))
         step = max(1, n // k)
@@ -215,13 +218,13 @@ def run_postgres(n: int, rate: float, repeat: int) -> None:
         with PostgresWarehouse(dsn) as wh:
             for name, fn in (("d", lambda: wh.query(floor_sql)),
                              ("a", lambda: value_diff(wh, ("prod", "t"), ("dev", "t"), ["id"])),
-                             ("c", lambda: wh.query(c_sql)[0])):
+                             ("c", lambda: wh.query(c_sql)[0]),
+                             ("b", lambda: reladiff_counts(url))):
                 for _ in range(repeat):
                     t, out = timed(fn)
                     times[name] = min(times.get(name, t), t)
                     results[name] = out
-        report(results, times, planted,
-               reladiff_note="(reladiff's PostgreSQL driver needs psycopg2; layersync ships psycopg 3)")
+        report(results, times, planted, reladiff_note=None)
     finally:
         stop()
         shutil.rmtree(root, ignore_errors=True)
