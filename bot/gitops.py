@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
@@ -93,6 +93,17 @@ def remote_of(path: Path | str) -> str:
         local = Path(path, url) if not Path(url).is_absolute() and "://" not in url and ":" not in url else None
         return str(local.resolve()) if local is not None and local.exists() else url
     return str(Path(repo.working_tree_dir).resolve())
+
+
+def repo_remote(forge: Any, hosted: str | None, local: Path | None, what: str) -> tuple[str, dict[str, str], str]:
+    """Where to clone and push a repo the bot writes to: the forge's repo when hosted (its URL and
+    credentials), else a local path's remote. Returns (remote, git env, the forge's name for it)."""
+    if hosted is not None:
+        return forge.remote_url(hosted), forge.git_env(hosted), hosted
+    if local is not None:
+        remote = remote_of(local)
+        return remote, {}, remote
+    raise RepoError(f"no {what} given")
 
 
 class Workspace:

@@ -16,7 +16,7 @@ from bot.config import CONFIG_FILE, parse_config
 from bot.dbt.changes import ProjectChanges, changes_between, describe
 from bot.errors import RepoError
 from bot.forge.base import Forge, PullRequest, truncate_body
-from bot.gitops import RevisionReader, Workspace, remote_of
+from bot.gitops import RevisionReader, Workspace, repo_remote
 from bot.semantic.reader import reader_for
 from bot.translate.pull import Note, PullPlan, plan_pull
 
@@ -141,14 +141,7 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
         return result
     changes = changes_between(job.dbt_repo, since, head)
     result.changes = [describe(c) for c in changes.changes]
-    if job.semantic_forge_repo is not None:
-        forge_repo = job.semantic_forge_repo
-        remote, env = forge.remote_url(forge_repo), forge.git_env(forge_repo)
-    elif job.semantic_repo is not None:
-        remote, env = remote_of(job.semantic_repo), {}
-        forge_repo = remote
-    else:
-        raise RepoError("no semantic-layer repo given")
+    remote, env, forge_repo = repo_remote(forge, job.semantic_forge_repo, job.semantic_repo, "semantic-layer repo")
     branch = branch_name(head)
     with Workspace(remote, env) as ws:
         base = ws.default_branch()

@@ -17,7 +17,7 @@ from bot.dbt.project import DbtProject, DirStore
 from bot.dbt.runner import check_project
 from bot.errors import RepoError
 from bot.forge.base import Forge, PullRequest
-from bot.gitops import RevisionReader, Workspace, remote_of
+from bot.gitops import RevisionReader, Workspace, repo_remote
 from bot.semantic.reader import reader_for
 from bot.selection import Selection, select_changed, select_named
 from bot.translate.push import FieldRequest, PushedField, PushPlan, PushPlanner, Skipped
@@ -111,14 +111,7 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
     if not selection.requests:
         result.message = "nothing to push: no semantic-layer field changed" if not request.fields else "nothing to push"
         return result
-    if request.dbt_forge_repo is not None:
-        forge_repo = request.dbt_forge_repo
-        remote, env = forge.remote_url(forge_repo), forge.git_env(forge_repo)
-    elif request.dbt_repo is not None:
-        remote, env = remote_of(request.dbt_repo), {}
-        forge_repo = remote
-    else:
-        raise RepoError("no dbt repo given")
+    remote, env, forge_repo = repo_remote(forge, request.dbt_forge_repo, request.dbt_repo, "dbt repo")
     with Workspace(remote, env) as ws:
         base = request.base or config.base_branch or ws.default_branch()
         branch = branch_name(config.branch_prefix, candidates or selection.requests)
