@@ -167,6 +167,35 @@ def test_add_dimension_creates_the_section() -> None:
         "table_name: t\ndimensions:  # none yet\n  a: {}\n")
 
 
+def test_add_dimension_customers_demo_with_meta_comment() -> None:
+    path = "views/customers.view.yaml"
+    result = add_dimension(CUSTOMERS, path, "first_order_amount", description="Amount of the first order",
+                           meta_comment="added by layersync: dbt column customers.first_order_amount")
+    assert result == replace_once(
+        CUSTOMERS, "    sql: ${TABLE}.number_of_orders > 1\n\nmeasures:",
+        "    sql: ${TABLE}.number_of_orders > 1\n"
+        "  # added by layersync: dbt column customers.first_order_amount\n"
+        "  first_order_amount:\n"
+        "    label: First order amount\n"
+        "    description: Amount of the first order\n"
+        "\nmeasures:",
+    )
+    assert add_dimension(result, path, "first_order_amount") is result
+
+
+def test_add_dimension_edge_cases() -> None:
+    # A block scalar that ends the file with no line break keeps its value (`|` -> `|-`).
+    view = "table_name: t\ndimensions:\n  a:\n    sql: |\n      ${TABLE}.a\n      + 1"
+    assert add_dimension(view, "t.view.yaml", "b") == (
+        "table_name: t\ndimensions:\n  a:\n    sql: |-\n      ${TABLE}.a\n      + 1\n  b: {}")
+    # Neighbours written as `name:` (null) are mimicked.
+    view = "table_name: t\ndimensions:\n  a:\n  b:\n"
+    assert add_dimension(view, "t.view.yaml", "c") == view + "  c:\n"
+    with pytest.raises(SemanticError, match="flow style") as error:
+        add_dimension("table_name: t\ndimensions: {a: {}}\n", "t.view.yaml", "b")
+    assert error.value.line == 2
+
+
 def test_add_dimension_name_clashes() -> None:
     with pytest.raises(SemanticError, match="measure `revenue` already uses that name") as error:
         add_dimension(ORDERS, ORDERS_PATH, "revenue")
@@ -419,6 +448,9 @@ def test_set_allowed_values() -> None:
     lambda t: rename_field(t, "bad.view.yaml", "a", "b"),
     lambda t: mark_broken(t, "bad.view.yaml", "a", "r"),
     lambda t: set_primary_key(t, "bad.view.yaml", "a"),
+    lambda t: set_allowed_values(t, "bad.view.yaml", "a", ["x"]),
+    lambda t: rename_field_refs(t, "bad.view.yaml", "v", "a", "b"),
+    lambda t: unmark(t, "bad.view.yaml", "a"),
 ])
 def test_bad_yaml_is_a_semantic_error_with_line(edit) -> None:
     bad = "table_name: t\ndimensions:\n  a:\n    sql: [unclosed\n  b: {}\n"
@@ -567,3 +599,31 @@ def test_column_and_field_rename_together_is_reversible(data) -> None:
     forward = rename_field(rename_column_refs(text, "v.view.yaml", old_column, new), "v.view.yaml", old_field, new)
     back = rename_column_refs(rename_field(forward, "v.view.yaml", new, old_field), "v.view.yaml", new, old_column)
     assert back == text
+
+
+@settings(PROPERTY, max_examples=30)
+@given(st.data())
+def test_other_edits_round_trip(data) -> None:
+    """set_* / mark_broken are undone by their inverse, byte for byte, and are idempotent."""
+    text, _columns, names = data.draw(views())
+    field = data.draw(st.sampled_from(names))
+    path = "v.view.yaml"
+    description = data.draw(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30))
+    described = set_description(text, path, field, description)
+    assert read(described, path).fields[field].description == description
+    assert set_description(described, path, field, description) is described
+    assert set_description(described, path, field, None) == text
+    values = data.draw(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=3))
+    allowed = set_allowed_values(text, path, field, values)
+    assert read(allowed, path).fields[field].attributes["allowed_values"] == values
+    assert set_allowed_values(allowed, path, field, []) == text
+    keyed = set_primary_key(text, path, field)
+    assert read(keyed, path).fields[field].primary_key
+    assert set_primary_key(keyed, path, field, False) == text
+    marked = mark_broken(text, path, field, data.draw(st.text(max_size=20)))
+    assert mark_broken(marked, path, field, "again") == mark_broken(text, path, field, "again")
+    assert unmark(marked, path, field) == text
+    new = fresh(data.draw, text)
+    added = add_dimension(text, path, new, description=description)
+    assert read(added, path).fields[new].description == description
+    assert add_dimension(added, path, new) is added

@@ -440,7 +440,8 @@ class _Doc:
 
     @staticmethod
     def is_empty(node: Node) -> bool:
-        return isinstance(node, ScalarNode) and node.tag.endswith(":null") and node.value == "" and not node.style
+        tag = str(getattr(node.tag, "value", node.tag))  # a `Tag` object in some ruamel versions
+        return isinstance(node, ScalarNode) and tag.endswith(":null") and node.value == "" and not node.style
 
     def node_last_line(self, node: Node) -> int:
         """0-based line of the node's last character (not counting comments or blank lines)."""
@@ -680,11 +681,24 @@ class _Doc:
             raise SemanticError(f"field `{field.name}` must be a mapping of attributes", self.path,
                                 self.field_line(field))
         self.key_prefix(field)
+        self.insert_lines(self.key_insert_line(field, pairs, position),
+                          self.render_pair(self.key_column(field), _render_key(key), value))
+
+    def ends_open_block(self, node: Node) -> bool:
+        """A `|`/`>` scalar (clip chomping) that ends the file with no line break: a line added
+        after it would give its value a final line break."""
+        if not (self.added_final_break and isinstance(node, ScalarNode) and node.style in ("|", ">")):
+            return False
+        header = self.line_text(node.start_mark.line)[node.start_mark.column:].split("#", 1)[0]
+        return self.node_last_line(node) == len(self.lines) - 1 and "-" not in header
+
+    def key_insert_line(self, field: _Field, pairs: list, position: int) -> int:
+        """The line a new key at `position` among the field's keys goes on."""
+        while position > 0 and self.ends_open_block(pairs[position - 1][2]):
+            position -= 1  # never after a block scalar that ends the file (see ends_open_block)
         if position > 0:
-            at = self.pair_last_line(pairs[position - 1][1], pairs[position - 1][2]) + 1
-        else:
-            at = field.key.start_mark.line + 1
-        self.insert_lines(at, self.render_pair(self.key_column(field), _render_key(key), value))
+            return self.pair_last_line(pairs[position - 1][1], pairs[position - 1][2]) + 1
+        return field.key.start_mark.line + 1
 
     def remove_key(self, field: _Field, key: str) -> None:
         pairs = self.pairs(field)
@@ -838,6 +852,12 @@ def add_dimension(text: str, path: str, name: str, *, sql: str | None = None, la
                 for a, b in zip(dims, dims[1:])]
         separated = (sum(gaps) * 2 > len(gaps) or (sum(gaps) * 2 == len(gaps) and gaps[-1])) if gaps else False
         at = doc.field_end(last)
+        last_pairs = doc.pairs(last)
+        if last_pairs and doc.ends_open_block(last_pairs[-1][2]):  # keep its value: `|` -> `|-`
+            header = last_pairs[-1][2].start_mark.index + 1
+            while doc.text[header:header + 1].isdigit():
+                header += 1
+            doc.replace(header, header, "-")
         empty_style = " {}" if any(isinstance(f.value, MappingNode) for f in dims if not doc.pairs(f)) \
             or not any(doc.is_empty(f.value) for f in dims) else ""
         lines = [""] if separated else []
@@ -1020,10 +1040,7 @@ def _edit_aliases(doc: _Doc, target: _Field, old: str, new: str, keep_alias: boo
             doc.key_prefix(target)
             pairs = doc.pairs(target)
             position = doc.insert_position([n for n, _k, _v in pairs], "aliases")
-            if position > 0:
-                at = doc.pair_last_line(pairs[position - 1][1], pairs[position - 1][2]) + 1
-            else:
-                at = target.key.start_mark.line + 1
+            at = doc.key_insert_line(target, pairs, position)
             column = doc.key_column(target)
             doc.insert_lines(at, [" " * column + "aliases:", " " * (column + dash) + "- " + item])
         return [old]
@@ -1139,16 +1156,23 @@ def _marker_lines(doc: _Doc, target: _Field) -> list[int]:
     return found
 
 
+def _comment_text(reason: str) -> str:
+    """The reason on one line, with characters YAML does not allow in a file escaped."""
+    folded = " ".join(str(reason).split())
+    return "".join(char if _printable(char) else (f"\\x{ord(char):02x}" if ord(char) <= 0xFF else
+                                                  f"\\u{ord(char):04x}") for char in folded)
+
+
 def mark_broken(text: str, path: str, field: str, reason: str) -> str:
     """Put `# layersync: broken — <reason>` on the line above the field's key, at its indentation.
 
-    The reason is folded onto one line. An existing `# layersync: broken` comment right above the
+    The reason is folded onto one line (characters a YAML file cannot hold are escaped). An existing `# layersync: broken` comment right above the
     key is replaced (never stacked), so re-marking with the same reason changes nothing.
     """
     doc = _Doc(text, path)
     target = doc.field(field)
     prefix = doc.key_prefix(target)
-    line = prefix + BROKEN_PREFIX + " ".join(str(reason).split())
+    line = prefix + BROKEN_PREFIX + _comment_text(reason)
     key_line = target.key.start_mark.line
     markers = _marker_lines(doc, target)
     if markers == [key_line - 1] and doc.line_text(key_line - 1) == line:
