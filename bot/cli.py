@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run push-to-dbt end to end on a generated jaffle_shop project")
     demo.add_argument("--workdir", type=Path, help="keep the demo's repos here instead of a temp dir")
+    _add_preview_parser(sub)
     return parser
 
 
@@ -116,12 +117,19 @@ def _cmd_push(args: argparse.Namespace) -> int:
         if args.verbose:
             print(f"  dbt | {line}", file=sys.stderr)
 
-    result = run(request, forge, log=log)
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(format_push_result(result))
+    return _emit(run(request, forge, log=log), args.json, format_push_result)
+
+
+def _emit(result, as_json: bool, text) -> int:
+    """A job's result as JSON or as text, and its exit code."""
+    print(json.dumps(result.to_json(), indent=2) if as_json else text(result))
     return result.exit_code
+
+
+def _require_paths(**paths: Path | None) -> None:
+    for flag, path in paths.items():
+        if path is not None and not path.exists():
+            raise LayersyncError(f"--{flag.replace('_', '-')} `{path}` does not exist")
 
 
 def format_push_result(result) -> str:
@@ -144,17 +152,10 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     from bot.forge.local import LocalForge
     from bot.pull_from_dbt import PullJob, run
 
-    for label, path in (("--dbt-repo", args.dbt_repo), ("--semantic-repo", args.semantic_repo)):
-        if not path.exists():
-            raise LayersyncError(f"{label} `{path}` does not exist")
+    _require_paths(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo)
     job = PullJob(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo, head=args.head, since=args.since,
                   dry_run=args.dry_run)
-    result = run(job, LocalForge(args.state_db or default_state_db()))
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(format_pull_result(result))
-    return result.exit_code
+    return _emit(run(job, LocalForge(args.state_db or default_state_db())), args.json, format_pull_result)
 
 
 def format_pull_result(result) -> str:
@@ -192,9 +193,7 @@ def _cmd_impact(args: argparse.Namespace) -> int:
     from bot.impact.report import to_markdown
     from bot.impact.run import run_impact
 
-    for label, path in (("--dbt-repo", args.dbt_repo), ("--semantic-repo", args.semantic_repo)):
-        if path is not None and not path.exists():
-            raise LayersyncError(f"{label} `{path}` does not exist")
+    _require_paths(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo)
     doc = run_impact(args.dbt_repo, args.base, args.head, semantic_repo=args.semantic_repo, workdir=args.workdir,
                      pr=args.pr, max_measure_move_pct=args.fail_on_measure_move, warehouse=args.warehouse,
                      prod=ProdEnv(schema=args.prod_schema, state=args.prod_state,
@@ -274,11 +273,140 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- preview (branch previews)
+
+def _add_preview_parser(sub) -> None:
+    preview = sub.add_parser("preview", help="build a branch's changed models into layersync_preview_<branch>; "
+                                             "list previews, drop them, or drop stale ones")
+    preview.add_argument("--branch", metavar="NAME", help="the branch to preview (or drop, with --drop)")
+    preview.add_argument("--dbt-repo", type=Path, help="path of the dbt repo (a bare remote, or a clone with an origin)")
+    preview.add_argument("--semantic-repo", type=Path,
+                         help="semantic-layer repo: its branch NAME (else its default branch) is compiled against the preview")
+    preview.add_argument("--warehouse", metavar="PATH|DSN",
+                         help="a DuckDB file or a postgresql:// DSN (default: $LAYERSYNC_WAREHOUSE, else a DuckDB file "
+                              "beside the registry, with prod built there)")
+    preview.add_argument("--prod-schema", metavar="SCHEMA", help="the schema your prod target builds into (default: prod)")
+    preview.add_argument("--prod-state", type=Path, metavar="PATH",
+                         help="prod's manifest.json (or its folder) from your deploy job; default: dbt parse of --base")
+    preview.add_argument("--build-prod", action="store_true",
+                         help="build --base into the prod schema first (only for a warehouse layersync owns)")
+    preview.add_argument("--base", metavar="REV", help="the dbt revision prod is (default: the remote's default branch)")
+    preview.add_argument("--registry", type=Path, metavar="FILE",
+                         help="previews' registry (default: $LAYERSYNC_PREVIEW_DB, else ~/.local/share/layersync/previews.sqlite)")
+    preview.add_argument("--max", type=int, metavar="N",
+                         help="at most N preview schemas in the warehouse (default: $LAYERSYNC_PREVIEW_MAX, else 10)")
+    preview.add_argument("--env-file", type=Path, metavar="FILE", help="also write the environment file here")
+    preview.add_argument("--json", action="store_true", help="print a machine-readable result")
+    preview.add_argument("-v", "--verbose", action="store_true", help="stream dbt's output to stderr")
+    what = preview.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true", help="list previews: branch, schema, commit, status, age, size")
+    what.add_argument("--gc", action="store_true", help="drop previews untouched for --older-than")
+    what.add_argument("--drop", action="store_true", help="drop the preview of --branch")
+    preview.add_argument("--older-than", metavar="AGE", help="with --gc: an age such as 7d, 12h, 30m")
+
+
+def _preview_registry(args: argparse.Namespace):
+    from bot.preview.registry import Registry
+
+    path = args.registry or (Path(os.environ["LAYERSYNC_PREVIEW_DB"]) if os.environ.get("LAYERSYNC_PREVIEW_DB")
+                             else data_dir() / "previews.sqlite")
+    return Registry(path)
+
+
+def _preview_target(args: argparse.Namespace, registry) -> tuple[object, bool]:
+    """The warehouse, and whether layersync owns it (then prod is built there)."""
+    from bot.preview.build import warehouse_target
+
+    given = args.warehouse or os.environ.get("LAYERSYNC_WAREHOUSE")
+    if given:
+        return warehouse_target(given), False
+    return warehouse_target(registry.path.parent / "previews.duckdb"), True
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    try:
+        return _preview(args)
+    except LayersyncError:
+        raise
+    except (ValueError, NotImplementedError) as exc:
+        raise LayersyncError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (warehouse locked, server gone, …)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise LayersyncError(f"{type(exc).__name__}: {reason}".rstrip(": ")) from None
+
+
+def _preview(args: argparse.Namespace) -> int:
+    import time
+
+    from bot.impact.build import Target
+    from bot.impact.prod import ProdEnv
+    from bot.preview.build import PreviewConfig, build_preview
+    from bot.preview.gc import drop_preview, gc, list_previews
+    from bot.preview.names import parse_age
+    from bot.preview.pairing import Remote
+    from bot.preview.report import list_text, to_text
+
+    if args.older_than and not args.gc:
+        raise LayersyncError("--older-than goes with --gc")
+    registry = _preview_registry(args)
+    target, owned = _preview_target(args, registry)
+    prod_schema = args.prod_schema or os.environ.get("LAYERSYNC_PROD_SCHEMA") or "prod"
+    if args.list:
+        def target_for(warehouse: str):
+            if target.describe() == warehouse:
+                return target
+            return None if "***" in warehouse else Target.parse(warehouse)
+        now = time.time()
+        listed = list_previews(registry, target_for)
+        print(json.dumps([item.as_json(now) for item in listed], indent=2) if args.json else list_text(listed, now))
+        return EXIT_OK
+    if args.gc:
+        if not args.older_than:
+            raise LayersyncError("--gc needs --older-than AGE (e.g. --older-than 7d)")
+        dropped = gc(registry, target, parse_age(args.older_than), prod_schema=prod_schema)
+        if args.json:
+            print(json.dumps([{"branch": row.branch, "schema": row.schema, "dropped": schemas}
+                              for row, schemas in dropped], indent=2))
+        else:
+            print("\n".join(f"dropped  {row.branch}  {', '.join(schemas) or row.schema}" for row, schemas in dropped)
+                  or f"no preview in {target.describe()} is older than {args.older_than}")
+        return EXIT_OK
+    if not args.branch or not args.dbt_repo:
+        raise LayersyncError("give --branch NAME and --dbt-repo PATH (or --list, or --gc --older-than AGE)")
+    for label, path in (("--dbt-repo", args.dbt_repo), ("--semantic-repo", args.semantic_repo)):
+        if path is not None and not path.exists():
+            raise LayersyncError(f"{label} `{path}` does not exist")
+    dbt = Remote.local(args.dbt_repo)
+    if args.drop:
+        dropped = drop_preview(registry, target, dbt.key, args.branch, prod_schema=prod_schema)
+        if args.json:
+            print(json.dumps({"branch": args.branch, "dropped": dropped}))
+        else:
+            print(f"dropped  {', '.join(dropped)}" if dropped else f"no preview of `{args.branch}` in {target.describe()}")
+        return EXIT_OK
+    cap = args.max if args.max is not None else int(os.environ.get("LAYERSYNC_PREVIEW_MAX") or 10)
+    if cap < 1:
+        raise LayersyncError("--max must be at least 1")
+    config = PreviewConfig(registry, target, ProdEnv(schema=prod_schema, state=args.prod_state,
+                                                     build=args.build_prod or owned), cap)
+
+    def log(line: str) -> None:
+        if args.verbose:
+            print(f"  dbt | {line}", file=sys.stderr)
+
+    result = build_preview(args.branch, dbt, config, log=log, base=args.base,
+                           semantic=Remote.local(args.semantic_repo) if args.semantic_repo else None)
+    if args.env_file and result.env_file:
+        args.env_file.write_text(result.env_file["text"])
+    print(json.dumps(result.to_json(), indent=2) if args.json else to_text(result))
+    return EXIT_OK if result.ok else EXIT_PARTIAL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"push-to-dbt": _cmd_push, "prs": _cmd_prs, "demo": _cmd_demo, "serve": _cmd_serve,
                 "worker": _cmd_worker, "impact": _cmd_impact,
-                "pull-from-dbt": _cmd_pull}
+                "pull-from-dbt": _cmd_pull, "preview": _cmd_preview}
     try:
         return handlers[args.command](args)
     except LayersyncError as exc:

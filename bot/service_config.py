@@ -35,6 +35,8 @@ class ServiceConfig:
     prod_schema: str = "prod"             # the schema the dbt project's prod target builds into
     prod_state: Path | None = None        # the prod job's manifest.json (default: `dbt parse` of the base as prod)
     build_prod: bool = False              # layersync builds the base into prod (only for a warehouse it owns)
+    preview_db: Path | None = None        # branch previews' registry (default: <data dir>/previews.sqlite)
+    preview_max: int = 10                 # cap on concurrent preview schemas (per warehouse)
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback or log
         return (f"ServiceConfig(forge={self.forge!r}, dbt_repo={self.dbt_repo!r}, "
@@ -57,7 +59,7 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
     for key in ("webhook_secret", "dbt_repo", "semantic_repo", "queue_db", "forge", "github_api_url",
                 "github_token", "github_app_id", "github_private_key", "github_installation_id", "bot_login",
                 "auto_push", "state_db", "profiles_dir", "lease_seconds", "warehouse", "prod_schema",
-                "prod_state", "build_prod"):
+                "prod_state", "build_prod", "preview_db", "preview_max"):
         if env.get(f"LAYERSYNC_{key.upper()}"):
             values[key] = env[f"LAYERSYNC_{key.upper()}"]
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
@@ -87,4 +89,18 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         prod_schema=str(values.get("prod_schema") or "prod"),
         prod_state=Path(values["prod_state"]) if values.get("prod_state") else None,
         build_prod=str(values.get("build_prod", "")).lower() in TRUE or values.get("build_prod") is True,
+        preview_db=Path(values["preview_db"]) if values.get("preview_db") else None,
+        preview_max=_positive_int(values.get("preview_max"), "LAYERSYNC_PREVIEW_MAX", 10),
     )
+
+
+def _positive_int(value: Any, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise LayersyncError(f"{name} must be a whole number of at least 1, not `{value}`")
+    return number

@@ -6,7 +6,7 @@ them then breaks on the first real delivery. So every builder here validates its
 ``@octokit/webhooks-schemas`` (the JSON Schema octokit generates from GitHub's docs), fetched
 once with ``npm pack`` into a cache dir and reused.
 
-Use: ``issue_comment_created(...)``, ``push(...)``, ``pull_request(...)``, ``ping()`` build
+Use: ``issue_comment_created(...)``, ``push(...)``, ``delete(...)``, ``pull_request(...)``, ``ping()`` build
 payload dicts; ``validate(event, payload)`` checks one; ``signed_headers(secret, body, event,
 delivery)`` gives the headers GitHub would send with ``body``.
 """
@@ -436,6 +436,25 @@ def push(
         "head_commit": commits[-1] if commits else None,
     }
     return _finish("push", payload)
+
+
+def delete(
+    repo: str = "acme/dbt",
+    ref: str = "feature",
+    ref_type: str = "branch",
+    pusher: str = "ada",
+    installation_id: int = INSTALLATION_ID,
+) -> dict[str, Any]:
+    """A ``delete`` delivery: branch (or tag) ``ref`` — its short name, as GitHub sends it — was deleted."""
+    payload = {
+        "ref": ref,
+        "ref_type": ref_type,
+        "pusher_type": "user",
+        "repository": repository(repo),
+        "sender": user(pusher),
+        "installation": installation(installation_id),
+    }
+    return _finish("delete", payload)
 
 
 def pull_request(

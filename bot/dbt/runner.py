@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,6 +21,7 @@ class DbtRun:
     args: list[str]
     returncode: int
     output: str
+    cancelled: bool = False              # stopped by the caller's cancel hook (see run_dbt)
 
     @property
     def ok(self) -> bool:
@@ -96,8 +100,13 @@ def write_postgres_profile(profiles_dir: Path, profile: str, *, host: str, port:
 
 
 def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
-            log: Callable[[str], None] | None = None, timeout: float = 1800) -> DbtRun:
-    """Run one dbt command; its output streams to `log` line by line and is kept for reports."""
+            log: Callable[[str], None] | None = None, timeout: float = 1800,
+            cancel: Callable[[], bool] | None = None) -> DbtRun:
+    """Run one dbt command; its output streams to `log` line by line and is kept for reports.
+
+    `cancel`, if given, is polled while dbt runs (a few times a second); once it returns True the dbt
+    process is stopped — SIGINT first (dbt cancels its open queries), then SIGTERM, then SIGKILL — and
+    the run comes back with `cancelled` set (and `ok` False). A hook that raises counts as "go on"."""
     scratch = Path(tempfile.mkdtemp(prefix="layersync-dbt-"))
     env = {
         **os.environ,
@@ -109,20 +118,61 @@ def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
     }
     command = [*dbt_command(), *args, "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir)]
     lines: list[str] = []
+    if cancel is not None and _wants_cancel(cancel):
+        shutil.rmtree(scratch, ignore_errors=True)
+        return DbtRun(command, -1, "cancelled before dbt started", cancelled=True)
+    stopped = threading.Event()
     try:
         process = subprocess.Popen(command, cwd=project_dir, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
+        watcher = None
+        if cancel is not None:
+            watcher = threading.Thread(target=_watch, args=(process, cancel, stopped), daemon=True,
+                                       name=f"dbt-cancel-{process.pid}")
+            watcher.start()
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
             if log:
                 log(line.rstrip("\n"))
         returncode = process.wait(timeout=timeout)
+        if watcher is not None:
+            watcher.join(timeout=30)
     except FileNotFoundError:
         return DbtRun(command, 127, "dbt is not installed")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return DbtRun(command, returncode, "\n".join(lines))
+    if stopped.is_set():
+        lines.append("layersync: dbt was cancelled")
+        if log:
+            log(lines[-1])
+    return DbtRun(command, returncode, "\n".join(lines), cancelled=stopped.is_set())
+
+
+def _wants_cancel(cancel: Callable[[], bool]) -> bool:
+    try:
+        return bool(cancel())
+    except Exception:  # noqa: BLE001 - a failing hook must not stop a build it knows nothing about
+        return False
+
+
+def _watch(process: subprocess.Popen, cancel: Callable[[], bool], stopped: threading.Event,
+           interval: float = 0.25, grace: float = 5.0) -> None:
+    """Poll `cancel` while `process` runs; stop it (SIGINT, SIGTERM, SIGKILL) once it says so."""
+    while process.poll() is None:
+        if _wants_cancel(cancel):
+            stopped.set()
+            for stop in (lambda: process.send_signal(signal.SIGINT), process.terminate, process.kill):
+                try:
+                    stop()
+                    process.wait(timeout=grace)
+                    return
+                except subprocess.TimeoutExpired:
+                    continue
+                except OSError:          # already gone
+                    return
+            return
+        time.sleep(interval)
 
 
 def check_project(project_dir: Path, models: Sequence[str], *, profile: str,

@@ -1,4 +1,4 @@
-"""Comment commands: `/push-to-dbt [VIEW.FIELD ...]` and `/layersync help` (pure parsing).
+"""Comment commands: `/push-to-dbt [VIEW.FIELD ...]`, `/preview` and `/layersync help` (pure parsing).
 
 Like Atlantis, every mistake gets the usage back; lines inside code blocks or quotes are not
 commands, so quoting someone's command does not run it again.
@@ -14,6 +14,7 @@ USAGE = """\
 |---|---|
 | `/push-to-dbt` | on a PR: push every semantic field the PR changes into the dbt repo, as a dbt PR; on an issue: push the fields the issue names |
 | `/push-to-dbt VIEW.FIELD [VIEW.FIELD ...]` | push just these fields (e.g. `/push-to-dbt orders.is_large_order`) |
+| `/preview` | on a PR of the dbt or the semantic-layer repo: build the branch's changed models into its own schema `layersync_preview_<branch>` and reply how to query it (also `/layersync preview`) |
 | `/layersync help` | show this help |
 
 You need write access to this repository to run commands."""
@@ -21,7 +22,7 @@ You need write access to this repository to run commands."""
 
 @dataclass(frozen=True)
 class Command:
-    name: str                      # "push-to-dbt" | "help"
+    name: str                      # "push-to-dbt" | "preview" | "help"
     fields: tuple[str, ...] = ()
 
 
@@ -29,6 +30,7 @@ class Command:
 class CommandError:
     line: str
     problem: str
+    command: str | None = None     # the command the mistake is about ("preview"), when known
 
     def reply(self) -> str:
         return f"I could not run `{self.line}`: {self.problem}.\n\n{USAGE}"
@@ -50,7 +52,7 @@ def _command_lines(body: str) -> list[str]:
             continue
         if fenced or line.startswith(">"):
             continue
-        if line.startswith("/push-to-dbt") or line.startswith("/layersync"):
+        if line.startswith(("/push-to-dbt", "/layersync", "/preview")):
             lines.append(line)
     return lines
 
@@ -62,6 +64,17 @@ def _parse_push(line: str, args: list[str]) -> Command | CommandError:
     return Command("push-to-dbt", tuple(dict.fromkeys(args)))
 
 
+def _parse_preview(line: str, args: list[str]) -> Command | CommandError:
+    if args:
+        return CommandError(line, "`/preview` takes no arguments: it previews the PR's branch", "preview")
+    return Command("preview")
+
+
+def is_preview(command: Command | CommandError) -> bool:
+    """A `/preview` command, or a mistake in one (the preview handler answers both)."""
+    return (command.name if isinstance(command, Command) else command.command) == "preview"
+
+
 def parse_comment(body: str) -> list[Command | CommandError]:
     """Every command line of a comment, in order; an empty list when it holds none."""
     parsed: list[Command | CommandError] = []
@@ -70,11 +83,15 @@ def parse_comment(body: str) -> list[Command | CommandError]:
         head, args = words[0], words[1:]
         if head == "/push-to-dbt":
             parsed.append(_parse_push(line, args))
+        elif head == "/preview":
+            parsed.append(_parse_preview(line, args))
         elif head == "/layersync":
             if not args or args[0] in ("help", "--help", "-h"):
                 parsed.append(Command("help"))
             elif args[0] == "push-to-dbt":
                 parsed.append(_parse_push(line, args[1:]))
+            elif args[0] == "preview":
+                parsed.append(_parse_preview(line, args[1:]))
             else:
                 parsed.append(CommandError(line, f"`{args[0]}` is not a layersync command"))
         else:  # `/push-to-dbtx`, `/layersyncfoo`

@@ -25,6 +25,8 @@ class Settings:
     prod_schema: str = "prod"          # the schema the dbt project's prod target builds into
     prod_state: Path | None = None     # the prod job's manifest.json (else `dbt parse` of the base as prod)
     build_prod: bool = False           # layersync builds the base into prod (a warehouse only layersync uses)
+    preview_db: Path | None = None     # branch previews' registry (default: <data dir>/previews.sqlite)
+    preview_max: int = 10              # at most this many preview schemas at once (per warehouse)
 
     def prod_env(self) -> "ProdEnv":
         """Prod as configured; without a warehouse each run has a scratch DuckDB, so prod is built there."""

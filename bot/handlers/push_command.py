@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from bot.errors import LayersyncError
-from bot.handlers.commands import USAGE, Command, CommandError, field_ids_in_text, parse_comment
+from bot.handlers.commands import USAGE, Command, CommandError, field_ids_in_text, is_preview, parse_comment
 from bot.handlers.context import WRITE_LEVELS, Context, is_bot
 from bot.handlers.router import Event, Router
 from bot.handlers.semantic_checkout import merge_base, semantic_clone
@@ -65,6 +65,8 @@ def on_comment(event: Event, ctx: Context) -> None:
         return
     repo, number, marker = event.repo, int(issue["number"]), reply_marker(int(comment["id"]))
     first = commands[0]
+    if is_preview(first):            # `/preview` (and its mistakes) is bot.handlers.preview's
+        return
     if isinstance(first, CommandError):
         ctx.forge.upsert_comment(repo, number, first.reply(), marker)
         return

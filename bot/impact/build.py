@@ -312,7 +312,7 @@ def _result(run: DbtRun, schema: str, target: Path, seconds: float) -> BuildResu
 
 
 def _build(project_dir: Path, database: "Target | Path | str", schema: str, extra: list[str],
-           log: Log | None) -> BuildResult:
+           log: Log | None, cancel: Callable[[], bool] | None = None) -> BuildResult:
     project_dir = Path(project_dir)
     target = target_path_for(project_dir, schema)
     target.mkdir(parents=True, exist_ok=True)
@@ -323,12 +323,13 @@ def _build(project_dir: Path, database: "Target | Path | str", schema: str, extr
         write_build_profile(profiles, project_dir, database, schema)
         if any((project_dir / f).exists() for f in ("packages.yml", "dependencies.yml")) \
                 and not (project_dir / "dbt_packages").exists():
-            deps = run_dbt(["deps"], project_dir, profiles, log=log)
+            deps = run_dbt(["deps"], project_dir, profiles, log=log, cancel=cancel)
             if not deps.ok:
                 return BuildResult(False, schema, errors=["dbt deps failed:", *deps.error_lines()],
                                    log=deps.output, seconds=round(time.monotonic() - started, 3),
                                    target_path=target)
-        run = run_dbt(["build", "--target-path", str(target), *extra], project_dir, profiles, log=log)
+        run = run_dbt(["build", "--target-path", str(target), *extra], project_dir, profiles, log=log,
+                      cancel=cancel)
     # a copy where dbt (and people) look by default: target/manifest.json is the latest build's
     for name in ("manifest.json", "run_results.json"):
         if (target / name).exists():
@@ -361,13 +362,14 @@ def _manifest_schemas(manifest_path: Path) -> set[str]:
 
 
 def build_dev(project_dir: Path, database: "Target | Path | str", schema: str, prod_state: Path, *,
-              log: Log | None = None) -> BuildResult:
+              log: Log | None = None, cancel: Callable[[], bool] | None = None) -> BuildResult:
     """`dbt build --select state:modified+ --defer --state <prod>` into `schema`.
 
     `database`: a DuckDB path, a `postgresql://` DSN, or a Target (the one prod was built into).
 
     `prod_state` is the prod manifest.json or the directory holding it. A failed build is returned
     (ok False, the failed models and dbt's error lines), never raised: it is itself a report.
+    `cancel`: polled while dbt runs; True stops dbt (see `run_dbt`) and the result is not ok.
     """
     state = Path(prod_state)
     state_dir = state.parent if state.suffix == ".json" else state
@@ -379,7 +381,8 @@ def build_dev(project_dir: Path, database: "Target | Path | str", schema: str, p
     target = Target.parse(database)
     with _schema_lock(target, schema):
         return _build(project_dir, target, schema,
-                      ["--select", "state:modified+", "--defer", "--state", str(state_dir.resolve())], log)
+                      ["--select", "state:modified+", "--defer", "--state", str(state_dir.resolve())], log,
+                      cancel)
 
 
 # --------------------------------------------------------------------------- clean-up
