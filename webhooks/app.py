@@ -38,7 +38,7 @@ __all__ = ["ReceiverSettings", "create_app", "signature_for"]
 log = logging.getLogger(__name__)
 
 DEFAULT_EVENTS: frozenset[str] = frozenset(
-    {"issue_comment", "push", "pull_request", "installation", "installation_repositories"}
+    {"issue_comment", "push", "pull_request", "delete", "installation", "installation_repositories"}
 )
 
 # GitHub's delivery ids are GUIDs and event names are snake_case words: anything else (or
