@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import git
 import pytest
 
 from bot.cli import main
 from bot.demo.run import ANALYST
 from bot.impact.build import build_prod, drop_schema
+from warehouse_snapshots import schemas as _schemas, snapshot as _snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -37,20 +37,6 @@ def _deploy(remote: Path, tmp_path: Path, rev: str, database: Path, schema: str)
     result, manifest = build_prod(checkout, database, schema)
     assert result.ok, result.errors
     return manifest
-
-
-def _snapshot(database: Path) -> dict[tuple[str, str], tuple]:
-    """Every relation outside layersync's schemas with its row count and an order-free checksum."""
-    with duckdb.connect(str(database), read_only=True) as con:
-        tables = con.execute("select table_schema, table_name from information_schema.tables "
-                             "where table_schema not like 'layersync%' order by 1, 2").fetchall()
-        return {(s, t): con.execute(f'select count(*), bit_xor(hash(x)) from "{s}"."{t}" as x').fetchone()
-                for s, t in tables}
-
-
-def _schemas(database: Path) -> set[str]:
-    with duckdb.connect(str(database), read_only=True) as con:
-        return {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
 
 
 def _impact(repos, tmp_path: Path, head: str, database: Path, *extra: str, base: str = "main",

@@ -31,6 +31,7 @@ from bot.preview.registry import Registry
 from bot.service import ROUTER
 from payloads import issue_comment_created, pull_request
 from payloads import push as push_payload
+from warehouse_snapshots import schemas, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -96,20 +97,6 @@ def semantic_branch(w: World, name: str, old: str, new: str, start: str = "main"
     sha = repo.index.commit(f"views on {name}", author=ANALYST, committer=ANALYST).hexsha
     repo.git.checkout("main")
     return sha
-
-
-def snapshot(database: Path) -> dict[tuple[str, str], tuple]:
-    """Every relation outside layersync's schemas, with its row count and an order-free checksum."""
-    with duckdb.connect(str(database), read_only=True) as con:
-        tables = con.execute("select table_schema, table_name from information_schema.tables "
-                             "where table_schema not like 'layersync%' order by 1, 2").fetchall()
-        return {(s, t): con.execute(f'select count(*), bit_xor(hash(x)) from "{s}"."{t}" as x').fetchone()
-                for s, t in tables}
-
-
-def schemas(database: Path) -> set[str]:
-    with duckdb.connect(str(database), read_only=True) as con:
-        return {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
 
 
 def scalar(database: Path, sql: str):

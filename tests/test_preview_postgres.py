@@ -69,7 +69,7 @@ def test_previews_on_postgres(pg_server: PgServer, tmp_path: Path) -> None:  # n
     built, deployed = build_prod(deploy, database, "analytics")   # the team's deploy job
     assert built.ok, built.errors
     prod = _prod_checksum(database)
-    double = _push(tmp_path, remote, "feature/double", {"models/marts/orders.sql": (AMOUNT, AMOUNT.replace(", 0)", ", 0) * 2"))})
+    _push(tmp_path, remote, "feature/double", {"models/marts/orders.sql": (AMOUNT, AMOUNT.replace(", 0)", ", 0) * 2"))})
     _push(tmp_path, remote, "feature/plus-one", {"models/marts/orders.sql": (AMOUNT, AMOUNT.replace(", 0)", ", 0) + 1"))})
     sem = git.Repo(semantic)                                       # the analyst's branch of the same name
     sem.git.checkout("-b", "feature/double")

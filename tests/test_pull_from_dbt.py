@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from bot.cli import main
-from bot.demo.run import ANALYST
 from bot.forge.local import LocalForge
 from bot.pull_from_dbt import PullJob, run
 from bot.semantic.reader import OmniYamlReader

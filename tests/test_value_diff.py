@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pg_server import pg_server  # noqa: F401 - a fixture
 
-from bot.impact.value_diff import ValueDiff, value_diff
+from bot.impact.value_diff import value_diff
 from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 

@@ -14,7 +14,6 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from bot.dbt import schema_yaml
 from bot.errors import RepoError
 
 YAML_SUFFIXES = (".yml", ".yaml")

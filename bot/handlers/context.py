@@ -46,3 +46,14 @@ def is_bot(user: dict | None) -> bool:
     """Bots (ourselves included) never trigger work: no loops, no bot-to-bot ping-pong."""
     user = user or {}
     return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
+
+
+def may_write(ctx: Context, repo: str, number: int, login: str, command: str, marker: str, *, lead: str = "") -> bool:
+    """Whether `login` may run `command` on `repo`; if not, the thread is told why (one reply, edited
+    in place), so a reader's comment never runs anything and never goes unanswered."""
+    level = ctx.forge.permission(repo, login)
+    if level in WRITE_LEVELS:
+        return True
+    ctx.forge.upsert_comment(repo, number, f"{lead}@{login} `{command}` needs write access to `{repo}` "
+                                           f"(you have `{level}`). Ask a maintainer to run it.", marker)
+    return False

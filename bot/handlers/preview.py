@@ -21,7 +21,7 @@ from pathlib import Path
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import ForgeError
 from bot.handlers.commands import CommandError, is_preview, parse_comment
-from bot.handlers.context import WRITE_LEVELS, Context, Settings, is_bot
+from bot.handlers.context import Context, Settings, is_bot, may_write
 from bot.handlers.router import Event, Router
 from bot.preview.build import PreviewConfig, build_preview, warehouse_target
 from bot.preview.gc import drop_preview
@@ -136,10 +136,7 @@ def on_preview_comment(event: Event, ctx: Context) -> None:
                                  marker)
         return
     login = str(comment["user"]["login"])
-    level = ctx.forge.permission(repo, login)
-    if level not in WRITE_LEVELS:
-        ctx.forge.upsert_comment(repo, number, f"{marker}\n@{login} `/preview` needs write access to `{repo}` "
-                                               f"(you have `{level}`). Ask a maintainer to run it.", marker)
+    if not may_write(ctx, repo, number, login, "/preview", marker, lead=f"{marker}\n"):
         return
     ctx.forge.react(repo, int(comment["id"]), "eyes")
     pr = ctx.forge.get_pr(repo, number)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bot.errors import LayersyncError
 from bot.handlers.commands import USAGE, Command, CommandError, field_ids_in_text, is_preview, parse_comment
-from bot.handlers.context import WRITE_LEVELS, Context, is_bot
+from bot.handlers.context import Context, is_bot, may_write
 from bot.handlers.router import Event, Router
 from bot.handlers.semantic_checkout import merge_base, semantic_clone
 from bot.push_to_dbt import PushRequest, PushResult, run
@@ -74,10 +74,7 @@ def on_comment(event: Event, ctx: Context) -> None:
         ctx.forge.upsert_comment(repo, number, USAGE, marker)
         return
     login = str(comment["user"]["login"])
-    level = ctx.forge.permission(repo, login)
-    if level not in WRITE_LEVELS:
-        ctx.forge.upsert_comment(repo, number, f"@{login} `/push-to-dbt` needs write access to `{repo}` "
-                                               f"(you have `{level}`). Ask a maintainer to run it.", marker)
+    if not may_write(ctx, repo, number, login, "/push-to-dbt", marker):
         return
     ctx.forge.react(repo, int(comment["id"]), "eyes")
     ctx.forge.upsert_comment(repo, number, f"⏳ push-to-dbt started for @{login}…", marker)

@@ -311,6 +311,22 @@ def _result(run: DbtRun, schema: str, target: Path, seconds: float) -> BuildResu
                        skipped=skipped, target_path=target)
 
 
+@contextlib.contextmanager
+def dbt_session(project_dir: Path, database: "Target | Path | str", schema: str, *, log: Log | None = None,
+                cancel: Callable[[], bool] | None = None) -> Iterator[tuple[Path, DbtRun | None]]:
+    """A profiles dir of layersync's own (target schema `schema`), and `dbt deps` run once when the
+    project has packages not installed yet: every dbt run of a build or parse starts here. Yields the
+    profiles dir and the deps run (None when none was needed; the caller decides what a failure means)."""
+    with tempfile.TemporaryDirectory(prefix="layersync-profiles-") as tmp:
+        profiles = Path(tmp)
+        write_build_profile(profiles, project_dir, database, schema)
+        deps = None
+        if any((project_dir / f).exists() for f in ("packages.yml", "dependencies.yml")) \
+                and not (project_dir / "dbt_packages").exists():
+            deps = run_dbt(["deps"], project_dir, profiles, log=log, cancel=cancel)
+        yield profiles, deps
+
+
 def _build(project_dir: Path, database: "Target | Path | str", schema: str, extra: list[str],
            log: Log | None, cancel: Callable[[], bool] | None = None) -> BuildResult:
     project_dir = Path(project_dir)
@@ -318,16 +334,11 @@ def _build(project_dir: Path, database: "Target | Path | str", schema: str, extr
     target.mkdir(parents=True, exist_ok=True)
     (target / "run_results.json").unlink(missing_ok=True)    # never read a previous run's results
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="layersync-profiles-") as tmp:
-        profiles = Path(tmp)
-        write_build_profile(profiles, project_dir, database, schema)
-        if any((project_dir / f).exists() for f in ("packages.yml", "dependencies.yml")) \
-                and not (project_dir / "dbt_packages").exists():
-            deps = run_dbt(["deps"], project_dir, profiles, log=log, cancel=cancel)
-            if not deps.ok:
-                return BuildResult(False, schema, errors=["dbt deps failed:", *deps.error_lines()],
-                                   log=deps.output, seconds=round(time.monotonic() - started, 3),
-                                   target_path=target)
+    with dbt_session(project_dir, database, schema, log=log, cancel=cancel) as (profiles, deps):
+        if deps is not None and not deps.ok:
+            return BuildResult(False, schema, errors=["dbt deps failed:", *deps.error_lines()],
+                               log=deps.output, seconds=round(time.monotonic() - started, 3),
+                               target_path=target)
         run = run_dbt(["build", "--target-path", str(target), *extra], project_dir, profiles, log=log,
                       cancel=cancel)
     # a copy where dbt (and people) look by default: target/manifest.json is the latest build's

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from bot.dbt.runner import run_dbt
 from bot.errors import RepoError
-from bot.impact.build import (BUILT_TYPES, BuildResult, Log, Target, build_prod, target_path_for,
-                              write_build_profile)
+from bot.impact.build import BUILT_TYPES, BuildResult, Log, Target, build_prod, dbt_session, target_path_for
 
 DEFAULT_PROD_SCHEMA = "prod"
 Relation = tuple[str, str]      # (schema, identifier)
@@ -80,12 +79,8 @@ def _parsed(base_dir: Path, target: Target, schema: str, log: Log | None) -> Pat
     """`dbt parse` of the base commit as the prod target: no relation is read or written."""
     out = target_path_for(base_dir, schema)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="layersync-profiles-") as tmp:
-        write_build_profile(Path(tmp), base_dir, target, schema)
-        if any((base_dir / f).exists() for f in ("packages.yml", "dependencies.yml")) \
-                and not (base_dir / "dbt_packages").exists():
-            run_dbt(["deps"], base_dir, Path(tmp), log=log)
-        run = run_dbt(["parse", "--target-path", str(out)], base_dir, Path(tmp), log=log)
+    with dbt_session(base_dir, target, schema, log=log) as (profiles, _deps):
+        run = run_dbt(["parse", "--target-path", str(out)], base_dir, profiles, log=log)
     if not run.ok or not (out / "manifest.json").exists():
         raise RepoError("the base commit does not parse: " + "; ".join(run.error_lines()[:3]))
     return out / "manifest.json"

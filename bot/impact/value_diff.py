@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from sqlglot import exp
 
-from bot.warehouse.base import Column, Warehouse
+from bot.warehouse.base import Warehouse
 
 DEFAULT_MAX_BUCKET_BITS = 16          # 65,536 buckets at most: DuckDB aggregates them in a perfect
                                       # hash table (an array indexed by the USMALLINT bucket)

@@ -38,7 +38,7 @@ from bot.dbt.runner import run_dbt
 from bot.errors import LayersyncError, RepoError, SemanticError
 from bot.gitops import RevisionReader
 from bot.impact.build import (BUILT_TYPES, BuildResult, Log, Target, _build, _schema_lock, _schemata,
-                              drop_schema, reading_schema, target_path_for, write_build_profile)
+                              dbt_session, drop_schema, reading_schema, target_path_for, write_build_profile)
 from bot.impact.prod import ProdEnv, ProdState, prepare_prod, relations
 from bot.impact.semantic_diff import BrokenField, broken_fields
 from bot.preview.envfile import env_file_path, render_env_file, schema_overrides, view_targets
@@ -375,15 +375,11 @@ def _guard(project: Path, target: Target, schema: str, protected: set[str], log:
     Parses into the build's own target path, so the build that follows parses partially (faster)."""
     out = target_path_for(project, schema)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="layersync-profiles-") as tmp:
-        write_build_profile(Path(tmp), project, target, schema)
-        if any((project / f).exists() for f in ("packages.yml", "dependencies.yml")) \
-                and not (project / "dbt_packages").exists():
-            deps = run_dbt(["deps"], project, Path(tmp), log=log, cancel=cancel)
-            cancel.check()
-            if not deps.ok:
-                raise PreviewError("dbt deps failed: " + "; ".join(deps.error_lines()[:3]))
-        run = run_dbt(["parse", "--target-path", str(out)], project, Path(tmp), log=log, cancel=cancel)
+    with dbt_session(project, target, schema, log=log, cancel=cancel) as (profiles, deps):
+        cancel.check()
+        if deps is not None and not deps.ok:
+            raise PreviewError("dbt deps failed: " + "; ".join(deps.error_lines()[:3]))
+        run = run_dbt(["parse", "--target-path", str(out)], project, profiles, log=log, cancel=cancel)
     cancel.check()
     if not run.ok or not (out / "manifest.json").exists():
         raise PreviewError("the branch does not parse: " + "; ".join(run.error_lines()[:3]))
