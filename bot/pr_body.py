@@ -10,12 +10,12 @@ ACTION_WORDS = {"added": "new column", "replaced": "expression replaced", "docum
                 "unchanged": "already up to date"}
 
 
-def _hidden_json(kind: str, value: object) -> str:
+def hidden_json(kind: str, value: object) -> str:
     """Machine-readable facts in an HTML comment; `-` escaped so no `--` can end the comment early."""
     return f"<!-- layersync:{kind} " + json.dumps(value, sort_keys=True).replace("-", "\\u002d") + " -->"
 
 
-def read_hidden_json(body: str | None, kind: str) -> object | None:
+def readhidden_json(body: str | None, kind: str) -> object | None:
     prefix = f"<!-- layersync:{kind} "
     start = (body or "").find(prefix)
     if start < 0:
@@ -56,7 +56,7 @@ def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skip
     facts = {"semantic_repo": semantic_repo, "semantic_commit": semantic_commit,
              "origin": list(origin) if origin else None,
              "fields": [[p.id, p.file, p.model, p.column] for p in pushed if p.dbt_sql]}
-    lines = [marker(branch), _hidden_json("facts", facts), "",
+    lines = [marker(branch), hidden_json("facts", facts), "",
              f"This PR moves logic from the semantic layer into dbt, from semantic-layer commit "
              f"`{semantic_commit[:12]}` of `{semantic_repo}`.", ""]
     if pushed:

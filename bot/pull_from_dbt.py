@@ -7,7 +7,6 @@ bot stops touching it and says so on the PR instead (their work is never overwri
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field as dc_field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +16,7 @@ from bot.dbt.changes import ProjectChanges, changes_between, describe
 from bot.errors import RepoError
 from bot.forge.base import Forge, PullRequest, truncate_body
 from bot.gitops import RevisionReader, Workspace, repo_remote
+from bot.pr_body import hidden_json
 from bot.semantic.reader import reader_for
 from bot.translate.pull import Note, PullPlan, plan_pull
 
@@ -100,9 +100,8 @@ def render_body(*, branch: str, dbt_label: str, dbt_commit: str, commit_line: st
                 changes: ProjectChanges, authors: list[str]) -> str:
     facts = {"dbt_repo": dbt_label, "dbt_commit": dbt_commit,
              "fields": sorted({n.field for n in plan.notes if n.field and n.kind != "altered"})}
-    lines = [marker(branch), "<!-- layersync:facts " + json.dumps(facts, sort_keys=True).replace("-", "\\u002d")
-             + " -->", "", f"dbt changed in `{dbt_label}` at {commit_line}; this PR keeps the semantic layer in step.",
-             ""]
+    lines = [marker(branch), hidden_json("facts", facts), "",
+             f"dbt changed in `{dbt_label}` at {commit_line}; this PR keeps the semantic layer in step.", ""]
     for kind, title in SECTIONS:
         notes = [n for n in plan.notes if n.kind == kind]
         if not notes:
