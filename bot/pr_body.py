@@ -15,7 +15,7 @@ def hidden_json(kind: str, value: object) -> str:
     return f"<!-- layersync:{kind} " + json.dumps(value, sort_keys=True).replace("-", "\\u002d") + " -->"
 
 
-def readhidden_json(body: str | None, kind: str) -> object | None:
+def read_hidden_json(body: str | None, kind: str) -> object | None:
     prefix = f"<!-- layersync:{kind} "
     start = (body or "").find(prefix)
     if start < 0:
