@@ -770,6 +770,20 @@ def _spec(expected: Any, field: _Field) -> dict:
     return block[field.name]
 
 
+def _rewrite_every_sql(doc: _Doc, expected: Any, rewrite: Callable[[str, bool], tuple[str, int]], inserted: str,
+                       spec_of: Callable[[_Field], dict] | None = None) -> None:
+    """Apply `rewrite(source, escaped)` to every field's `sql:`, in the file and in `expected` (found
+    there by `spec_of`, by default under the field's own name)."""
+    for field in doc.fields.values():
+        sql = _sql_of(doc, field)
+        if sql is None:
+            continue
+        new_sql, count = rewrite(sql, False)
+        if count:
+            (spec_of or (lambda f: _spec(expected, f)))(field)["sql"] = new_sql
+            doc.rewrite_sql(field, new_sql, rewrite, count, inserted)
+
+
 # --------------------------------------------------------------------------------------------
 # 1. add_dimension
 
@@ -965,15 +979,7 @@ def rename_column_refs(text: str, path: str, old: str, new: str) -> str:
     if old == new:
         return text
     expected = doc.expected()
-    for target in doc.fields.values():
-        sql = _sql_of(doc, target)
-        if sql is None:
-            continue
-        new_sql, count = _rewrite_table_refs(sql, old, new)
-        if not count:
-            continue
-        _spec(expected, target)["sql"] = new_sql
-        doc.rewrite_sql(target, new_sql, lambda src, esc: _rewrite_table_refs(src, old, new, esc), count, new)
+    _rewrite_every_sql(doc, expected, lambda src, esc: _rewrite_table_refs(src, old, new, esc), new)
     return doc.finish(expected, f"renaming column `{old}` to `{new}`")
 
 
@@ -1109,16 +1115,8 @@ def rename_field(text: str, path: str, old: str, new: str, *, keep_alias: bool =
     else:
         spec["aliases"] = aliases
     expected[target.section] = {(new if key == old else key): value for key, value in block.items()}
-    for field in doc.fields.values():
-        sql = _sql_of(doc, field)
-        if sql is None:
-            continue
-        new_sql, count = _rewrite_field_refs(sql, view, old, new, local=True)
-        if count:
-            section = expected[field.section]
-            section[new if field.name == old else field.name]["sql"] = new_sql
-            doc.rewrite_sql(field, new_sql,
-                            lambda src, esc: _rewrite_field_refs(src, view, old, new, True, esc), count, new)
+    _rewrite_every_sql(doc, expected, lambda src, esc: _rewrite_field_refs(src, view, old, new, True, esc), new,
+                       lambda f: expected[f.section][new if f.name == old else f.name])
     return doc.finish(expected, f"renaming field `{old}` to `{new}`")
 
 
@@ -1129,15 +1127,7 @@ def rename_field_refs(text: str, path: str, view: str, old: str, new: str) -> st
     if old == new:
         return text
     expected = doc.expected()
-    for field in doc.fields.values():
-        sql = _sql_of(doc, field)
-        if sql is None:
-            continue
-        new_sql, count = _rewrite_field_refs(sql, view, old, new, local=False)
-        if count:
-            _spec(expected, field)["sql"] = new_sql
-            doc.rewrite_sql(field, new_sql,
-                            lambda src, esc: _rewrite_field_refs(src, view, old, new, False, esc), count, new)
+    _rewrite_every_sql(doc, expected, lambda src, esc: _rewrite_field_refs(src, view, old, new, False, esc), new)
     return doc.finish(expected, f"renaming `${{{view}.{old}}}` to `${{{view}.{new}}}`")
 
 
