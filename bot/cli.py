@@ -139,13 +139,19 @@ def format_push_result(result) -> str:
     for s in result.skipped:
         where = f"{s.file}:{s.line}: " if s.file and s.line else ""
         lines.append(f"skipped  {s.id}: {where}{s.reason}")
+    return "\n".join(lines + _outcome_lines(result, 9, " (no new commit)"))
+
+
+def _outcome_lines(result, width: int, no_commit: str) -> list[str]:
+    """The branch, the PR and the message a job ends with, labels padded to `width`."""
+    lines = []
     if result.branch:
-        lines.append(f"branch   {result.branch}" + (f" @ {result.commit[:12]}" if result.commit else " (no new commit)"))
+        lines.append(f"{'branch':<{width}}{result.branch}" + (f" @ {result.commit[:12]}" if result.commit else no_commit))
     if result.pr:
-        lines.append(f"PR       #{result.pr.number} {result.pr.url} ({result.message})")
+        lines.append(f"{'PR':<{width}}#{result.pr.number} {result.pr.url} ({result.message})")
     elif result.message:
         lines.append(result.message)
-    return "\n".join(lines)
+    return lines
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
@@ -161,13 +167,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 def format_pull_result(result) -> str:
     lines = [f"{n.kind:<16} {n.field or ''}{': ' if n.field else ''}{n.text}"
              + (f" ({n.file}:{n.line})" if n.file and n.line else "") for n in result.notes]
-    if result.branch:
-        lines.append(f"branch           {result.branch}" + (f" @ {result.commit[:12]}" if result.commit else ""))
-    if result.pr:
-        lines.append(f"PR               #{result.pr.number} {result.pr.url} ({result.message})")
-    elif result.message:
-        lines.append(result.message)
-    return "\n".join(lines)
+    return "\n".join(lines + _outcome_lines(result, 17, ""))
 
 
 def _cmd_prs(args: argparse.Namespace) -> int:
