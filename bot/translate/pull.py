@@ -20,7 +20,7 @@ from bot.dbt.changes import ColumnChange, ColumnInfo, ModelChange, ProjectChange
 from bot.dbt.project import normalise_table_name
 from bot.errors import SemanticError
 from bot.semantic import editor
-from bot.semantic.dependents import Dependent, DependencyIndex
+from bot.semantic.dependents import DependencyIndex
 from bot.semantic.model import Field, View
 from bot.semantic.reader import OmniYamlReader
 from bot.semantic.refs import plain_column
@@ -301,18 +301,15 @@ class PullPlanner:
 
     # -------------------------------------------------------------- reports
 
-    def _dependents(self, model: str, column: str | None) -> list[Dependent]:
-        return self.index.dependents(model, column)
-
     def _altered(self, change: ColumnChange, what: str, measures_only: bool = False) -> None:
-        for dep in self._dependents(change.model, change.column):
+        for dep in self.index.dependents(change.model, change.column):
             if measures_only and dep.kind != "measure":
                 continue
             self.notes.append(Note("altered", f"`{dep.id}` may change: {what}", *_where(change),
                                    file=dep.location.file, line=dep.location.line, field=dep.id, via=dep.via))
 
     def _broken(self, model: str, column: str | None, what: str, change: ColumnChange | ModelChange) -> None:
-        for dep in self._dependents(model, column):
+        for dep in self.index.dependents(model, column):
             chain = f" (through {' → '.join(dep.via)})" if len(dep.via) > 1 else ""
             reason = f"{what} in dbt commit {self.commit[:7]}" + (f" (via {dep.via[0]})" if len(dep.via) > 1 else "")
             if dep.id not in self.marked:
