@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from typing import Iterator
 
 
@@ -20,3 +21,20 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def enable_wal(conn: sqlite3.Connection, *, attempts: int = 200, pause_s: float = 0.05) -> None:
+    """Put the file in WAL mode (persistent), tolerating other processes opening it at the same moment.
+
+    Switching the journal mode needs a brief exclusive lock, and SQLite reports "database is locked"
+    at once for it instead of waiting on the busy handler; so several processes opening a fresh file
+    together (two `layersync preview` runs, a worker and the receiver) must retry.
+    """
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)

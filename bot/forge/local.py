@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime, timezone
@@ -39,7 +38,7 @@ from bot.forge.base import (
     format_pr_table,
     truncate_body,
 )
-from bot.sqlite_tx import immediate
+from bot.sqlite_tx import enable_wal, immediate
 
 __all__ = ["LocalForge", "format_pr_table"]
 
@@ -211,7 +210,7 @@ class LocalForge:
                 # writes. The mode is persistent in the file; switching needs a
                 # brief exclusive lock, which a concurrent first use can
                 # contend for, hence the retry.
-                self._retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+                enable_wal(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -230,18 +229,6 @@ class LocalForge:
             finally:
                 conn.close()
             self._schema_ready = True
-
-    @staticmethod
-    def _retry_locked(action: Callable[[], object], attempts: int = 50) -> None:
-        """Retry an operation that SQLite refuses with "database is locked" instead of waiting on the busy handler."""
-        for attempt in range(attempts):
-            try:
-                action()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == attempts - 1:
-                    raise
-                time.sleep(0.05)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from bot.sqlite_tx import immediate
+from bot.sqlite_tx import enable_wal, immediate
 
 __all__ = ["Job", "JobQueue", "job_key", "STATES"]
 
@@ -130,7 +130,7 @@ class JobQueue:
         conn = self._conn()
         # journal_mode=WAL is persistent in the file; creating the schema is idempotent. Both are
         # done under the write lock so several processes opening a fresh file at once don't clash.
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn)
         with self._write(conn):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from bot.errors import LayersyncError
 from bot.preview.names import preview_schema_name
-from bot.sqlite_tx import immediate
+from bot.sqlite_tx import enable_wal, immediate
 
 STATUSES = ("building", "ready", "failed", "cancelled")
 
@@ -139,7 +139,7 @@ class Registry:
         self._busy = busy_timeout_ms
         self._local = threading.local()
         conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn)
         with immediate(conn):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
