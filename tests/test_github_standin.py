@@ -484,9 +484,10 @@ def test_git_large_push_is_streamed(gh, tmp_path):
     git("push", "--quiet", "origin", "HEAD:refs/heads/big", cwd=work, env=env)
     assert gh.branch_sha(REPO, "big") == git("rev-parse", "HEAD", cwd=work, env=env).stdout.strip()
     assert any(r.chunked and r.service == "git-receive-pack" for r in gh.git_requests)
-    # many local commits the server lacks make the fetch negotiation ("have" lines) big enough for git to gzip
-    for i in range(60):
-        git("commit", "-q", "--allow-empty", "-m", f"local {i}", cwd=work, env=env)
+    # git gzips a negotiation request over 1 KiB; forty new branches, each its own commit, put forty
+    # `want` lines (50 bytes each) in the very first request, whatever the "have" rounds do
+    for i in range(40):
+        gh.commit(REPO, f"many/{i}", {f"m{i}.txt": f"{i}\n"}, parent="main")
     gh.commit(REPO, "main", {"c.txt": "c\n"})
     git("fetch", "--quiet", "origin", cwd=work, env=env)
     assert git("rev-parse", "origin/main", cwd=work, env=env).stdout.strip() == gh.branch_sha(REPO, "main")
