@@ -592,3 +592,42 @@ def test_committed_manifest_is_read_at_each_revision(jaffle_repo: Path) -> None:
     change = changes.changes[0]
     assert change.after.description == "Total amount paid for the order, across all methods."
     assert change.detail == "data_type integer → decimal(18,2)"
+
+
+# --------------------------------------------------------------------------
+# Relations a view can name: aliases, seeds, sources, snapshots
+# --------------------------------------------------------------------------
+
+
+def test_relation_names_come_from_the_manifest_then_yaml_config_then_the_sql_config() -> None:
+    project = files(orders_sql="{{ config(alias='fct_orders') }}\n" + ORDERS_SQL,
+                    customers_yml=CUSTOMERS_YML.replace("  - name: customers\n",
+                                                        "  - name: customers\n    config:\n      alias: dim_customers\n"))
+    snapshot = snapshot_project(MemoryStore(project))
+    assert snapshot.models["orders"].relation_name == "fct_orders"
+    assert snapshot.models["customers"].relation_name == "dim_customers"
+    assert snapshot.models_by_relation() == {"fct_orders": "orders", "dim_customers": "customers"}
+    manifest = {"nodes": {"model.p.orders": {"resource_type": "model", "name": "orders", "alias": "orders_v2",
+                                             "original_file_path": "models/orders.sql", "columns": {}}}}
+    assert snapshot_project(MemoryStore(project), manifest).models["orders"].relation_name == "orders_v2"
+    assert snapshot_project(MemoryStore(files())).models_by_relation() == {}
+
+
+def test_seeds_sources_and_snapshots_are_known_relations_but_not_models() -> None:
+    project = files(**{
+        "seeds/raw_orders.csv": "id,user_id\n1,1\n",
+        "models/_sources.yml": "version: 2\nsources:\n  - name: shop\n    tables:\n      - name: events\n"
+                               "      - name: payments\n        identifier: PAYMENTS_V1\n",
+        "snapshots/orders_snapshot.sql": "{% snapshot orders_history %}\nselect * from {{ ref('orders') }}\n"
+                                         "{% endsnapshot %}\n",
+    })
+    snapshot = snapshot_project(MemoryStore(project))
+    assert snapshot.others == {"raw_orders", "events", "payments_v1", "orders_history"}
+    assert set(snapshot.models) == {"customers", "orders"}
+    assert snapshot.knows("RAW_ORDERS") and snapshot.knows("orders") and not snapshot.knows("nowhere")
+
+
+def test_a_new_alias_renames_the_relation_views_read() -> None:
+    changes = diff(files(), files(orders_sql="{{ config(alias='fct_orders') }}\n" + ORDERS_SQL))
+    assert kinds(changes) == [("model_renamed", "orders", "orders", None)]
+    assert "orders → fct_orders" in describe(changes.changes[0])

@@ -59,3 +59,20 @@ def test_measures_move_in_total_and_by_group_and_broken_fields_are_named(warehou
     assert by_status["completed"].delta == completed and by_status["placed"].delta == 0
     assert [(b.id, b.line) for b in diff.broken] == [("orders.discount", 8)]
     assert "discount" in diff.broken[0].reason
+
+
+def test_a_view_naming_an_aliased_model_gets_its_key_and_is_matched_to_the_model() -> None:
+    from bot.impact.prod import models_by_relation
+    from bot.impact.run import _keys, _model_of
+
+    manifest = {"nodes": {
+        "model.p.orders": {"resource_type": "model", "name": "orders", "alias": "fct_orders", "schema": "prod",
+                           "config": {"materialized": "table"}},
+        "model.p.customers": {"resource_type": "model", "name": "customers", "alias": "customers", "schema": "prod",
+                              "config": {"materialized": "table"}},
+    }}
+    view = OmniYamlReader().read("table_name: analytics.FCT_ORDERS\ndimensions:\n  order_id:\n    primary_key: true\n",
+                                 "orders.view.yaml")
+    assert models_by_relation(manifest) == {"fct_orders": "orders"}
+    assert _model_of(view, models_by_relation(manifest)) == "orders"
+    assert _keys(manifest, [view]) == {"orders": ["order_id"]}

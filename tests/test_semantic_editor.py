@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bot.errors import SemanticError
 from bot.semantic.editor import (
     add_dimension, label_from_name, mark_broken, rename_column_refs, rename_field, rename_field_refs,
-    set_allowed_values, set_description, set_primary_key, unmark,
+    set_allowed_values, set_description, set_primary_key, set_table_name, unmark,
 )
 from bot.semantic.reader import OmniYamlReader
 
@@ -627,3 +627,21 @@ def test_other_edits_round_trip(data) -> None:
     added = add_dimension(text, path, new, description=description)
     assert read(added, path).fields[new].description == description
     assert add_dimension(added, path, new) is added
+
+
+@pytest.mark.parametrize("line, relation, expected", [
+    ("table_name: orders   # the mart\n", "fct_orders", "table_name: fct_orders   # the mart\n"),
+    ("table_name: analytics.orders\n", "fct_orders", "table_name: analytics.fct_orders\n"),
+    ("sql_table_name: 'db.analytics.\"Orders\"'\n", "fct_orders", "sql_table_name: db.analytics.\"fct_orders\"\n"),
+])
+def test_set_table_name_keeps_the_schema_quoting_and_comments(line: str, relation: str, expected: str) -> None:
+    text = "# view\n" + line + "dimensions:\n  id: {}   # key\n"
+    edited = set_table_name(text, "v.view.yaml", relation)
+    assert edited == "# view\n" + expected + "dimensions:\n  id: {}   # key\n"
+    assert set_table_name(edited, "v.view.yaml", relation) == edited
+
+
+def test_set_table_name_without_a_table_name_is_an_error_with_the_file() -> None:
+    with pytest.raises(SemanticError) as caught:
+        set_table_name("dimensions:\n  id: {}\n", "v.view.yaml", "x")
+    assert caught.value.file == "v.view.yaml"

@@ -134,3 +134,64 @@ def test_semantic_type() -> None:
     assert [semantic_type(t) for t in ("BIGINT", "varchar(20)", "timestamp with time zone", "DATE", "boolean",
                                        "numeric(10,2)", None, "struct")] == [
         "number", "string", "timestamp", "date", "yesno", "number", None, None]
+
+
+ALIAS = "{{ config(alias='fct_orders') }}\n"
+
+
+def _reading(views: dict[str, str], relation: str) -> dict[str, str]:
+    return {**views, "views/orders.view.yaml": views["views/orders.view.yaml"].replace(
+        "table_name: orders          #", f"table_name: {relation}  #", 1)}
+
+
+def test_a_new_alias_points_the_views_at_the_new_relation(dbt) -> None:
+    plan = _plan(dbt, {ORDERS_SQL: lambda t: ALIAS + t})
+    text = plan.files["views/orders.view.yaml"]
+    assert "table_name: fct_orders          # the dbt model (by model name or alias)\n" in text
+    assert text.replace("fct_orders", "orders", 1) == _views()["views/orders.view.yaml"]   # nothing else moved
+    (note,) = [n for n in plan.notes if n.kind == "renamed"]
+    assert "now reads `fct_orders`" in note.text and note.file == "views/orders.view.yaml" and not plan.problems
+
+
+def test_a_renamed_model_file_points_the_views_at_it(dbt) -> None:
+    def move(text: str) -> str:
+        (dbt.repo / "models/marts/fct_orders.sql").write_text(text)
+        return text
+    base, _ = dbt({ORDERS_SQL: move})
+    (dbt.repo / ORDERS_SQL).unlink()
+    head = _commit(dbt.repo, {MARTS_YML: lambda t: t.replace("  - name: orders\n", "  - name: fct_orders\n", 1)})
+    plan = plan_pull(changes_between(dbt.repo, base, head), _views(), dbt_commit=head)
+    view = OmniYamlReader().read(plan.files["views/orders.view.yaml"], "views/orders.view.yaml")
+    assert view.table_name == "fct_orders" and not plan.broken and not plan.problems
+
+
+def _commit(repo: Path, edit: dict) -> str:
+    for path, fn in edit.items():
+        (repo / path).write_text(fn((repo / path).read_text()))
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "edit")
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def test_views_naming_an_alias_follow_its_models_columns(dbt) -> None:
+    dbt({ORDERS_SQL: lambda t: ALIAS + t})
+    views = _reading(_views(), "analytics.FCT_ORDERS")
+    base, head = dbt({ORDERS_SQL: lambda t: t.replace("    orders.status,\n", "", 1)})
+    plan = plan_pull(changes_between(dbt.repo, base, head), views, dbt_commit=head)
+    assert {n.field for n in plan.broken} >= {"orders.status", "orders.is_returned"}
+    assert not plan.problems
+
+
+def test_views_on_seeds_and_sources_are_not_missing_models_but_unknown_tables_are(dbt) -> None:
+    (dbt.repo / "seeds").mkdir()
+    (dbt.repo / "seeds/raw_orders.csv").write_text("id,user_id,order_date,status\n")
+    (dbt.repo / "models/_sources.yml").write_text(
+        "version: 2\nsources:\n  - name: app\n    tables:\n      - name: events\n        identifier: app_events\n")
+    views = _views()
+    views["views/raw.view.yaml"] = "table_name: raw_orders\ndimensions:\n  id: {}\n"
+    views["views/events.view.yaml"] = "table_name: app.app_events\ndimensions:\n  id: {}\n"
+    views["views/ghost.view.yaml"] = "table_name: ghost_table\ndimensions:\n  id: {}\n"
+    base, head = dbt({MARTS_YML: lambda t: t.replace("Date the order was placed.", "When the order was placed.")})
+    plan = plan_pull(changes_between(dbt.repo, base, head), views, dbt_commit=head)
+    assert [(n.file, n.line) for n in plan.problems] == [("views/ghost.view.yaml", 1)]
+    assert "`ghost_table`, which is no model, seed, source" in plan.problems[0].text

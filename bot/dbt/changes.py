@@ -16,8 +16,8 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Literal, Mapping
 
 import sqlglot
@@ -29,7 +29,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
 from bot.dbt import model_sql
-from bot.dbt.project import YAML_SUFFIXES, DbtProject, FileStore, MemoryStore
+from bot.dbt.project import YAML_SUFFIXES, DbtProject, FileStore, MemoryStore, config_alias
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
 
@@ -125,6 +125,12 @@ class ModelSnapshot:
     sql_key: str | None = None  # normalised SQL: equal keys mean the same model under another name
     yaml_file: str | None = None
     yaml_line: int | None = None
+    relation: str = ""  # the warehouse relation's name (dbt's alias), lower case; "" means the name
+
+    @property
+    def relation_name(self) -> str:
+        """The name a view uses for this model's relation."""
+        return self.relation or self.name.lower()
     star_free: bool = False     # every `*` resolved: a column named in the SQL before and not now is gone
 
 
@@ -134,6 +140,16 @@ class ProjectSnapshot:
     problems: tuple[Problem, ...] = ()
     unreadable: frozenset[str] = frozenset()  # YAML files that did not load: their docs are unknown
     dialect: str = "duckdb"
+    others: frozenset[str] = frozenset()  # relations dbt makes or reads that are not models: seeds, sources, snapshots
+
+    def models_by_relation(self) -> dict[str, str]:
+        """Aliased models by the relation name a view sees (`fct_orders` → `orders`)."""
+        return {m.relation: key for key, m in self.models.items() if m.relation and m.relation != key}
+
+    def knows(self, relation: str) -> bool:
+        """Whether a view naming `relation` reads something this project makes or declares."""
+        wanted = relation.lower()
+        return wanted in self.models or wanted in self.models_by_relation() or wanted in self.others
 
 
 @dataclass(frozen=True)
@@ -436,6 +452,7 @@ class _YamlModel:
     name: str
     line: int | None
     columns: tuple[_YamlColumn, ...]
+    alias: str | None = None
 
 
 def _plain(node: Any) -> Any:
@@ -526,29 +543,61 @@ def _yaml_column(entry: Mapping[str, Any], line: int | None) -> _YamlColumn:
                        tuple(sorted(names)), accepted, meta, line)
 
 
+@dataclass(frozen=True)
+class _YamlFile:
+    models: tuple[_YamlModel, ...] = ()
+    problems: tuple[tuple[int | None, str], ...] = ()
+    loaded: bool = True
+    others: tuple[str, ...] = ()  # source tables (their identifiers) and snapshots it declares
+
+
+def _config_value(entry: Mapping, key: str) -> str | None:
+    config = entry.get("config")
+    value = config.get(key) if isinstance(config, Mapping) else None
+    return str(value) if isinstance(value, str) and value.strip() else None
+
+
+def _declared_others(data: Mapping) -> tuple[str, ...]:
+    """Relations a properties file declares that are not models: a view may read them, and the
+    pull must not call that a missing model. Malformed entries are dbt's to report."""
+    names: list[str] = []
+    for source in data.get("sources") or [] if isinstance(data.get("sources"), list) else []:
+        tables = source.get("tables") if isinstance(source, Mapping) else None
+        for table in tables if isinstance(tables, list) else []:
+            if isinstance(table, Mapping) and table.get("name") is not None:
+                names.append(str(table.get("identifier") or table["name"]))
+    for snapshot in data.get("snapshots") or [] if isinstance(data.get("snapshots"), list) else []:
+        if isinstance(snapshot, Mapping) and snapshot.get("name") is not None:
+            names.append(_config_value(snapshot, "alias") or str(snapshot["name"]))
+    return tuple(n.lower() for n in names)
+
+
 @functools.lru_cache(maxsize=1024)
-def _yaml_models(text: str) -> tuple[tuple[_YamlModel, ...], tuple[tuple[int | None, str], ...], bool]:
-    """(models, (line, message) problems, loaded): cached by content like the SQL."""
+def _yaml_models(text: str) -> _YamlFile:
+    """The models (and problems) of one properties file: cached by content like the SQL."""
     body = text[1:] if text.startswith("\ufeff") else text
     yaml = YAML(typ="rt")
     try:
         data = yaml.load(body)
     except DuplicateKeyError as exc:
-        return (), ((_mark_line(exc), f"duplicate key: {exc.problem}"),), False
+        return _YamlFile(problems=((_mark_line(exc), f"duplicate key: {exc.problem}"),), loaded=False)
     except MarkedYAMLError as exc:
         detail = " ".join(p for p in (exc.context, exc.problem) if p)
-        return (), ((_mark_line(exc), f"invalid YAML: {detail}"),), False
+        return _YamlFile(problems=((_mark_line(exc), f"invalid YAML: {detail}"),), loaded=False)
     except YAMLError as exc:
-        return (), ((None, f"invalid YAML: {exc}"),), False
+        return _YamlFile(problems=((None, f"invalid YAML: {exc}"),), loaded=False)
     if data is None:
-        return (), (), True
+        return _YamlFile()
     if not isinstance(data, Mapping):
-        return (), ((_node_line(data) or 1, "the top level of a dbt properties file must be a mapping"),), False
+        return _YamlFile(problems=((_node_line(data) or 1, "the top level of a dbt properties file must be a mapping"),),
+                         loaded=False)
+    others = _declared_others(data)
     entries = data.get("models")
     if entries is None:
-        return (), (), True
+        return _YamlFile(others=others)
     if not isinstance(entries, list):
-        return (), ((_key_line(data, "models"), "`models:` must be a list"),), False
+        return _YamlFile(problems=((_key_line(data, "models"), "`models:` must be a list"),), loaded=False,
+                         others=others)
     models: list[_YamlModel] = []
     problems: list[tuple[int | None, str]] = []
     for index, entry in enumerate(entries):
@@ -566,8 +615,9 @@ def _yaml_models(text: str) -> tuple[tuple[_YamlModel, ...], tuple[tuple[int | N
             else:
                 problems.append((_item_line(raw, position),
                                  f"entry {position + 1} of the columns of model {entry['name']} has no name"))
-        models.append(_YamlModel(str(entry["name"]), _node_line(entry), tuple(columns)))
-    return tuple(models), tuple(problems), True
+        models.append(_YamlModel(str(entry["name"]), _node_line(entry), tuple(columns),
+                                 alias=_config_value(entry, "alias")))
+    return _YamlFile(tuple(models), tuple(problems), True, others)
 
 
 def _mark_line(exc: MarkedYAMLError) -> int | None:
@@ -658,11 +708,11 @@ def snapshot_project(store: FileStore, manifest: dict | None = None, dialect: st
         text = store.read_text(path)
         if text is None:
             continue
-        declared, yaml_problems, loaded = _yaml_models(text)
-        problems += [Problem(path, line, message) for line, message in yaml_problems]
-        if not loaded:
+        parsed = _yaml_models(text)
+        problems += [Problem(path, line, message) for line, message in parsed.problems]
+        if not parsed.loaded:
             unreadable.add(path)
-        for entry in declared:
+        for entry in parsed.models:
             key = entry.name.lower()
             if key in docs:
                 first_file, first = docs[key]
@@ -691,14 +741,46 @@ def snapshot_project(store: FileStore, manifest: dict | None = None, dialect: st
         if node is not None:
             node_columns = {str(k).lower(): v for k, v in (node.get("columns") or {}).items() if isinstance(v, Mapping)}
             columns = {k: _with_manifest(c, node_columns[k]) if k in node_columns else c for k, c in columns.items()}
+        alias = (node or {}).get("alias") or (yaml_model.alias if yaml_model else None) or config_alias(text)
         snapshots[key] = ModelSnapshot(
             name=model.name, path=model.path, columns=columns,
             complete=shape.complete if shape else False, sql_ok=shape is not None,
             star_free=shape.star_free if shape else False,
             sql_key=shape.key if shape else None,
             yaml_file=yaml_file, yaml_line=yaml_model.line if yaml_model else None,
+            relation=str(alias).lower() if alias and str(alias).lower() != key else "",
         )
-    return ProjectSnapshot(snapshots, tuple(problems), frozenset(unreadable), dialect)
+    return ProjectSnapshot(snapshots, tuple(problems), frozenset(unreadable), dialect,
+                           frozenset(_other_relations(project, store)))
+
+
+def _other_relations(project: DbtProject, store: FileStore) -> set[str]:
+    """Seeds (their CSV files), sources and snapshots: relations a view may read that no model makes."""
+    names: set[str] = set()
+    for path in project.model_paths + project.snapshot_paths:
+        for file in store.list_files(path):
+            if file.endswith(YAML_SUFFIXES):
+                names.update(_yaml_models(store.read_text(file) or "").others)
+            elif file.endswith(".sql") and any(file.startswith(root + "/") for root in project.snapshot_paths):
+                names.update(_snapshot_blocks(store.read_text(file) or ""))
+    for path in project.seed_paths:
+        names.update(PurePosixPath(f).stem.lower() for f in store.list_files(path) if f.endswith(".csv"))
+    return names
+
+
+def _snapshot_blocks(text: str) -> list[str]:
+    """Names of `{% snapshot name %}` blocks: Jinja tags, read token by token (this is not SQL)."""
+    names: list[str] = []
+    start = text.find("{%")
+    while start >= 0:
+        end = text.find("%}", start)
+        if end < 0:
+            break
+        words = text[start + 2:end].strip("-+ \t\r\n").split()
+        if len(words) >= 2 and words[0] == "snapshot":
+            names.append(words[1].lower())
+        start = text.find("{%", end)
+    return names
 
 
 def _merge(model: str, path: str, shape: _SqlShape | None, yaml_file: str | None,
@@ -959,7 +1041,11 @@ def diff_projects(before: ProjectSnapshot, after: ProjectSnapshot) -> ProjectCha
             model = after.models[new_key]
             changes.append(ModelChange("model_added", model.name, None, model.path, 1, f"{model.path} added"))
     for key in sorted(set(before.models) & set(after.models)):
-        changes += _column_changes(before, after, before.models[key], after.models[key])
+        old, now = before.models[key], after.models[key]
+        if old.relation_name != now.relation_name:   # a new alias: views name the relation, not the model
+            changes.append(ModelChange("model_renamed", old.name, now.name, now.path, 1,
+                                       f"its relation {old.relation_name} → {now.relation_name} (alias)"))
+        changes += _column_changes(before, after, old, now)
 
     changes.sort(key=_sort_key)
     problems = list(after.problems) + [p for p in before.problems if p not in set(after.problems)]
@@ -990,7 +1076,7 @@ def _snapshot_at(reader: RevisionReader, rev: str, dialect: str) -> ProjectSnaps
     snapshot = snapshot_project(store, manifest, dialect)
     if not problems:
         return snapshot
-    return ProjectSnapshot(snapshot.models, tuple(problems) + snapshot.problems, snapshot.unreadable, dialect)
+    return replace(snapshot, problems=tuple(problems) + snapshot.problems)
 
 
 def changes_between(repo_path: Path | str, base_rev: str, head_rev: str, dialect: str = "duckdb") -> ProjectChanges:

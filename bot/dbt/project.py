@@ -69,7 +69,7 @@ class Model:
     directory: str
 
 
-def _config_alias(sql: str) -> str | None:
+def config_alias(sql: str) -> str | None:
     """`alias=` from a `{{ config(...) }}` call; Jinja call syntax is Python's, so `ast` reads it."""
     start = sql.find("config(")
     while start >= 0:
@@ -96,6 +96,15 @@ def normalise_table_name(table_name: str) -> str:
     return last.strip('"`[]').lower()
 
 
+def _paths(data: Mapping, *keys: str, default: str) -> list[str]:
+    """A `*-paths` setting of dbt_project.yml (the first key set; older dbt spellings after it)."""
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, list) and value:
+            return [str(p).rstrip("/") for p in value]
+    return [default]
+
+
 class DbtProject:
     def __init__(self, store: FileStore):
         self.store = store
@@ -110,7 +119,9 @@ class DbtProject:
                             mark.line + 1 if mark else None) from None
         self.name: str = str(data.get("name", ""))
         self.profile: str = str(data.get("profile") or self.name)
-        self.model_paths: list[str] = [str(p).rstrip("/") for p in data.get("model-paths") or data.get("source-paths") or ["models"]]
+        self.model_paths: list[str] = _paths(data, "model-paths", "source-paths", default="models")
+        self.seed_paths: list[str] = _paths(data, "seed-paths", "data-paths", default="seeds")
+        self.snapshot_paths: list[str] = _paths(data, "snapshot-paths", default="snapshots")
         self._models: dict[str, Model] | None = None
         self._listing: list[str] | None = None
         self._declared: dict[tuple[str, int], list[str]] = {}
@@ -139,7 +150,7 @@ class DbtProject:
             return models[wanted]
         for model in models.values():
             text = self.store.read_text(model.path) or ""
-            if "alias" in text and (_config_alias(text) or "").lower() == wanted:
+            if "alias" in text and (config_alias(text) or "").lower() == wanted:
                 return model
         for path in self._yaml_files():
             text = self.store.read_text(path) or ""

@@ -55,6 +55,12 @@ def relations(manifest: dict) -> dict[str, Relation]:
     return found
 
 
+def models_by_relation(*manifests: dict) -> dict[str, str]:
+    """Aliased nodes by the relation name a semantic view uses (`fct_orders` → `orders`)."""
+    return {alias.lower(): name for manifest in manifests for name, (_schema, alias) in relations(manifest).items()
+            if alias.lower() != name.lower()}
+
+
 def _load(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

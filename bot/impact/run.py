@@ -14,7 +14,7 @@ from bot.errors import RepoError
 from bot.gitops import RevisionReader
 from bot.impact.build import Target, build_dev, dev_schema_name, reading_schema
 from bot.impact.lineage import lineage, mermaid
-from bot.impact.prod import DEFAULT_PROD_SCHEMA, ProdEnv, prepare_prod, relations
+from bot.impact.prod import DEFAULT_PROD_SCHEMA, ProdEnv, models_by_relation, prepare_prod, relations
 from bot.impact.report import SCHEMA_VERSION, gate
 from bot.impact.schema_diff import schema_and_rows
 from bot.impact.semantic_diff import semantic_diff
@@ -47,6 +47,11 @@ def _views(semantic_repo: Path | None, rev: str = "HEAD") -> list[View]:
     return views
 
 
+def _model_of(view: View, aliases: dict[str, str]) -> str:
+    relation = normalise_table_name(view.table_name)
+    return aliases.get(relation, relation)
+
+
 def _keys(manifest: dict, views: list[View]) -> dict[str, list[str]]:
     """Primary keys per model: the semantic layer's `primary_key`, else dbt's unique + not_null tests."""
     keys: dict[str, list[str]] = {}
@@ -59,10 +64,11 @@ def _keys(manifest: dict, views: list[View]) -> dict[str, list[str]]:
     for (model, column), names in tested.items():
         if names == {"unique", "not_null"}:
             keys.setdefault(model, [column])
+    aliases = models_by_relation(manifest)
     for view in views:
         pk = [f.name for f in view.fields.values() if f.primary_key and f.kind == "dimension"]
         if pk:
-            keys[normalise_table_name(view.table_name)] = pk
+            keys[_model_of(view, aliases)] = pk
     return keys
 
 
@@ -101,8 +107,8 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
         views = _views(semantic_repo)
         changed = list(dict.fromkeys([*graph.modified, *graph.added, *graph.descendants]))
         prod_rel, dev_rel = relations(before), relations(after) if after is not before else {}
-        reading = {v.name: normalise_table_name(v.table_name) for v in views
-                   if normalise_table_name(v.table_name) in changed}
+        aliases = models_by_relation(before, after)
+        reading = {v.name: _model_of(v, aliases) for v in views if _model_of(v, aliases) in changed}
         doc: dict[str, Any] = {
             "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": prod.schema,
             "dev_schema": dev_schema, "database": target.describe(), "warehouse": target.kind,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -73,14 +73,17 @@ def reads(view: View, item: Field, dialect: str, views: dict[str, View] | None =
 class DependencyIndex:
     """Every field's reads, inverted: column → readers, field → fields that refer to it."""
 
-    def __init__(self, views: Iterable[View], dialect: str = "duckdb"):
+    def __init__(self, views: Iterable[View], dialect: str = "duckdb", relations: Mapping[str, str] | None = None):
+        """`relations`: model by relation name for models dbt aliases, so a view naming the alias
+        (`table_name: analytics.fct_orders`) depends on the model (`orders`)."""
         self.views = {v.name: v for v in views}
         self.dialect = dialect
+        self._relations = {k.lower(): v.lower() for k, v in (relations or {}).items()}
         self._column_readers: dict[tuple[str, str], list[FieldKey]] = defaultdict(list)
         self._referrers: dict[FieldKey, list[FieldKey]] = defaultdict(list)
         self.unparsed: list[Field] = []
         for view in self.views.values():
-            model = normalise_table_name(view.table_name)
+            model = self.model_of(view)
             for item in view.fields.values():
                 found = reads(view, item, dialect, self.views)
                 if not found.parsed:
@@ -90,8 +93,13 @@ class DependencyIndex:
                 for key in sorted(found.fields):
                     self._referrers[key].append((view.name, item.name))
 
+    def model_of(self, view: View) -> str:
+        """The dbt model (lower case) a view reads."""
+        relation = normalise_table_name(view.table_name)
+        return self._relations.get(relation, relation)
+
     def views_reading(self, model: str) -> list[View]:
-        return [v for v in self.views.values() if normalise_table_name(v.table_name) == model.lower()]
+        return [v for v in self.views.values() if self.model_of(v) == model.lower()]
 
     def direct_readers(self, model: str, column: str) -> list[Field]:
         return [self.views[v].fields[f] for v, f in self._column_readers.get((model.lower(), column.lower()), [])]

@@ -1246,3 +1246,24 @@ def set_allowed_values(text: str, path: str, field: str, values: list[str]) -> s
     else:
         _spec(expected, target).pop("allowed_values", None)
     return doc.finish(expected, f"setting the allowed values of `{target.name}`")
+
+
+def set_table_name(text: str, path: str, relation: str) -> str:
+    """Point the view at the relation dbt now builds: the last part of `table_name` becomes
+    `relation`; a schema (or database.schema) before it and the quoting of that part are kept."""
+    doc = _Doc(text, path)
+    found = next(((k, v) for k, v in doc.root.value
+                  if isinstance(k, ScalarNode) and k.value in ("table_name", "sql_table_name")), None)
+    if found is None or not isinstance(found[1], ScalarNode):
+        raise SemanticError("the view has no `table_name` to point at the renamed model", path, 1)
+    key, value = found
+    old = str(value.value)
+    head, dot, last = old.rpartition(".")
+    quote = last[0] if last[:1] in ('"', "`") and last.endswith(last[0]) and len(last) > 1 else ""
+    new = f"{head}{dot}{quote}{relation}{quote}"
+    if new == old:
+        return text
+    doc.replace(value.start_mark.index, value.end_mark.index, _inline(new) or _double_quoted(new))
+    expected = doc.expected()
+    expected[key.value] = new
+    return doc.finish(expected, f"pointing `{key.value}` at `{relation}`")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field, replace
 
-from bot.dbt.changes import ColumnChange, ColumnInfo, ModelChange, ProjectChanges
+from bot.dbt.changes import ColumnChange, ColumnInfo, ModelChange, ProjectChanges, ProjectSnapshot
 from bot.dbt.project import normalise_table_name
 from bot.errors import SemanticError
 from bot.semantic import editor
@@ -115,17 +115,23 @@ class PullPlanner:
         self.views = _read_views(view_texts, self.notes)
         self.index = DependencyIndex(self.views, dialect)
         self.marked: set[str] = set()
+        self.after: ProjectSnapshot | None = None
 
     def plan(self, changes: ProjectChanges) -> PullPlan:
+        self.after = changes.after
+        relations = {**(changes.before.models_by_relation() if changes.before else {}),
+                     **(changes.after.models_by_relation() if changes.after else {})}
+        if relations:
+            self.index = DependencyIndex(self.views, self.dialect, relations)
         for problem in changes.problems:
             self.notes.append(Note("problem", f"dbt: {problem}", dbt_file=problem.file, dbt_line=problem.line))
         removed = {c.model.lower() for c in changes.model_changes if c.kind in ("model_removed", "model_renamed")}
         if changes.after is not None and changes.after.models:
             for view in self.views:
-                table = normalise_table_name(view.table_name)
-                if table not in changes.after.models and table not in removed:
-                    self.notes.append(Note("problem", f"view `{view.name}` reads `{view.table_name}`, which is not "
-                                           "a model of the dbt project", file=view.file, line=view.line))
+                table = self.index.model_of(view)
+                if not changes.after.knows(table) and table not in removed:
+                    self.notes.append(Note("problem", f"view `{view.name}` reads `{view.table_name}`, which is no "
+                                           "model, seed, source or snapshot of the dbt project", file=view.file, line=view.line))
         for change in changes.changes:
             try:
                 self._one(change)
@@ -156,10 +162,7 @@ class PullPlanner:
             if change.kind == "model_removed":
                 self._broken(change.model, None, f"dbt model `{change.model}` was removed", change)
             elif change.kind == "model_renamed":
-                for view in self.index.views_reading(change.model):
-                    self.notes.append(Note("altered", f"view `{view.name}` reads `{change.model}`, which dbt "
-                                           f"renamed to `{change.new_model}`: point `table_name` at the new name",
-                                           *_where(change), file=view.file, line=view.line))
+                self._model_renamed(change)
             return
         handler = getattr(self, f"_{change.kind}", None)
         if handler is not None:
@@ -252,6 +255,19 @@ class PullPlanner:
             for other in self.views:
                 if other.file != view.file:
                     self.files.apply(other.file, editor.rename_field_refs, view.name, name, new)
+
+    def _model_renamed(self, change: ModelChange) -> None:
+        """Views follow the relation dbt now builds; their fields keep their names."""
+        after = self.after.models.get(str(change.new_model).lower()) if self.after else None
+        relation = after.relation_name if after else str(change.new_model).lower()
+        for view in self.index.views_reading(change.model):
+            if normalise_table_name(view.table_name) == relation:
+                continue
+            self.files.apply(view.file, editor.set_table_name, relation)
+            self.notes.append(Note("renamed", f"view `{view.name}` now reads `{relation}` (was `{view.table_name}`): "
+                                   f"dbt renamed model `{change.model}`"
+                                   + (f" to `{change.new_model}`" if change.new_model != change.model else "")
+                                   + f", {change.detail}", *_where(change), file=view.file, line=view.line))
 
     def _removed(self, change: ColumnChange) -> None:
         self._broken(change.model, change.column, f"dbt column `{change.model}.{change.column}` was removed", change)
