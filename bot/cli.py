@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--since", metavar="REV", help="dbt revision to diff against (default: the head's parent)")
     pull.add_argument("--head", default="HEAD", metavar="REV", help="dbt revision to follow (default: HEAD)")
     pull.add_argument("--dry-run", action="store_true", help="plan only: no branch, no PR")
+    pull.add_argument("--warehouse", metavar="PATH|DSN",
+                      help="read new columns' types from prod's relations in this DuckDB file or postgresql:// DSN "
+                           "(read-only; default: dbt's data_type, else the type the SQL makes certain)")
+    _prod_options(pull, "a catalog.json beside it gives column types too", schema_default="prod")
     pull.add_argument("--state-db", type=Path, default=None,
                       help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
     pull.add_argument("--json", action="store_true", help="print a machine-readable result")
@@ -86,10 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     impact.add_argument("--pr", help="PR number (names the dev schema layersync_pr_<n>)")
     impact.add_argument("--warehouse", metavar="PATH|DSN",
                         help="a DuckDB file or a postgresql:// DSN (default: a scratch DuckDB in the workdir)")
-    impact.add_argument("--prod-schema", default="prod", metavar="SCHEMA",
-                        help="the schema your prod target builds into (default: prod)")
-    impact.add_argument("--prod-state", type=Path, metavar="PATH",
-                        help="prod's manifest.json (or its folder) from your deploy job; default: dbt parse of --base")
+    _prod_options(impact, "default: dbt parse of --base", schema_default="prod")
     impact.add_argument("--build-prod", action="store_true",
                         help="build --base into the prod schema first (only for a warehouse layersync owns; "
                              "implied when --warehouse is not given)")
@@ -154,13 +155,23 @@ def _outcome_lines(result, width: int, no_commit: str) -> list[str]:
     return lines
 
 
+def _prod_options(parser: argparse.ArgumentParser, state_note: str, schema_default: str | None = None) -> None:
+    """Where prod is: the commands that read it name it the same way."""
+    parser.add_argument("--prod-schema", default=schema_default, metavar="SCHEMA",
+                        help="the schema your prod target builds into (default: prod)")
+    parser.add_argument("--prod-state", type=Path, metavar="PATH",
+                        help=f"prod's manifest.json (or its folder) from your deploy job; {state_note}")
+
+
 def _cmd_pull(args: argparse.Namespace) -> int:
     from bot.forge.local import LocalForge
+    from bot.impact.prod import ProdEnv
     from bot.pull_from_dbt import PullJob, run
 
     _require_paths(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo)
     job = PullJob(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo, head=args.head, since=args.since,
-                  dry_run=args.dry_run)
+                  dry_run=args.dry_run, warehouse=args.warehouse,
+                  prod=ProdEnv(schema=args.prod_schema, state=args.prod_state))
     return _emit(run(job, LocalForge(args.state_db or default_state_db())), args.json, format_pull_result)
 
 
@@ -285,9 +296,7 @@ def _add_preview_parser(sub) -> None:
     preview.add_argument("--warehouse", metavar="PATH|DSN",
                          help="a DuckDB file or a postgresql:// DSN (default: $LAYERSYNC_WAREHOUSE, else a DuckDB file "
                               "beside the registry, with prod built there)")
-    preview.add_argument("--prod-schema", metavar="SCHEMA", help="the schema your prod target builds into (default: prod)")
-    preview.add_argument("--prod-state", type=Path, metavar="PATH",
-                         help="prod's manifest.json (or its folder) from your deploy job; default: dbt parse of --base")
+    _prod_options(preview, "default: dbt parse of --base")
     preview.add_argument("--build-prod", action="store_true",
                          help="build --base into the prod schema first (only for a warehouse layersync owns)")
     preview.add_argument("--base", metavar="REV", help="the dbt revision prod is (default: the remote's default branch)")

@@ -7,15 +7,19 @@ bot stops touching it and says so on the PR instead (their work is never overwri
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field as dc_field
 from pathlib import Path
 from typing import Any, Callable
 
 from bot.config import CONFIG_FILE, parse_config
+from bot.dbt.catalog import Catalog, from_warehouse, merged, read_catalog_json
 from bot.dbt.changes import ProjectChanges, changes_between, describe
 from bot.errors import RepoError
 from bot.forge.base import Forge, PullRequest, truncate_body
 from bot.gitops import RevisionReader, Workspace, repo_remote
+from bot.impact.build import Target
+from bot.impact.prod import ProdEnv, relations
 from bot.pr_body import hidden_json
 from bot.semantic.reader import reader_for
 from bot.translate.pull import Note, PullPlan, plan_pull
@@ -39,6 +43,10 @@ class PullJob:
     dbt_label: str | None = None          # how the PR names the dbt repo ("owner/name", or its path)
     authors: list[str] = dc_field(default_factory=list)   # logins of the dbt commit's authors (review requests)
     dry_run: bool = False
+    # where new columns' types are read (read-only): prod's relations in this warehouse, and dbt's
+    # catalog.json next to prod's manifest (ProdEnv.state); without them, dbt's data_type or the SQL
+    warehouse: str | None = None          # DuckDB path or postgresql:// DSN
+    prod: ProdEnv | None = None
 
 
 @dataclass
@@ -140,13 +148,15 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
         return result
     changes = changes_between(job.dbt_repo, since, head)
     result.changes = [describe(c) for c in changes.changes]
+    catalog = column_types(job, changes, log)
     remote, env, forge_repo = repo_remote(forge, job.semantic_forge_repo, job.semantic_repo, "semantic-layer repo")
     branch = branch_name(head)
     with Workspace(remote, env) as ws:
         base = ws.default_branch()
         ws.repo.git.checkout("-B", branch, f"origin/{base}")      # always rebuilt on the latest default branch
         config = parse_config(RevisionReader(ws.root, "semantic-layer repo").read("HEAD", CONFIG_FILE)).validated()
-        plan = plan_pull(changes, _view_texts(ws.root, config.format), dbt_commit=head, dialect=config.dialect)
+        plan = plan_pull(changes, _view_texts(ws.root, config.format), dbt_commit=head, dialect=config.dialect,
+                         catalog=catalog)
         result.notes, result.files = plan.notes, sorted(plan.files)
         if job.dry_run or not plan.files:
             result.message = ("dry run: nothing written" if job.dry_run else
@@ -178,6 +188,34 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
             result.reviewers = forge.request_review(forge_repo, result.pr.number, job.authors)
         result.message = f"{'opened' if result.pr_created else 'updated'} PR #{result.pr.number}"
     return result
+
+
+def column_types(job: PullJob, changes: ProjectChanges, log: Callable[[str], None]) -> Catalog:
+    """Warehouse types of the new columns' models: the live prod relations first, then prod's
+    catalog.json. Unreadable sources only cost the types (dbt's data_type and the SQL remain)."""
+    models = sorted({c.model.lower() for c in changes.column_changes if c.kind == "added"})
+    if not models or (job.warehouse is None and (job.prod is None or job.prod.state is None)):
+        return {}
+    prod = job.prod or ProdEnv()
+    found: list[Catalog] = []
+    placed: dict[str, tuple[str, str]] = {}
+    if prod.state is not None:
+        state = Path(prod.state)
+        folder = state if state.is_dir() else state.parent
+        found.append(read_catalog_json(folder))
+        try:
+            placed = relations(json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            placed = {}
+    if job.warehouse is not None:
+        after = changes.after.models if changes.after else {}
+        wanted = {m: placed.get(m) or (prod.schema, after[m].relation_name if m in after else m) for m in models}
+        try:
+            with Target.parse(job.warehouse).open(read_only=True) as wh:
+                found.insert(0, from_warehouse(wh, wanted))
+        except Exception as error:  # noqa: BLE001 - a warehouse that is down must not stop the pull
+            log(f"column types: prod could not be read ({type(error).__name__}: {error}); using dbt's and the SQL's")
+    return merged(*found)
 
 
 def _same_change(ws: Workspace, previous: str, base: str) -> bool:

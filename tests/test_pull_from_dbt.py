@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from bot.cli import main
 from bot.forge.local import LocalForge
+from bot.impact.prod import ProdEnv
 from bot.pull_from_dbt import PullJob, run
 from bot.semantic.reader import OmniYamlReader
 
@@ -66,11 +67,43 @@ def test_a_new_column_opens_a_pr_with_a_dimension_and_its_provenance(repos, dbt)
     assert result.branch == f"layersync/pull/{sha[:7]}" and result.pr_created and result.exit_code == 0
     _, view = _view(repos, result.branch)
     assert view.fields["is_recent"].description == "Placed in March 2018 or later."
+    assert view.fields["is_recent"].type == "yesno"            # a comparison: boolean, whatever the warehouse
+    assert "(type yesno: boolean in the model's SQL)" in [n.text for n in result.notes if n.kind == "added"][0]
     body = forge.get_pr(str(repos.semantic.resolve()), result.pr.number).body
     assert "`orders.is_recent`" in body and f"`{sha[:7]}`" in body and "models/marts/orders.sql" in body
 
     again = _pull(repos)[1]                                   # the same dbt commit again: same PR, no new push
     assert again.pr.number == result.pr.number and not again.pr_created
+
+
+FIRST_SEEN = {ORDERS_SQL: lambda t: t.replace("as amount\n", "as amount,\n        orders.order_date as first_seen\n", 1)}
+
+
+def test_new_columns_take_their_type_from_prods_relations_in_the_warehouse(repos, dbt, tmp_path) -> None:
+    """A plain column reference says nothing of its type: the warehouse does (read-only)."""
+    import duckdb
+    database = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(database)) as con:                 # as the deploy job left prod
+        con.execute("create schema prod; create table prod.orders (order_id integer, first_seen timestamp)")
+    before = database.read_bytes()
+    dbt.commit(FIRST_SEEN)
+    _, result = _pull(repos, warehouse=str(database), prod=ProdEnv(schema="prod"))
+    _, view = _view(repos, result.branch)
+    assert view.fields["first_seen"].type == "timestamp"
+    assert "TIMESTAMP in the warehouse catalog" in [n.text for n in result.notes if n.kind == "added"][0]
+    assert database.read_bytes() == before
+
+
+def test_types_from_prods_catalog_json_and_an_unreachable_warehouse_costs_only_the_type(repos, dbt, tmp_path) -> None:
+    state = tmp_path / "prod-state"
+    state.mkdir()
+    (state / "manifest.json").write_text(json.dumps({"nodes": {}}))
+    (state / "catalog.json").write_text(json.dumps({"nodes": {"model.jaffle_shop.orders": {
+        "metadata": {"name": "orders"}, "columns": {"FIRST_SEEN": {"name": "FIRST_SEEN", "type": "DATE"}}}}}))
+    dbt.commit(FIRST_SEEN)
+    _, result = _pull(repos, warehouse=str(tmp_path / "nowhere" / "missing.duckdb"), prod=ProdEnv(state=state))
+    _, view = _view(repos, result.branch)
+    assert view.fields["first_seen"].type == "date" and result.exit_code == 0
 
 
 def test_a_rename_is_followed_and_a_reverse_rename_restores_the_bytes(repos, dbt) -> None:

@@ -33,6 +33,7 @@ def on_dbt_push(event: Event, ctx: Context) -> None:
     with Workspace(ctx.forge.remote_url(event.repo), ctx.forge.git_env(event.repo)) as dbt:
         job = PullJob(dbt_repo=dbt.root, semantic_forge_repo=ctx.settings.semantic_repo, head=after,
                       since=None if before in (None, NULL_SHA) else before, dbt_label=event.repo,
-                      authors=commit_authors(payload))
+                      authors=commit_authors(payload), warehouse=ctx.settings.warehouse,
+                      prod=ctx.settings.prod_env())
         result = run(job, ctx.forge, log=lambda line: ctx.log.debug("pull | %s", line))
     ctx.log.info("pull-from-dbt for %s@%s: %s", event.repo, after[:12], result.message)

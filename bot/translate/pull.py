@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field as dc_field, replace
 
 from bot.dbt.changes import ColumnChange, ColumnInfo, ModelChange, ProjectChanges, ProjectSnapshot
+from bot.dbt.catalog import Catalog, sql_type
 from bot.dbt.project import normalise_table_name
 from bot.errors import SemanticError
 from bot.semantic import editor
@@ -107,10 +108,14 @@ def _meta_of(info: ColumnInfo | None) -> dict:
 
 
 class PullPlanner:
-    def __init__(self, view_texts: dict[str, str], *, dbt_commit: str, dialect: str = "duckdb"):
+    def __init__(self, view_texts: dict[str, str], *, dbt_commit: str, dialect: str = "duckdb",
+                 catalog: Catalog | None = None):
+        """`catalog`: column types as the warehouse has them (see bot.dbt.catalog), preferred to
+        dbt's declared `data_type`."""
         self.files = _Files(view_texts)
         self.commit = dbt_commit
         self.dialect = dialect
+        self.catalog = catalog or {}
         self.notes: list[Note] = []
         self.views = _read_views(view_texts, self.notes)
         self.index = DependencyIndex(self.views, dialect)
@@ -197,15 +202,28 @@ class PullPlanner:
             tests = set(info.tests if info else ())
             values = list(info.accepted_values) if info and info.accepted_values else None
             label = meta.get("label") if isinstance(meta.get("label"), str) else None
+            data_type, source = self._type_of(change)
+            kind = semantic_type(data_type)
             self.files.apply(view.file, editor.add_dimension, change.column, label=label,
-                             description=info.description if info else None,
-                             type=semantic_type(info.data_type if info else None),
+                             description=info.description if info else None, type=kind,
                              primary_key={"unique", "not_null"} <= tests or meta.get("primary_key") is True,
                              allowed_values=values)
             added = self._current(view).field_named(change.column)
+            typed = f" (type {kind}: {data_type} in {source})" if kind else ""
             self.notes.append(Note("added", f"dimension `{view.name}.{change.column}` for the new dbt column "
-                                   f"`{change.model}.{change.column}`", *_where(change), file=view.file,
+                                   f"`{change.model}.{change.column}`{typed}", *_where(change), file=view.file,
                                    line=added.location.line if added else None, field=f"{view.name}.{change.column}"))
+
+    def _type_of(self, change: ColumnChange) -> tuple[str | None, str]:
+        """The new column's type and where it was read: the warehouse, dbt's YAML, or the SQL's shape."""
+        info = change.after
+        found = (self.catalog.get(change.model.lower()) or {}).get(change.column.lower())
+        if found:
+            return found, "the warehouse catalog"
+        if info and info.data_type:
+            return info.data_type, "dbt's data_type"
+        inferred = sql_type(info.expression if info else None, self.dialect)
+        return (inferred, "the model's SQL") if inferred else (None, "")
 
     def _description_changed(self, change: ColumnChange) -> None:
         old = change.before.description if change.before else None
@@ -336,6 +354,6 @@ class PullPlanner:
 
 
 def plan_pull(changes: ProjectChanges, view_texts: dict[str, str], *, dbt_commit: str,
-              dialect: str = "duckdb") -> PullPlan:
-    return PullPlanner(view_texts, dbt_commit=dbt_commit, dialect=dialect).plan(changes)
+              dialect: str = "duckdb", catalog: Catalog | None = None) -> PullPlan:
+    return PullPlanner(view_texts, dbt_commit=dbt_commit, dialect=dialect, catalog=catalog).plan(changes)
 
