@@ -76,3 +76,12 @@ def test_a_view_naming_an_aliased_model_gets_its_key_and_is_matched_to_the_model
     assert models_by_relation(manifest) == {"fct_orders": "orders"}
     assert _model_of(view, models_by_relation(manifest)) == "orders"
     assert _keys(manifest, [view]) == {"orders": ["order_id"]}
+
+
+def test_a_view_on_a_model_new_in_dev_is_checked_and_its_measures_have_no_prod_value(warehouse) -> None:
+    view = OmniYamlReader().read(VIEW, "views/orders.view.yaml")
+    diff = semantic_diff(warehouse, [view], {"orders": (None, ("dev", "orders"))})
+    assert [b.id for b in diff.broken] == ["orders.discount"]
+    totals = {v.measure: v for v in diff.values if v.dimension is None}
+    assert totals["count"].prod is None and totals["count"].dev == 100 and totals["count"].delta is None
+    assert {v.dimension for v in diff.values} == {None, "status", "is_big"}

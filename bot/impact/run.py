@@ -133,8 +133,8 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
                                                                       keys[model])))
                 doc["models"].append(entry)
             if dev_build.ok:
-                pairs = {view: (prod_rel[model], dev_rel[model]) for view, model in reading.items()
-                         if model in prod_rel and model in dev_rel}
+                pairs = {view: (prod_rel.get(model), dev_rel[model]) for view, model in reading.items()
+                         if model in dev_rel}                 # not in prod: new in this PR
                 sem = semantic_diff(wh, views, pairs, dialect=wh.dialect)
                 doc["semantic"] = {
                     "views": sem.views,

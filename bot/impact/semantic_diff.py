@@ -128,17 +128,19 @@ def broken_fields(wh: Warehouse, view: View, schema: str, table: str, dialect: s
 Relation = tuple[str, str]
 
 
-def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str | tuple[Relation, Relation]],
+def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str | tuple[Relation | None, Relation]],
                   prod_schema: str = "", dev_schema: str = "", *, dialect: str = "duckdb", top_n: int = 5,
                   group_dimensions: int = 2) -> SemanticDiff:
     """`tables`: for each view that reads a changed model, its relation name in both schemas, or the
-    pair ((prod schema, table), (dev schema, table)) when dbt put prod and dev apart (custom schemas)."""
+    pair ((prod schema, table), (dev schema, table)) when dbt put prod and dev apart (custom schemas).
+    A prod side of None is a model new in this PR: its views are still checked on dev, and their
+    measures reported with no prod value."""
     result = SemanticDiff()
     for view in views:
         if view.name not in tables:
             continue
         pair = tables[view.name]
-        (prod_schema, prod_table), (dev_schema, table) = pair if not isinstance(pair, str) else \
+        prod_side, (dev_schema, table) = pair if not isinstance(pair, str) else \
             ((prod_schema, pair), (dev_schema, pair))
         result.views.append(view.name)
         result.broken.extend(broken_fields(wh, view, dev_schema, table, dialect))
@@ -146,11 +148,11 @@ def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str | 
         measures = [m for m in view.fields.values() if m.kind == "measure" and m.id not in broken_ids]
         if not measures:
             continue
-        groupings: list[Field | None] = [None, *_low_cardinality(wh, view, prod_schema, prod_table, dialect,
-                                                                  group_dimensions)]
+        usual = prod_side or (dev_schema, table)          # groupings a BI user knows: prod's when it has them
+        groupings: list[Field | None] = [None, *_low_cardinality(wh, view, *usual, dialect, group_dimensions)]
         for dimension in groupings:
-            prod = _values_by_group(wh, _select(view, measures, prod_schema, prod_table, dialect, dimension),
-                                    dimension is not None)
+            prod = _values_by_group(wh, _select(view, measures, *prod_side, dialect, dimension),
+                                    dimension is not None) if prod_side else {}
             dev = _values_by_group(wh, _select(view, measures, dev_schema, table, dialect, dimension),
                                    dimension is not None)
             groups = list(dict.fromkeys([*prod, *dev]))
