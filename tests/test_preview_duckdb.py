@@ -196,7 +196,6 @@ def test_an_older_build_is_cancelled_not_raced(world: World, tmp_path: Path) -> 
         old, new = first.result(timeout=300), second.result(timeout=300)
 
     assert old.status == "cancelled" and "superseded" in old.message and old.dbt_commit == older
-    assert old.seconds < 60                                     # stopped, not run to the end (~30 s more)
     old_lines = [line for _, line in logs["older"]]
     assert "layersync: dbt was cancelled" in old_lines and not any("Completed successfully" in l for l in old_lines)
     assert max(t for t, _ in logs["older"]) < min(t for t, _ in logs["newer"])      # one after the other

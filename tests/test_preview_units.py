@@ -3,6 +3,7 @@ writing outside the preview, commands, pairing over real git remotes, the cancel
 lifecycle (drop, gc, list) on a real DuckDB file whose schemas are made by hand."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -267,11 +268,22 @@ def test_pairing_reads_branches_from_the_remotes(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the cancel hook
 
 def test_the_cancel_hook_stops_the_process() -> None:
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    """An hour-long child: it can only have ended because the hook stopped it (SIGINT first)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     stopped = threading.Event()
     started = time.monotonic()
-    _watch(process, lambda: time.monotonic() - started > 0.5, stopped, interval=0.05, grace=2)
-    assert stopped.is_set() and process.poll() is not None and time.monotonic() - started < 10
+    _watch(process, lambda: time.monotonic() - started > 0.5, stopped, interval=0.05, grace=30)
+    assert stopped.is_set() and process.returncode == -signal.SIGINT
+
+
+def test_the_cancel_hook_escalates_when_the_process_ignores_sigint_and_sigterm() -> None:
+    ignore = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(3600)")
+    process = subprocess.Popen([sys.executable, "-c", ignore], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "ready\n"           # its handlers are in place
+    stopped = threading.Event()
+    _watch(process, lambda: True, stopped, interval=0.05, grace=0.5)
+    assert stopped.is_set() and process.returncode == -signal.SIGKILL
 
 
 def test_a_build_stops_when_superseded_or_when_its_branch_moves(tmp_path: Path, monkeypatch) -> None:
