@@ -63,7 +63,8 @@ def test_measures_move_in_total_and_by_group_and_broken_fields_are_named(warehou
 
 def test_a_view_naming_an_aliased_model_gets_its_key_and_is_matched_to_the_model() -> None:
     from bot.impact.prod import models_by_relation
-    from bot.impact.run import _keys, _model_of
+    from bot.dbt.project import model_named_by
+    from bot.impact.run import _keys
 
     manifest = {"nodes": {
         "model.p.orders": {"resource_type": "model", "name": "orders", "alias": "fct_orders", "schema": "prod",
@@ -74,7 +75,7 @@ def test_a_view_naming_an_aliased_model_gets_its_key_and_is_matched_to_the_model
     view = OmniYamlReader().read("table_name: analytics.FCT_ORDERS\ndimensions:\n  order_id:\n    primary_key: true\n",
                                  "orders.view.yaml")
     assert models_by_relation(manifest) == {"fct_orders": "orders"}
-    assert _model_of(view, models_by_relation(manifest)) == "orders"
+    assert model_named_by(view.table_name, models_by_relation(manifest)) == "orders"
     assert _keys(manifest, [view]) == {"orders": ["order_id"]}
 
 

@@ -125,13 +125,13 @@ class ModelSnapshot:
     sql_key: str | None = None  # normalised SQL: equal keys mean the same model under another name
     yaml_file: str | None = None
     yaml_line: int | None = None
+    star_free: bool = False     # every `*` resolved: a column named in the SQL before and not now is gone
     relation: str = ""  # the warehouse relation's name (dbt's alias), lower case; "" means the name
 
     @property
     def relation_name(self) -> str:
         """The name a view uses for this model's relation."""
         return self.relation or self.name.lower()
-    star_free: bool = False     # every `*` resolved: a column named in the SQL before and not now is gone
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,13 @@ def normalise_table_name(table_name: str) -> str:
     return last.strip('"`[]').lower()
 
 
+def model_named_by(table_name: str, aliases: Mapping[str, str]) -> str:
+    """The model (lower case) a view's `table_name` reads: through `aliases` (relation → model, for
+    models dbt aliases), else the relation's own name."""
+    relation = normalise_table_name(table_name)
+    return aliases.get(relation, relation)
+
+
 def _paths(data: Mapping, *keys: str, default: str) -> list[str]:
     """A `*-paths` setting of dbt_project.yml (the first key set; older dbt spellings after it)."""
     for key in keys:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import git
 
-from bot.dbt.project import normalise_table_name
+from bot.dbt.project import model_named_by
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
 from bot.impact.build import Target, build_dev, dev_schema_name, reading_schema
@@ -47,11 +47,6 @@ def _views(semantic_repo: Path | None, rev: str = "HEAD") -> list[View]:
     return views
 
 
-def _model_of(view: View, aliases: dict[str, str]) -> str:
-    relation = normalise_table_name(view.table_name)
-    return aliases.get(relation, relation)
-
-
 def _keys(manifest: dict, views: list[View]) -> dict[str, list[str]]:
     """Primary keys per model: the semantic layer's `primary_key`, else dbt's unique + not_null tests."""
     keys: dict[str, list[str]] = {}
@@ -68,7 +63,7 @@ def _keys(manifest: dict, views: list[View]) -> dict[str, list[str]]:
     for view in views:
         pk = [f.name for f in view.fields.values() if f.primary_key and f.kind == "dimension"]
         if pk:
-            keys[_model_of(view, aliases)] = pk
+            keys[model_named_by(view.table_name, aliases)] = pk
     return keys
 
 
@@ -108,7 +103,8 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
         changed = list(dict.fromkeys([*graph.modified, *graph.added, *graph.descendants]))
         prod_rel, dev_rel = relations(before), relations(after) if after is not before else {}
         aliases = models_by_relation(before, after)
-        reading = {v.name: _model_of(v, aliases) for v in views if _model_of(v, aliases) in changed}
+        reading = {v.name: model_named_by(v.table_name, aliases) for v in views
+                   if model_named_by(v.table_name, aliases) in changed}
         doc: dict[str, Any] = {
             "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": prod.schema,
             "dev_schema": dev_schema, "database": target.describe(), "warehouse": target.kind,

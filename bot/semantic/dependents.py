@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from bot.dbt.project import normalise_table_name
+from bot.dbt.project import model_named_by
 from bot.semantic.model import Field, Location, View
 from bot.semantic.refs import TABLE_PLACEHOLDER, parse_field_sql
 
@@ -95,8 +95,7 @@ class DependencyIndex:
 
     def model_of(self, view: View) -> str:
         """The dbt model (lower case) a view reads."""
-        relation = normalise_table_name(view.table_name)
-        return self._relations.get(relation, relation)
+        return model_named_by(view.table_name, self._relations)
 
     def views_reading(self, model: str) -> list[View]:
         return [v for v in self.views.values() if self.model_of(v) == model.lower()]

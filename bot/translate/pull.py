@@ -135,8 +135,9 @@ class PullPlanner:
             for view in self.views:
                 table = self.index.model_of(view)
                 if not changes.after.knows(table) and table not in removed:
-                    self.notes.append(Note("problem", f"view `{view.name}` reads `{view.table_name}`, which is no "
-                                           "model, seed, source or snapshot of the dbt project", file=view.file, line=view.line))
+                    self.notes.append(Note("problem", f"view `{view.name}` reads `{view.table_name}`, which is "
+                                           "no model, seed, source or snapshot of the dbt project",
+                                           file=view.file, line=view.line))
         for change in changes.changes:
             try:
                 self._one(change)
