@@ -118,7 +118,7 @@ class PullPlanner:
         self.catalog = catalog or {}
         self.notes: list[Note] = []
         self.views = _read_views(view_texts, self.notes)
-        self.index = DependencyIndex(self.views, dialect)
+        self.index = DependencyIndex((), dialect)   # built in plan(), once dbt's aliases are known
         self.marked: set[str] = set()
         self.after: ProjectSnapshot | None = None
 
@@ -126,8 +126,7 @@ class PullPlanner:
         self.after = changes.after
         relations = {**(changes.before.models_by_relation() if changes.before else {}),
                      **(changes.after.models_by_relation() if changes.after else {})}
-        if relations:
-            self.index = DependencyIndex(self.views, self.dialect, relations)
+        self.index = DependencyIndex(self.views, self.dialect, relations)
         for problem in changes.problems:
             self.notes.append(Note("problem", f"dbt: {problem}", dbt_file=problem.file, dbt_line=problem.line))
         removed = {c.model.lower() for c in changes.model_changes if c.kind in ("model_removed", "model_renamed")}
