@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from bot import redact
 from bot.errors import LayersyncError
 from bot.service_config import data_dir
 
@@ -23,7 +24,7 @@ def default_state_db() -> Path:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, as the contract says
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, redact.scrub(f"{self.prog}: error: {message}") + "\n")   # it may echo an argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,12 +241,35 @@ def _worker(config, threads: int):
     return worker, threading.Event()
 
 
-def _service_config(args: argparse.Namespace):
+def configure_logging() -> None:
+    """The service's log lines, each scrubbed of secrets (`bot.redact`) by the handler that writes it."""
     import logging
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redact.install_log_scrubber()
+
+
+def _scrub_last_resort_logs() -> None:
+    """The one-shot commands configure no logging: Python then prints warnings through its
+    last-resort handler, which must scrub them too."""
+    import logging
+
+    last = logging.lastResort
+    if last is not None and not isinstance(last.formatter, redact.ScrubbingFormatter):
+        last.setFormatter(redact.ScrubbingFormatter(last.formatter))
+
+
+def _scrubbed_traceback(kind, value, tb) -> None:
+    """A crash the commands did not foresee still prints no secret (its message may quote one)."""
+    import traceback
+
+    sys.stderr.write(redact.scrub("".join(traceback.format_exception(kind, value, tb))))
+
+
+def _service_config(args: argparse.Namespace):
     from bot.service_config import load_service_config
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     config = load_service_config(config_file=args.config)
     config.queue_db.parent.mkdir(parents=True, exist_ok=True)
     return config
@@ -412,14 +436,18 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    redact.register_from_env()          # before anything can quote a secret the environment holds
+    _scrub_last_resort_logs()
+    sys.excepthook = _scrubbed_traceback
     args = build_parser().parse_args(argv)
+    redact.register(redact.url_password(getattr(args, "warehouse", None)))   # a DSN typed on the command line
     handlers = {"push-to-dbt": _cmd_push, "prs": _cmd_prs, "demo": _cmd_demo, "serve": _cmd_serve,
                 "worker": _cmd_worker, "impact": _cmd_impact,
                 "pull-from-dbt": _cmd_pull, "preview": _cmd_preview}
     try:
         return handlers[args.command](args)
     except LayersyncError as exc:
-        print(f"layersync: error: {exc}", file=sys.stderr)
+        print(redact.scrub(f"layersync: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

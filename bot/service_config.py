@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from ruamel.yaml import YAML
 
+from bot import redact
 from bot.errors import LayersyncError
 
 TRUE = {"1", "true", "yes", "on"}
@@ -48,7 +49,10 @@ def data_dir() -> Path:
 
 
 def load_service_config(env: Mapping[str, str] | None = None, config_file: Path | None = None) -> ServiceConfig:
-    """Environment variables win over the file, so a deployment can override one setting."""
+    """Environment variables win over the file, so a deployment can override one setting.
+
+    Every secret read here (the file's or the environment's) is registered with `bot.redact` before
+    anything else can quote it: from then on every door out of the process masks it."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     path = config_file or (Path(env["LAYERSYNC_CONFIG"]) if env.get("LAYERSYNC_CONFIG") else None)
@@ -65,6 +69,7 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
     if key_file and not values.get("github_private_key"):
         values["github_private_key"] = Path(key_file).read_text()
+    _register_secrets(values)
     missing = [k for k in ("webhook_secret", "dbt_repo", "semantic_repo") if not values.get(k)]
     if missing:
         raise LayersyncError("missing setting(s): " + ", ".join(f"LAYERSYNC_{k.upper()}" for k in missing))
@@ -92,6 +97,16 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         preview_db=Path(values["preview_db"]) if values.get("preview_db") else None,
         preview_max=_positive_int(values.get("preview_max"), "LAYERSYNC_PREVIEW_MAX", 10),
     )
+
+
+def _register_secrets(values: Mapping[str, Any]) -> None:
+    """The token, webhook secret, private key and the warehouse DSN's password, as configured."""
+    key = values.get("github_private_key")
+    secrets = [values.get("github_token"), values.get("webhook_secret"), key]
+    if isinstance(key, str) and "\\n" in key:
+        secrets.append(key.replace("\\n", "\n"))      # a PEM squeezed onto one line, as the forge unfolds it
+    secrets.append(redact.url_password(str(values["warehouse"])) if values.get("warehouse") else None)
+    redact.register(*(str(s) for s in secrets if s))
 
 
 def _positive_int(value: Any, name: str, default: int) -> int:

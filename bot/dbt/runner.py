@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,9 +12,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ruamel.yaml import YAML
+
+from bot.redact import scrub
 
 
 @dataclass
@@ -99,6 +102,77 @@ def write_postgres_profile(profiles_dir: Path, profile: str, *, host: str, port:
     return target
 
 
+# -------------------------------------------------------------------------- the environment dbt sees
+#
+# dbt renders Jinja, and Jinja reads the environment (`env_var`): whatever the worker's environment
+# holds, a model, a macro or a field pushed from the semantic layer could print into dbt's output —
+# which layersync quotes in PR comments. So a dbt process gets only what dbt needs to run, never the
+# worker's whole environment. Decisions, for the record:
+#   - PATH, HOME (dbt's and DuckDB's caches, ~/.dbt, ~/.pgpass), USER/LOGNAME, locale, TZ, temp dirs;
+#   - `DBT_*` (dbt's own settings; it scrubs its `DBT_ENV_SECRET_*` itself, but those only pass when
+#     the profile asks for them, like any secret-named variable);
+#   - the variables the profiles.yml of the run names with `env_var('NAME')`: the profile is the
+#     operator's (layersync's own, or the configured profiles dir), never the repository's;
+#   - libpq's `PG*` settings (sslmode, root certificate, service file, passfile) for dbt-postgres; not
+#     PGPASSWORD: the password reaches dbt through the profile layersync writes;
+#   - proxies and CA bundles, which `dbt deps` needs behind a corporate proxy;
+#   - the venv and Python's own settings (VIRTUAL_ENV, PYTHONPATH, …), so dbt finds its adapters.
+# Never passed, whatever the profile says: `LAYERSYNC_*`. Never passed unless the profile asks for it
+# by name: `GITHUB_*`, `GIT_*` (a forge's git credentials travel as GIT_CONFIG_*), and anything named
+# like a secret (*TOKEN*, *SECRET*, *PASSWORD*, *PRIVATE_KEY*, …).
+
+_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONUTF8", "PYTHONIOENCODING", "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+})
+_ENV_PREFIXES = ("LC_", "DBT_", "PG")
+_NEVER_PREFIX = "LAYERSYNC_"
+_SECRET_PREFIXES = ("GITHUB_", "GIT_")
+_SECRET_WORDS = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE_KEY|API_KEY|ACCESS_KEY|CREDENTIAL", re.I)
+_ENV_VAR_CALL = re.compile(r"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]""")
+
+#: Set for every dbt run: no telemetry, no colour codes in the output layersync parses.
+_DBT_FIXED = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1", "DBT_USE_COLORS": "false"}
+
+
+def profile_env_names(profiles_dir: Path | None) -> set[str]:
+    """The variables the run's profiles.yml reads with `env_var(...)`: dbt fails without them."""
+    if profiles_dir is None:
+        return set()
+    try:
+        text = (Path(profiles_dir) / "profiles.yml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return set(_ENV_VAR_CALL.findall(text))
+
+
+def _passes(name: str, asked: set[str]) -> bool:
+    if name.upper().startswith(_NEVER_PREFIX):
+        return False
+    if name in asked:
+        return True
+    if name.upper().startswith(_SECRET_PREFIXES) or _SECRET_WORDS.search(name):
+        return False
+    return name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)
+
+
+def dbt_environment(profiles_dir: Path | None, environ: Mapping[str, str] | None = None, *,
+                    log_dir: Path | None = None) -> dict[str, str]:
+    """The environment a dbt (or MetricFlow `mf`) process starts with: the allow-list above, taken
+    from `environ` (default: this process's), plus layersync's fixed dbt settings."""
+    source = os.environ if environ is None else environ
+    asked = profile_env_names(profiles_dir)
+    env = {name: value for name, value in source.items() if _passes(name, asked)}
+    env.update(_DBT_FIXED)
+    if profiles_dir is not None:
+        env["DBT_PROFILES_DIR"] = str(profiles_dir)
+    if log_dir is not None:
+        env["DBT_LOG_PATH"] = str(log_dir)
+    return env
+
+
 def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
             log: Callable[[str], None] | None = None, timeout: float = 1800,
             cancel: Callable[[], bool] | None = None) -> DbtRun:
@@ -108,14 +182,7 @@ def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
     process is stopped — SIGINT first (dbt cancels its open queries), then SIGTERM, then SIGKILL — and
     the run comes back with `cancelled` set (and `ok` False). A hook that raises counts as "go on"."""
     scratch = Path(tempfile.mkdtemp(prefix="layersync-dbt-"))
-    env = {
-        **os.environ,
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DO_NOT_TRACK": "1",
-        "DBT_USE_COLORS": "false",
-        "DBT_LOG_PATH": str(scratch / "logs"),
-        "DBT_PROFILES_DIR": str(profiles_dir),
-    }
+    env = dbt_environment(profiles_dir, log_dir=scratch / "logs")
     command = [*dbt_command(), *args, "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir)]
     lines: list[str] = []
     if cancel is not None and _wants_cancel(cancel):
@@ -132,9 +199,10 @@ def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
             watcher.start()
         assert process.stdout is not None
         for line in process.stdout:
-            lines.append(line.rstrip("\n"))
+            # scrubbed as it is read: dbt's output is quoted in comments, logs and CLI errors
+            lines.append(scrub(line.rstrip("\n")))
             if log:
-                log(line.rstrip("\n"))
+                log(lines[-1])
         returncode = process.wait(timeout=timeout)
         if watcher is not None:
             watcher.join(timeout=30)

@@ -6,12 +6,19 @@ hosted one such as GitHub. Everything in this module is therefore
 forge-neutral: plain records, the protocol, and helpers whose rules (such as
 the body size limit) every implementation must apply identically so that a
 run behaves the same whichever forge it targets.
+
+The helpers here are also the doors through which text leaves for a forge: every PR title and body,
+comment and commit status passes :func:`check_title`, :func:`truncate_body` (directly or through
+:func:`body_with_marker`) or :func:`check_status`, and each of them scrubs it of every secret the
+process knows (:mod:`bot.redact`) — so neither forge, nor a handler, has to remember to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable, Protocol, runtime_checkable
+
+from bot.redact import scrub
 
 __all__ = [
     "BOT_AUTHOR",
@@ -28,6 +35,8 @@ __all__ = [
     "body_with_marker",
     "check_permission_level",
     "check_reaction",
+    "check_status",
+    "check_title",
     "format_pr_table",
     "has_permission",
     "truncate_body",
@@ -197,6 +206,12 @@ class Forge(Protocol):
         """The most recently opened PR from branch ``head`` in ``state`` (None: any state), or None."""
         ...
 
+    def pr_head_ref(self, repo: str, number: int) -> str:
+        """The ref of :meth:`remote_url` that holds PR ``number``'s head commit, whichever repo the head
+        branch lives in (``refs/pull/N/head`` on GitHub, also for forks). A PR's head is fetched from
+        here, never by its branch name: a fork's ``main`` is not the base repo's ``main``."""
+        ...
+
     def set_status(self, repo: str, sha: str, state: str, description: str, context: str = "layersync/impact",
                    target_url: str | None = None) -> None:
         """A commit status (``pending``, ``success``, ``failure``, ``error``) that branch protection can
@@ -214,10 +229,19 @@ STATUS_STATES: tuple[str, ...] = ("error", "failure", "pending", "success")
 
 
 def check_status(state: str, description: str) -> str:
-    """GitHub refuses other states and descriptions over 140 characters; shorten instead of failing."""
+    """GitHub refuses other states and descriptions over 140 characters; shorten instead of failing.
+
+    Scrubbed before the cut, so a cut never leaves half a secret the scrubber no longer recognises."""
     if state not in STATUS_STATES:
         raise ValueError(f"unknown status state {state!r}; expected one of {', '.join(STATUS_STATES)}")
+    description = scrub(description)
     return description if len(description) <= 140 else description[:139] + "…"
+
+
+def check_title(title: str) -> str:
+    """A PR title as a forge may show it: scrubbed of secrets (titles quote field and model names,
+    which are user text)."""
+    return scrub(title)
 
 
 def check_permission_level(level: str) -> str:
@@ -277,10 +301,12 @@ def truncate_body(body: str, limit: int = BODY_LIMIT) -> str:
     more useful. The cut prefers a line boundary (so a Markdown table row or
     list item is not left half-written) and closes a code fence left open by
     the cut, so the note renders as prose rather than inside a code block.
-    The result is guaranteed to be at most ``limit`` characters.
+    The result is guaranteed to be at most ``limit`` characters, and scrubbed of secrets: every body
+    a forge posts or stores passes here.
     """
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
+    body = scrub(body)       # before the cut: a cut must never leave a fragment the scrubber misses
     if len(body) <= limit:
         return body
 

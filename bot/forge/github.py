@@ -44,6 +44,7 @@ from github import Auth, Consts, Github, GithubException, GithubIntegration
 from github.GithubException import RateLimitExceededException
 from github.Requester import Requester
 
+from bot import redact
 from bot.forge.base import (
     BODY_LIMIT,
     PERMISSION_LEVELS,
@@ -56,6 +57,7 @@ from bot.forge.base import (
     body_with_marker,
     check_reaction,
     check_status,
+    check_title,
     truncate_body,
 )
 
@@ -305,17 +307,21 @@ class GitHubForge:
     # -- secrets ---------------------------------------------------------------
 
     def _remember_secret(self, secret: str) -> None:
+        """Also registered process-wide: an installation token minted here is as secret as the
+        configured one, and may turn up in a git or dbt message posted far from this forge."""
         if not secret:
             return
         with self._lock:
             self._secrets.add(secret)
             self._secrets.add(_basic_credentials(secret))
+        redact.register(secret, _basic_credentials(secret))
 
     def _scrub(self, text: str) -> str:
-        """``text`` with every secret this forge knows of (and anything shaped like a GitHub token) masked."""
+        """``text`` with every secret this forge (or the process) knows of, and anything shaped like a
+        credential, masked."""
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
-        return _PEM_RE.sub("***", _TOKEN_RE.sub("***", text))
+        return redact.scrub(_PEM_RE.sub("***", _TOKEN_RE.sub("***", text)))
 
     # -- clients -----------------------------------------------------------------
 
@@ -427,7 +433,7 @@ class GitHubForge:
     def open_or_update_pr(
         self, repo: str, *, head: str, base: str, title: str, body: str
     ) -> tuple[PullRequest, bool]:
-        body = truncate_body(body, self.body_limit)
+        title, body = check_title(title), truncate_body(body, self.body_limit)
         gh_repo = self._repo(repo)
         owner = repo.split("/", 1)[0]
         with self._api(f"open or update the PR {head} → {base} in {repo}"):
@@ -491,6 +497,10 @@ class GitHubForge:
                 if state is None or pr.state == state:
                     return pr
         return None
+
+    def pr_head_ref(self, repo: str, number: int) -> str:
+        """GitHub keeps every PR's head, a fork's too, at ``refs/pull/N/head`` of the base repo."""
+        return f"refs/pull/{int(number)}/head"
 
     def pr_files(self, repo: str, number: int) -> list[str]:
         """``GET /pulls/{n}/files`` (all pages; GitHub lists at most 3,000), both sides of a rename."""
