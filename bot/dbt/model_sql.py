@@ -646,21 +646,67 @@ class _Substitute:
                                  exp.Subquery, exp.Func, exp.Identifier))
 
 
+# Jinja's default delimiters, which dbt honours anywhere in a model or YAML text.
+JINJA_DELIMITERS = ("{{", "{%", "{#")
+_STATEMENTS = (exp.Block, exp.Command, exp.DDL, exp.DML, exp.Transaction, exp.Commit, exp.Rollback)
+_PROBE = "__layersync_probe__"
+
+
+def jinja_delimiter(text: str) -> str | None:
+    """The first Jinja delimiter in `text`, if any: dbt renders any such text as a template."""
+    found = [(text.find(d), d) for d in JINJA_DELIMITERS if d in text]
+    return min(found)[1] if found else None
+
+
 def _parse_expression(expression: exp.Expression | str, dialect: str) -> exp.Expression:
-    """The column's expression; subqueries are refused because their column
-    references are not output columns of this model."""
+    """The column's expression, without its comments; subqueries are refused because their
+    column references are not output columns of this model, statements because a column
+    is one expression and nothing more."""
     if isinstance(expression, exp.Expression):
         node = expression.copy()
     else:
         try:
-            node = sqlglot.parse_one(expression, read=dialect)
+            statements = [s for s in sqlglot.parse(expression, read=dialect) if s is not None]
         except SqlglotError as error:
             raise ModelSqlError(f"cannot parse expression {expression!r}: {error}") from error
+        if len(statements) != 1:
+            raise ModelSqlError(f"the column must be one expression, not {len(statements)} statements")
+        node = statements[0]
     if isinstance(node, exp.Alias):
         raise ModelSqlError("pass the expression without an alias; the column name is separate")
+    if any(isinstance(n, _STATEMENTS) for n in node.walk()):
+        raise ModelSqlError("the column must be one expression, not a statement or a list of them")
     if any(isinstance(n, exp.Query) for n in node.walk()):
         raise ModelSqlError("the expression must not contain a subquery")
+    for n in node.walk():
+        n.pop_comments()  # a comment is the one part of an expression that can swallow what follows it
+    _check_one_item(node.sql(dialect=dialect), dialect, "the expression")
     return node
+
+
+def _check_one_item(sql: str, dialect: str, what: str) -> None:
+    """`sql` is written as a select item: it must read back as exactly one, with no comment and
+    no Jinja, so it cannot end the item list, open a template or hide the text after it."""
+    delimiter = jinja_delimiter(sql)
+    if delimiter is not None:
+        raise ModelSqlError(f"{what} would write Jinja `{delimiter}` into the model; dbt would run it as a template")
+    try:
+        tokens = _dialect(dialect).tokenize(sql)
+        statements = [s for s in sqlglot.parse(f"SELECT {sql} AS {_PROBE}", read=dialect) if s is not None]
+    except SqlglotError as error:
+        raise ModelSqlError(f"{what} does not read back as one SQL expression: {error}") from error
+    if any(token.comments for token in tokens):
+        raise ModelSqlError(f"{what} would write an SQL comment into the model")
+    select = statements[0] if len(statements) == 1 else None
+    if not (isinstance(select, exp.Select) and _only_projection(select)):
+        raise ModelSqlError(f"{what} does not read back as one SQL expression")
+
+
+def _only_projection(select: exp.Select) -> bool:
+    """A SELECT with a single `... AS probe` item and no other clause."""
+    others = {k: v for k, v in select.args.items() if k != "expressions" and v not in (None, [], False)}
+    items = select.expressions
+    return not others and len(items) == 1 and items[0].alias == _PROBE
 
 
 def _column_refs(node: exp.Expression) -> list[exp.Column]:
@@ -968,6 +1014,26 @@ def _check_no_placeholder_leak(model: _Model, result: str) -> None:
             raise ModelSqlError("internal error: a Jinja placeholder leaked into the edit", model.line(region.start))
 
 
+def _check_name(name: str) -> None:
+    """The column name is written into the model (quoted when it must be): it may carry no
+    Jinja and nothing that ends a line, where a quoted identifier is the only thing between it
+    and the template."""
+    delimiter = jinja_delimiter(name)
+    if delimiter is not None or not name or not name.isprintable():
+        problem = f"Jinja `{delimiter}`" if delimiter else "no printable text"
+        raise ModelSqlError(f"the column name {name!r} has {problem}; it must be a plain name")
+
+
+def _check_no_new_jinja(model: _Model, result: str) -> None:
+    """Every Jinja tag of the edited model was already in the model (a substituted projection
+    brings its own along): layersync adds SQL, never a template."""
+    before = {model.text[r.start:r.end] for r in model.regions}
+    for region in _scan_jinja(result):
+        if result[region.start:region.end] not in before:
+            raise ModelSqlError("the edit would add Jinja to the model; dbt would run it as a template",
+                                _line_of(result, region.start))
+
+
 def _validate(text: str, name: str, dialect: str) -> None:
     """Re-read the edited text the same way, so a bad splice fails here, not in dbt."""
     try:
@@ -990,6 +1056,7 @@ def upsert_column(
     has its expression replaced in place; everything else is byte-identical.
     """
     model = _load(text, dialect)
+    _check_name(name)
     node = _parse_expression(expression, dialect)
     references = _column_refs(node)
     if any(column.name.lower() == name.lower() for column in references):
@@ -1003,6 +1070,7 @@ def upsert_column(
         reference = branch if model.by_name else first
         substitutes = [_resolve(column, model, branch, reference) for column in references]
         new_sql = _render(node, substitutes, dialect, lowercase)
+        _check_one_item(mask_jinja(new_sql), dialect, f"the new column {name!r}")
         target = reference.index_of(name)
         if target is None:
             edits += _insertion(model, branch, f"{new_sql} {'as' if lowercase else 'AS'} {alias}")
@@ -1012,5 +1080,6 @@ def upsert_column(
         return text
     result = _apply(text, edits)
     _check_no_placeholder_leak(model, result)
+    _check_no_new_jinja(model, result)
     _validate(result, name, dialect)
     return result

@@ -14,11 +14,13 @@ from bot.dbt import model_sql, schema_yaml
 from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model, fast_yaml
 from bot.errors import LayersyncError, TranslationError
 from bot.semantic.model import Field, View
-from bot.semantic.refs import Resolver
+from bot.semantic.refs import Ref, Resolver, scan
 
 Action = Literal["added", "replaced", "documented", "unchanged"]
 # Reasons that mean "nothing to do here" rather than "could not do it".
 NOT_APPLICABLE = {"aggregate", "removed", "nothing-to-push"}
+# PostgreSQL cuts identifiers at 63 bytes (NAMEDATALEN - 1): a longer column would silently be another name.
+MAX_COLUMN_BYTES = 63
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,80 @@ def skip_for(request: FieldRequest, reason: str, code: str = "error") -> Skipped
     return Skipped(request.field.id, loc.file, loc.line, reason, code)
 
 
+def name_problem(name: str) -> str | None:
+    """Why a field name cannot be a dbt column name, if it cannot.
+
+    The name is written into the model SQL, its YAML and the branch name, so it must be a plain
+    identifier: no quote, space, comment opener or Jinja brace can then come along with it.
+    """
+    if not name.isidentifier():
+        return (f"`{name[:80]}` is not a plain identifier (letters, digits and `_`, not starting with a digit); "
+                f"a dbt column needs one")
+    size = len(name.encode())
+    if size > MAX_COLUMN_BYTES:
+        return (f"`{name[:40]}…` is {size} bytes long; warehouses cut column names at {MAX_COLUMN_BYTES} bytes "
+                f"(PostgreSQL), so the column would get another name")
+    return None
+
+
+def fields_read(view: View, field: Field) -> list[Field]:
+    """The field and every field of its view its `${}` references reach, each once, itself first:
+    all of their SQL ends up in the column."""
+    found: dict[str, Field] = {}
+    pending = [field]
+    while pending:
+        current = pending.pop(0)
+        if current.name in found:
+            continue
+        found[current.name] = current
+        try:
+            parts = scan(current.sql or "")
+        except ValueError:
+            continue  # the resolver reports the malformed reference with its place
+        for part in parts:
+            if isinstance(part, Ref) and not part.is_table and part.view in (None, view.name):
+                target = view.field_named(part.field)
+                if target is not None:
+                    pending.append(target)
+    return list(found.values())
+
+
+def unsafe_text(view: View, field: Field) -> str | None:
+    """Why the field's text could make dbt run something, if it could.
+
+    dbt renders models and their YAML (descriptions included, with `env_var` and `run_query` at
+    hand) as Jinja templates, so a delimiter anywhere, even in a string literal or a comment,
+    would run as code when the check compiles the model. Semantic-layer text is data: it is
+    refused, not escaped, because no escaping survives every later edit of the file.
+    """
+    why = "dbt would run it as a template; semantic-layer SQL is data, so it is not pushed"
+    for key in ("description", "label"):
+        delimiter = model_sql.jinja_delimiter(getattr(field, key) or "")
+        if delimiter:
+            return f"the {key} of `{field.name}` contains Jinja `{delimiter}`: {why}"
+    for source in fields_read(view, field):
+        delimiter = model_sql.jinja_delimiter(source.sql or "")
+        if delimiter is None:
+            continue
+        if source is field:
+            return f"the SQL of `{field.name}` contains Jinja `{delimiter}`: {why}"
+        return (f"`{field.name}` reads `${{{source.name}}}`, whose SQL ({source.location}) contains Jinja "
+                f"`{delimiter}`: {why}")
+    return None
+
+
+def unsafe_expression(expression: exp.Expression, dialect: str) -> str | None:
+    """Why the resolved expression cannot be written as one select item, if it cannot: the text
+    written is sqlglot's, so escapes it decodes (`U&'\\007B'`) are judged as written."""
+    if any(isinstance(node, exp.Block) for node in expression.walk()):
+        return "the SQL is more than one SQL expression (statements separated by `;`); a column is one expression"
+    delimiter = model_sql.jinja_delimiter(expression.sql(dialect=dialect))
+    if delimiter:
+        return (f"the SQL, as it would be written to the model, contains Jinja `{delimiter}`: dbt would run it "
+                f"as a template; semantic-layer SQL is data, so it is not pushed")
+    return None
+
+
 def _is_plain_column(expression: exp.Expression) -> str | None:
     if isinstance(expression, exp.Column) and not expression.table:
         return expression.name
@@ -170,12 +246,21 @@ class PushPlanner:
             return skip_for(request, f"not pushed (aggregate): measure `{field.name}` aggregates rows "
                                      f"({field.aggregate_type or 'aggregate'}); a dbt column holds one value per row",
                             "aggregate")
+        problem = name_problem(field.name)
+        if problem:
+            return skip_for(request, problem, "invalid-name")
+        problem = unsafe_text(view, field)
+        if problem:
+            return skip_for(request, problem, "unsafe-sql")
         model = self.project.find_model(view.table_name)
         if model is None:
             return Skipped(field.id, view.file, view.line,
                            f"view `{view.name}` reads table `{view.table_name}`, which is not a model of the dbt project",
                            "unknown-model")
         expression = Resolver(view, self.dialect).resolve(field)
+        problem = unsafe_expression(expression, self.dbt_dialect)
+        if problem:
+            return skip_for(request, problem, "unsafe-sql")
         plain = _is_plain_column(expression)
         try:
             if plain is not None:
@@ -258,9 +343,9 @@ class PushPlanner:
             return False
         try:
             old_expression = Resolver(request.view, self.dialect).resolve(previous)
-        except LayersyncError:
-            return False
-        return model_sql.upsert_column(text, request.field.name, old_expression, self.dbt_dialect) == text
+            return model_sql.upsert_column(text, request.field.name, old_expression, self.dbt_dialect) == text
+        except (LayersyncError, model_sql.ModelSqlError):
+            return False  # an old translation that cannot be written was never layersync's column
 
     def _read(self, path: str) -> str:
         text = self.overlay.read_text(path)
