@@ -35,6 +35,7 @@ from bot.forge.base import (
     check_permission_level,
     check_reaction,
     check_status,
+    check_title,
     format_pr_table,
     truncate_body,
 )
@@ -261,7 +262,7 @@ class LocalForge:
     def open_or_update_pr(
         self, repo: str, *, head: str, base: str, title: str, body: str
     ) -> tuple[PullRequest, bool]:
-        body = truncate_body(body, self.body_limit)
+        title, body = check_title(title), truncate_body(body, self.body_limit)
         with self._write() as conn:
             row = conn.execute(
                 "SELECT * FROM pull_requests WHERE repo = ? AND head = ? AND base = ? AND state = 'open'",
