@@ -232,3 +232,34 @@ def test_a_broken_view_file_is_reported_and_other_views_still_push(repos) -> Non
     (bad,) = result.skipped
     assert (bad.file, bad.code) == ("views/orders.view.yaml", "invalid-file")
     assert bad.line is not None and "invalid YAML" in bad.reason
+
+
+def test_jinja_in_field_sql_never_reaches_dbt(repos, tmp_path) -> None:
+    """The issue's `run_query` payload in a string literal: refused before dbt compiles anything,
+    while the field next to it is still checked by dbt against the same warehouse."""
+    import duckdb
+
+    from bot.dbt.runner import write_duckdb_profile
+
+    warehouse = tmp_path / "check.duckdb"
+    with duckdb.connect(str(warehouse)) as connection:
+        connection.execute("create schema prod")
+    profiles = tmp_path / "profiles"
+    write_duckdb_profile(profiles, "jaffle_shop", str(warehouse), schema="dev")
+    payload = "sql: \"'{{ run_query(\\\"drop schema prod\\\") }}'\""
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE + f"  sneaky:\n    {payload}\nmeasures:")
+    repos.commit_semantic()
+
+    result = push(repos, profiles_dir=profiles)
+    assert result.exit_code == 1
+    assert [p.id for p in result.pushed] == ["orders.is_large_order"]
+    (skip,) = result.skipped
+    view_lines = (repos.semantic / "views/orders.view.yaml").read_text().splitlines()
+    assert (skip.id, skip.code, skip.file, skip.line) == (
+        "orders.sneaky", "unsafe-sql", "views/orders.view.yaml", view_lines.index("  sneaky:") + 1)
+    assert "Jinja" in skip.reason
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        schemas = {row[0] for row in connection.execute("select schema_name from information_schema.schemata").fetchall()}
+    assert "prod" in schemas
+    assert "run_query" not in repos.dbt_file(result.branch, ORDERS_SQL)
+    assert "run_query" not in (repos.dbt_file(result.branch, MARTS_YML) or "")
