@@ -32,3 +32,7 @@ class TranslationError(LayersyncError):
 
 class RepoError(LayersyncError):
     """A repository that cannot be read or written (missing path, unknown revision, ...)."""
+
+
+class EncodingError(SemanticError):
+    """A file that is not UTF-8 text: reported with the line of its first bad byte, like a YAML error."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from bot.errors import RepoError
+from bot.errors import EncodingError, RepoError
+from bot.redact import scrub
 
 BOT_NAME = "layersync[bot]"
 BOT_EMAIL = "layersync-bot@users.noreply.localhost"
@@ -59,7 +61,7 @@ class RevisionReader:
             meta, _, path = entry.partition("\t")
             parts = meta.split()
             if len(parts) == 3 and parts[1] == "blob" and path in found:
-                found[path] = self.repo.odb.stream(bytes.fromhex(parts[2])).read().decode("utf-8")
+                found[path] = decode_text(self.repo.odb.stream(bytes.fromhex(parts[2])).read(), path)
         return found
 
     def read(self, rev: str, path: str) -> str | None:
@@ -67,7 +69,7 @@ class RevisionReader:
             blob = self.commit(rev).tree / path
         except KeyError:
             return None
-        return blob.data_stream.read().decode("utf-8")
+        return decode_text(blob.data_stream.read(), path)
 
     def store(self, rev: str) -> "RevisionStore":
         return RevisionStore(self, rev)
@@ -81,6 +83,21 @@ class RevisionReader:
         for change in self.commit(old_rev).diff(new):
             paths.update(p for p in (change.a_path, change.b_path) if p)
         return sorted(paths)
+
+
+def decode_text(data: bytes, path: str) -> str:
+    """A file's bytes as text; a file that is not UTF-8 is a user's error with its line, not a crash."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise EncodingError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
+                            path, line) from None
+
+
+def shown_url(remote: str) -> str:
+    """A remote as it may appear in a message: credentials in its URL masked, whatever they are."""
+    return scrub(remote)
 
 
 def remote_of(path: Path | str) -> str:
@@ -113,13 +130,14 @@ class Workspace:
         """`env` carries credentials for hosted remotes (git reads an auth header from it), so no
         token is ever part of the URL or written into the clone's config."""
         self.remote = remote
+        self.shown = shown_url(remote)
         self.env = dict(env or {})
         self._tmp = tempfile.mkdtemp(prefix="layersync-ws-")
         try:
             self.repo = git.Repo.clone_from(remote, Path(self._tmp) / "repo", env=self.env or None)
         except GitCommandError as exc:
             self.close()
-            raise RepoError(f"cannot clone `{remote}`: {_git_reason(exc)}") from None
+            raise RepoError(f"cannot clone `{self.shown}`: {_git_reason(exc, self._tmp)}") from None
         with self.repo.config_writer() as config:
             config.set_value("user", "name", BOT_NAME)
             config.set_value("user", "email", BOT_EMAIL)
@@ -146,7 +164,7 @@ class Workspace:
                     return name
             if heads:
                 return heads[0]
-            raise RepoError(f"`{self.remote}` has no branches") from None
+            raise RepoError(f"`{self.shown}` has no branches") from None
 
     def remote_branch_sha(self, branch: str) -> str | None:
         for ref in self.repo.remotes.origin.refs:
@@ -154,22 +172,74 @@ class Workspace:
                 return ref.commit.hexsha
         return None
 
+    @contextmanager
+    def _git(self, doing: str) -> Iterator[None]:
+        """git's refusal as one line a user can act on: no command line, no temp path, no credential."""
+        try:
+            yield
+        except GitCommandError as exc:
+            raise RepoError(f"{doing} in `{self.shown}` failed: {_git_reason(exc, self._tmp)}") from None
+
     def fetch(self, refspec: str) -> None:
         try:
             with self.repo.git.custom_environment(**self.env):
                 self.repo.git.fetch("origin", refspec)
         except GitCommandError as exc:
-            raise RepoError(f"cannot fetch `{refspec}` from `{self.remote}`: {_git_reason(exc)}") from None
+            raise RepoError(f"cannot fetch `{refspec}` from `{self.shown}`: {_git_reason(exc, self._tmp)}") from None
+
+    def checkout_pr_head(self, ref: str, expected_sha: str | None = None) -> str:
+        """Check out a PR's own head, fetched from the forge's PR ref (`refs/pull/N/head` on GitHub), never a
+        branch of the base repo that happens to share the head's name (a fork's `main`). With
+        `expected_sha` (the event's head), that commit is what is checked out, and a PR ref that no longer
+        contains it is an error rather than a silent switch to other commits. Returns the sha."""
+        local = "refs/layersync/pr-head"
+        self.fetch(f"+{ref}:{local}")
+        with self._git(f"reading `{ref}`"):
+            head = self.repo.git.rev_parse("--verify", f"{local}^{{commit}}").strip()
+        sha = head
+        if expected_sha and expected_sha != head:
+            try:
+                self.repo.git.merge_base("--is-ancestor", expected_sha, head)
+                sha = self.repo.git.rev_parse("--verify", f"{expected_sha}^{{commit}}").strip()
+            except GitCommandError:
+                raise RepoError(f"the PR's head `{ref}` is at {head[:12]}, not at the event's commit "
+                                f"{expected_sha[:12]}") from None
+        with self._git(f"checking out {sha[:12]}"):
+            self.repo.git.checkout("--detach", sha)
+        return sha
+
+    def checkout_detached(self, rev: str) -> str:
+        """Check out a commit or `origin/<branch>` with no local branch; returns its sha."""
+        with self._git(f"checking out `{rev}`"):
+            self.repo.git.checkout("--detach", rev)
+            return self.repo.head.commit.hexsha
+
+    def merge_base(self, a: str, b: str = "HEAD") -> str:
+        with self._git(f"finding where `{b}` left `{a}`"):
+            return self.repo.git.merge_base(a, b).strip()
+
+    def discard(self, paths: list[str]) -> None:
+        """Put the work tree back as the last commit has it (files written for a check, new ones too)."""
+        with self._git("discarding the checked edit"):
+            self.repo.git.checkout("--", ".")
+            if paths:
+                self.repo.git.clean("-fdq", "--", *paths)
 
     def checkout(self, branch: str, base: str) -> bool:
         """Check out `branch`, continuing the remote's branch when it exists; True when it did."""
-        if self.remote_branch_sha(branch) is not None:
-            self.repo.git.checkout("-B", branch, f"origin/{branch}")
-            return True
-        if self.remote_branch_sha(base) is None:
-            raise RepoError(f"base branch `{base}` does not exist in `{self.remote}`")
-        self.repo.git.checkout("-B", branch, f"origin/{base}")
-        return False
+        with self._git(f"creating branch `{branch}`"):
+            if self.remote_branch_sha(branch) is not None:
+                self.repo.git.checkout("-B", branch, f"origin/{branch}")
+                return True
+            if self.remote_branch_sha(base) is None:
+                raise RepoError(f"base branch `{base}` does not exist in `{self.shown}`")
+            self.repo.git.checkout("-B", branch, f"origin/{base}")
+            return False
+
+    def start_branch(self, branch: str, start: str) -> None:
+        """(Re)create `branch` at `start`, whatever it pointed at before (a branch the bot rebuilds)."""
+        with self._git(f"creating branch `{branch}`"):
+            self.repo.git.checkout("-B", branch, start)
 
     def write(self, files: dict[str, str]) -> None:
         for rel, text in files.items():
@@ -179,12 +249,15 @@ class Workspace:
 
     def commit(self, message: str, paths: list[str]) -> str | None:
         """Commit exactly `paths`; None when they hold no change (a rerun on the same input)."""
-        self.repo.index.add(paths)
+        try:
+            self.repo.index.add(paths)
+        except OSError as exc:                     # a path the file system refuses (name too long)
+            raise RepoError(f"cannot stage the edit: {exc.strerror or exc}") from None
         if not self.repo.index.diff("HEAD"):
             return None
         identity = {"GIT_AUTHOR_NAME": BOT_NAME, "GIT_AUTHOR_EMAIL": BOT_EMAIL,    # over any GIT_AUTHOR_* the
                     "GIT_COMMITTER_NAME": BOT_NAME, "GIT_COMMITTER_EMAIL": BOT_EMAIL}  # process inherited
-        with self.repo.git.custom_environment(**identity):
+        with self._git("committing"), self.repo.git.custom_environment(**identity):
             self.repo.git.commit("-m", message, "--no-verify")
         return self.repo.head.commit.hexsha
 
@@ -193,7 +266,8 @@ class Workspace:
         branch, so it must not be rebuilt over them. One line each: short sha, author, subject."""
         if self.remote_branch_sha(branch) is None:
             return []
-        log = self.repo.git.log(f"origin/{base}..origin/{branch}", "--format=%h%x09%ae%x09%an%x09%s")
+        with self._git(f"reading the commits of `{branch}`"):
+            log = self.repo.git.log(f"origin/{base}..origin/{branch}", "--format=%h%x09%ae%x09%an%x09%s")
         lines = [line.split("\t") for line in log.splitlines() if line.strip()]
         return [f"{sha} {name}: {subject}" for sha, email, name, subject in lines if email != BOT_EMAIL]
 
@@ -206,12 +280,19 @@ class Workspace:
             with self.repo.git.custom_environment(**self.env):
                 self.repo.git.push(*lease, "origin", f"refs/heads/{branch}:refs/heads/{branch}")
         except GitCommandError as exc:
-            raise RepoError(f"push of `{branch}` to `{self.remote}` was refused: {_git_reason(exc)}") from None
+            raise RepoError(f"push of `{branch}` to `{self.shown}` was refused: {_git_reason(exc, self._tmp)}") from None
 
 
-def _git_reason(exc: GitCommandError) -> str:
-    lines = [line.strip() for line in str(exc.stderr or exc).splitlines() if line.strip()]
-    return lines[-1].strip("'") if lines else "git failed"
+def _git_reason(exc: GitCommandError, scratch: str | None = None) -> str:
+    """git's last word on a failure (its stderr, never GitPython's command line), with the scratch
+    clone's path left out and credentials masked: the text goes into comments and logs."""
+    stderr = exc.stderr if isinstance(exc.stderr, str) and exc.stderr.strip() else ""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reason = lines[-1].strip("'") if lines else f"git exited with status {exc.status}"
+    reason = reason.removeprefix("stderr: ").strip("'")
+    if scratch:
+        reason = reason.replace(str(Path(scratch) / "repo") + "/", "").replace(scratch, "<scratch>")
+    return scrub(reason)
 
 
 class RevisionStore:

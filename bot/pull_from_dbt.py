@@ -153,7 +153,7 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
     branch = branch_name(head)
     with Workspace(remote, env) as ws:
         base = ws.default_branch()
-        ws.repo.git.checkout("-B", branch, f"origin/{base}")      # always rebuilt on the latest default branch
+        ws.start_branch(branch, f"origin/{base}")                 # always rebuilt on the latest default branch
         config = parse_config(RevisionReader(ws.root, "semantic-layer repo").read("HEAD", CONFIG_FILE)).validated()
         plan = plan_pull(changes, _view_texts(ws.root, config.format), dbt_commit=head, dialect=config.dialect,
                          catalog=catalog)

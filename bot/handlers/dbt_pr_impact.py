@@ -33,9 +33,9 @@ def on_dbt_pr(event: Event, ctx: Context) -> None:
         with Workspace(ctx.forge.remote_url(event.repo), ctx.forge.git_env(event.repo)) as dbt, \
                 Workspace(ctx.forge.remote_url(ctx.settings.semantic_repo),
                           ctx.forge.git_env(ctx.settings.semantic_repo)) as semantic:
-            dbt.fetch(f"+refs/heads/{pull['head']['ref']}:refs/remotes/origin/{pull['head']['ref']}")
+            dbt.checkout_pr_head(ctx.forge.pr_head_ref(event.repo, number), sha)    # a fork's head too
             semantic_ref = paired_ref(semantic, pull["head"]["ref"])
-            semantic.repo.git.checkout("--detach", f"origin/{semantic_ref}")
+            semantic.checkout_detached(f"origin/{semantic_ref}")
             section = _warnings(ctx, dbt, semantic, pull, sha, semantic_ref)
             ctx.forge.upsert_comment(event.repo, number, f"{marker(number)}\n{section}\n\n_The impact report is "
                                      "being built; it will appear here._", marker(number))
@@ -63,7 +63,7 @@ def paired_ref(semantic: Workspace, dbt_branch: str) -> str:
 def _warnings(ctx: Context, dbt: Workspace, semantic: Workspace, pull: dict, sha: str, semantic_ref: str) -> str:
     """Static: which semantic fields the PR breaks or alters. A failure here must not cost the report."""
     try:
-        base = dbt.repo.git.merge_base(f"origin/{pull['base']['ref']}", sha).strip()
+        base = dbt.merge_base(f"origin/{pull['base']['ref']}", sha)
         notes = semantic_warnings(dbt.root, base, sha, semantic.root)
     except LayersyncError as exc:
         return f"{TITLE}\n\nThe semantic layer could not be checked: {exc}"

@@ -38,7 +38,7 @@ def on_semantic_pr(event: Event, ctx: Context) -> None:
         return
     pr = event.payload["pull_request"]
     number = int(pr["number"])
-    with semantic_clone(ctx.forge, event.repo, branch=pr["head"]["ref"]) as ws:
+    with semantic_clone(ctx.forge, event.repo, pr=number, head_sha=(pr.get("head") or {}).get("sha")) as ws:
         request = PushRequest(semantic_repo=ws.root, since=merge_base(ws, pr["base"]["ref"]),
                               dbt_forge_repo=ctx.settings.dbt_repo, dry_run=True)
         result = run(request, ctx.forge)

@@ -225,6 +225,8 @@ class PullRequest:
     frozen_base: str | None = None  # the merge base once merged/closed, so files stay the PR's own diff
     head_deleted: bool = False
     requested_reviewers: list[str] = field(default_factory=list)
+    fork_owner: str | None = None   # the head branch lives in this user's fork (its commits: refs/pull/N/head)
+    pull_ref_sha: str = ""          # what refs/pull/N/head points at in the bare repo
 
 
 @dataclass
@@ -687,7 +689,7 @@ class GitHubStandIn:
                     continue
                 branch = u.ref.removeprefix("refs/heads/")
                 for pr in r.prs.values():
-                    if pr.head == branch and pr.state == "open":
+                    if pr.head == branch and pr.state == "open" and pr.fork_owner is None:
                         if u.deleted:
                             # GitHub closes a PR whose head branch is deleted.
                             pr.head_deleted = True
@@ -729,6 +731,20 @@ class GitHubStandIn:
         self.add_user(user)
         with self._lock:
             pr = PullRequest(r.next_number, self._next_id(), title, body, head, base or r.default_branch, user)
+            r.next_number += 1
+            r.prs[pr.number] = pr
+            return self._refresh(r, pr)
+
+    def create_fork_pr(self, repo: str, fork_owner: str, head: str, head_sha: str, base: str | None = None, *,
+                       title: str = "A pull request from a fork", body: str = "") -> PullRequest:
+        """A PR from ``fork_owner``'s fork: its head branch (which may share a name with a base branch) is
+        not in this repo; its commit ``head_sha`` must already be in the bare repo (push it to any ref),
+        and is kept at refs/pull/N/head, as GitHub does."""
+        r = self._repo(repo)
+        self.add_user(fork_owner)
+        with self._lock:
+            pr = PullRequest(r.next_number, self._next_id(), title, body, head, base or r.default_branch, fork_owner,
+                             head_sha=head_sha, fork_owner=fork_owner)
             r.next_number += 1
             r.prs[pr.number] = pr
             return self._refresh(r, pr)
@@ -1174,12 +1190,16 @@ class GitHubStandIn:
 
     def _refresh(self, r: Repo, pr: PullRequest) -> PullRequest:
         if pr.state == "open":
-            head = self.branch_sha(r.full_name, pr.head)
+            head = self.branch_sha(r.full_name, pr.head) if pr.fork_owner is None else None
             if head:
                 pr.head_sha = head
             base = self.branch_sha(r.full_name, pr.base)
             if base:
                 pr.base_sha = base
+        if pr.head_sha != ZERO_SHA and pr.pull_ref_sha != pr.head_sha:
+            # GitHub keeps every PR's head (a fork's too) at refs/pull/N/head of the base repo.
+            self._git(r, "update-ref", f"refs/pull/{pr.number}/head", pr.head_sha)
+            pr.pull_ref_sha = pr.head_sha
         return pr
 
     def _diff_stats(self, r: Repo, pr: PullRequest) -> list[dict]:
@@ -1252,8 +1272,9 @@ class GitHubStandIn:
         statuses = f"{api}/repos/{r.full_name}/statuses/{pr.head_sha}"
         repo_json = self._repo_json(r)
 
-        def side(branch: str, sha: str) -> dict:
-            return {"label": f"{r.owner}:{branch}", "ref": branch, "sha": sha, "user": self._user_json(r.owner), "repo": repo_json}
+        def side(branch: str, sha: str, owner: str | None = None) -> dict:
+            owner = owner or r.owner
+            return {"label": f"{owner}:{branch}", "ref": branch, "sha": sha, "user": self._user_json(owner), "repo": repo_json}
 
         out: dict[str, Any] = {
             "url": url, "id": pr.id, "node_id": _node_id("PullRequest", pr.id), "html_url": html,
@@ -1267,7 +1288,7 @@ class GitHubStandIn:
             "closed_at": _iso(pr.closed_at), "merged_at": _iso(pr.merged_at), "merge_commit_sha": pr.merge_commit_sha,
             "assignee": None, "assignees": [],
             "requested_reviewers": [self._user_json(u) for u in pr.requested_reviewers], "requested_teams": [],
-            "head": side(pr.head, pr.head_sha), "base": side(pr.base, pr.base_sha),
+            "head": side(pr.head, pr.head_sha, pr.fork_owner), "base": side(pr.base, pr.base_sha),
             "_links": {
                 "self": {"href": url}, "html": {"href": html}, "issue": {"href": issue_url},
                 "comments": {"href": f"{issue_url}/comments"}, "review_comments": {"href": f"{url}/comments"},
