@@ -169,8 +169,7 @@ def _plan_and_check(ws: Workspace, requests: list[FieldRequest], config: Config,
         try:
             check = check_project(ws.root, plan.models, profile=project.profile, profiles_dir=profiles_dir, log=log)
         finally:
-            ws.repo.git.checkout("--", ".")
-            ws.repo.git.clean("-fdq", "--", *(p for p in plan.files))
+            ws.discard(list(plan.files))
         if check.ok:
             return plan
         blamed = check.failing_models or set(plan.models)

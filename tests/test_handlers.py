@@ -88,11 +88,12 @@ def test_named_fields_on_the_pr(world) -> None:
 
 def test_semantic_pr_gets_a_preview_comment_kept_in_place(world) -> None:
     repos, forge, pr, ctx = world
+    head = git.Repo(repos.semantic).commit("analyst/large-orders").hexsha      # the event names the PR's head
     payload = pull_request("opened", repo=str(repos.semantic), number=pr.number, head_ref="analyst/large-orders",
-                           base_ref="main")
+                           base_ref="main", head_sha=head)
     dispatch(ctx, "pull_request", payload)
     payload = pull_request("synchronize", repo=str(repos.semantic), number=pr.number,
-                           head_ref="analyst/large-orders", base_ref="main")
+                           head_ref="analyst/large-orders", base_ref="main", head_sha=head)
     dispatch(ctx, "pull_request", payload)
     (preview,) = forge.list_comments(str(repos.semantic), pr.number)
     assert "<!-- layersync:preview pr=1 -->" in preview.body

@@ -515,6 +515,21 @@ class LocalForge:
             return name
         raise ForgeError(f"{repo!r} has no branches")
 
+    def pr_head_ref(self, repo: str, number: int) -> str:
+        """GitHub's ``refs/pull/N/head``, kept in the bare remote: pointed at the PR's head branch when that
+        branch exists there (every PR of the local forge is from a branch of the same repo; a fork's
+        commits are put under this ref by whoever stands in for GitHub, as GitHub itself does)."""
+        pr = self.get_pr(repo, number)
+        ref = f"refs/pull/{int(number)}/head"
+        remote = _open_remote(repo)
+        try:
+            head = remote.git.rev_parse("--verify", "--quiet", f"refs/heads/{pr.head}^{{commit}}").strip()
+        except GitCommandError:
+            head = ""
+        if head and pr.state == "open":
+            remote.git.update_ref(ref, head)
+        return ref
+
     def pr_files(self, repo: str, number: int) -> list[str]:
         """``git diff --name-only base...head`` in the remote: what the PR changes since it left its base.
 

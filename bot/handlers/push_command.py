@@ -86,7 +86,7 @@ def on_comment(event: Event, ctx: Context) -> None:
 def _push(ctx: Context, command: Command, issue: dict, repo: str, number: int) -> PushResult:
     is_pr = bool(issue.get("pull_request"))
     pr = ctx.forge.get_pr(repo, number) if is_pr else None
-    with semantic_clone(ctx.forge, repo, branch=pr.head if pr else None) as ws:
+    with semantic_clone(ctx.forge, repo, pr=pr.number if pr else None) as ws:
         fields = list(command.fields)
         since = None
         if pr is not None:
