@@ -19,10 +19,13 @@ def reply_marker(comment_id: int) -> str:
     return f"<!-- layersync:push-to-dbt comment={comment_id} -->"
 
 
+PUSHED = "Pushed to dbt:"  # how a reply that reports an opened/updated dbt PR begins (bot.service reads it)
+
+
 def render_result(result: PushResult) -> str:
     lines: list[str] = []
     if result.pr is not None:
-        lines.append(f"Pushed to dbt: **{result.pr.title}** — {result.pr.url} (branch `{result.branch}`).")
+        lines.append(f"{PUSHED} **{result.pr.title}** — {result.pr.url} (branch `{result.branch}`).")
     elif result.message:
         lines.append(f"Nothing was pushed: {result.message}.")
     if result.pushed:
