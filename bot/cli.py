@@ -278,10 +278,9 @@ def _service_config(args: argparse.Namespace):
 def _cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
-    from werkzeug.serving import make_server
-
     from bot.jobs.queue import JobQueue
     from webhooks.app import ReceiverSettings, create_app
+    from webhooks.server import make_receiver_server
 
     config = _service_config(args)
     app = create_app(ReceiverSettings(secret=config.webhook_secret), JobQueue(config.queue_db))
@@ -289,7 +288,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.with_worker:
         worker, stop = _worker(config, args.threads)
         threading.Thread(target=worker.run, args=(stop,), name="layersync-worker", daemon=True).start()
-    server = make_server(args.host, args.port, app, threaded=True)
+    server = make_receiver_server(args.host, args.port, app)
     print(f"layersync receiver on http://{args.host}:{server.server_port}/webhooks/github"
           f"{' with worker' if stop else ''}", flush=True)
     try:

@@ -160,6 +160,60 @@ def test_a_body_that_is_not_a_json_object_is_400(client: FlaskClient, queue: Job
     assert queue.depth() == 0
 
 
+def _comment_with(raw_json_value: bytes) -> bytes:
+    """An otherwise valid issue_comment body whose comment text is ``raw_json_value`` (raw JSON)."""
+    body = payloads.encode(payloads.issue_comment_created(body="PLACEHOLDER"))
+    return body.replace(b'"PLACEHOLDER"', raw_json_value)
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"action":"created","deep":' + b"[" * depth + b"]" * depth + b"}"
+
+
+# JSON that Python's parser accepts but GitHub never sends: each must be a 400 and store nothing,
+# never a 5xx (a 500 from the parser's recursion limit, a 503 from the queue failing to encode).
+NOT_GITHUB_JSON = {
+    "nested 1,000 deep": _nested(1000),
+    "nested 100,000 deep": _nested(100_000),
+    "nested past the bound": _nested(65),
+    "lone high surrogate": _comment_with(rb'"\ud800"'),
+    "lone low surrogate": _comment_with(rb'"x\udc00y"'),
+    "high surrogate then a letter": _comment_with(rb'"\uD83Dx"'),
+    "surrogate in a key": b'{"action":"created","\\udfff":1}',
+    "surrogate in the repository name": payloads.encode(payloads.issue_comment_created()).replace(
+        b'"full_name":"acme/semantic"', rb'"full_name":"\ud800"'),
+    "UTF-8-encoded surrogate bytes": _comment_with(b'"\xed\xa0\x80"'),
+    "NaN": _comment_with(b"NaN"),
+    "Infinity": _comment_with(b"-Infinity"),
+    "a float that overflows to infinity": _comment_with(b"1e999"),
+    "an integer of 5,000 digits": _comment_with(b"9" * 5000),
+    "an integer past 64 bits": _comment_with(b"18446744073709551616"),
+    "a duplicate key": b'{"action":"created","action":"deleted"}',
+}
+
+
+@pytest.mark.parametrize("body", NOT_GITHUB_JSON.values(), ids=NOT_GITHUB_JSON.keys())
+def test_json_github_never_sends_is_400_and_not_stored(client: FlaskClient, queue: JobQueue, body: bytes) -> None:
+    resp = deliver(client, "issue_comment", body)
+    assert resp.status_code == 400, resp.get_data(as_text=True)[:200]
+    assert "JSON" in resp.get_json()["error"]
+    assert queue.depth() == 0
+
+
+@pytest.mark.parametrize("value", [rb'"\ud83d\ude00 \u00e9"', '"😀 é"'.encode(), rb'"\\ud800"', b"-12.5e3",
+                                   b"9223372036854775807"])
+def test_json_github_does_send_is_stored(client: FlaskClient, queue: JobQueue, value: bytes) -> None:
+    """Escaped surrogate pairs, raw UTF-8, an escaped backslash before `ud800`, floats, int64."""
+    body = _comment_with(value)
+    resp = deliver(client, "issue_comment", body)
+    assert resp.status_code == 202
+    assert queue.get(resp.get_json()["job"]).payload["comment"]["body"] == json.loads(value)
+
+
+def test_nesting_within_the_bound_is_stored(client: FlaskClient, queue: JobQueue) -> None:
+    assert deliver(client, "issue_comment", _nested(63)).status_code == 202
+
+
 @pytest.mark.parametrize("header", ["X-GitHub-Event", "X-GitHub-Delivery"])
 def test_missing_event_or_delivery_header_is_400(client: FlaskClient, queue: JobQueue, header: str) -> None:
     resp = deliver(client, "issue_comment", payloads.issue_comment_created(), drop=(header,))
@@ -331,3 +385,81 @@ def test_real_http_delivery_and_chunked_oversize(server: int, queue: JobQueue, t
         thread.join(timeout=5)
     assert queue.get_by_delivery("real-2") is None
     assert queue.depth() == 1
+
+
+# -- `layersync serve` itself ---------------------------------------------------------------
+
+
+@pytest.fixture
+def layersync_serve(tmp_path: Path) -> Iterator[int]:
+    """A real `layersync serve` process on a free loopback port (stopped by this fixture only)."""
+    import os
+    import select
+
+    env = {**os.environ, "LAYERSYNC_WEBHOOK_SECRET": SECRET, "LAYERSYNC_FORGE": "local",
+           "LAYERSYNC_DBT_REPO": str(tmp_path / "dbt"), "LAYERSYNC_SEMANTIC_REPO": str(tmp_path / "semantic"),
+           "LAYERSYNC_QUEUE_DB": str(tmp_path / "queue.sqlite"), "XDG_DATA_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline().decode() if ready else ""
+        assert "layersync receiver on http://127.0.0.1:" in line, line
+        yield int(line.split("http://127.0.0.1:", 1)[1].split("/", 1)[0])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _raw_exchange(port: int, head: bytes, first_bytes: bytes) -> tuple[bytes, bool]:
+    """Send a request head and the first bytes of its body, then read: (what came back, whether the
+    server closed the connection). The socket timeout bounds the wait: a server that keeps the
+    socket open shows up as `closed == False`, however slow the machine."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + first_bytes)
+        data, closed = b"", False
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                data += chunk
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            closed = True
+        return data, closed
+
+
+@pytest.mark.parametrize("path, status, reason", [(URL, 400, b'{"error":"body too large"}'),
+                                                   ("/elsewhere", 404, b"Not Found")])
+def test_serve_closes_the_socket_after_refusing_a_body_it_did_not_read(layersync_serve: int, path: str,
+                                                                       status: int, reason: bytes) -> None:
+    """A client that announces 30 MB and sends its first 256 KiB (more than the server's read
+    buffer: some of it waits in the socket) gets its answer and then EOF: the server neither waits
+    for nor reads the rest of the body."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {30 * 1024 * 1024}\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: big-1\r\n"
+            "X-Hub-Signature-256: sha256=00\r\n\r\n").encode()
+    data, closed = _raw_exchange(layersync_serve, head, b'{"zen":"' + b"x" * 256 * 1024)
+    status_line, _, rest = data.partition(b"\r\n")
+    assert status_line.startswith(f"HTTP/1.1 {status}".encode()), data[:200]
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"connection: close" in headers.lower()
+    assert reason in body
+    assert closed, "the server kept the connection open"
+
+
+def test_serve_still_acknowledges_a_delivery(layersync_serve: int) -> None:
+    body = payloads.encode(payloads.push(repo="acme/semantic"))
+    conn = http.client.HTTPConnection("127.0.0.1", layersync_serve, timeout=10)
+    try:
+        conn.request("POST", URL, body=body, headers=payloads.signed_headers(SECRET, body, "push", "serve-1"))
+        resp = conn.getresponse()
+        assert resp.status == 202 and "job" in json.loads(resp.read())
+    finally:
+        conn.close()

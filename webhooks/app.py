@@ -13,7 +13,8 @@ Status codes, chosen so GitHub's delivery log tells the operator what went wrong
 * 200 — ``ping`` (``{"ok": true, "zen": ...}``): answered, never queued.
 * 400 — a body over ``max_body`` (GitHub caps payloads at 25 MB: anything larger is not GitHub;
   400 rather than 413 as the issue asks), missing ``X-GitHub-Event``/``X-GitHub-Delivery``, or
-  a body that is not a JSON object.
+  a body that is not a JSON object GitHub could have sent (see ``parse_payload``: not UTF-8,
+  nested past ``MAX_DEPTH``, a lone surrogate, NaN, a number past int64, a duplicate key).
 * 401 — missing or wrong ``X-Hub-Signature-256``: nothing is parsed or stored.
 * 503 — the queue could not store the delivery (disk full, lock timeout): GitHub shows the
   failure and the delivery can be redelivered from its UI.
@@ -30,10 +31,11 @@ import re
 from dataclasses import dataclass, field
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import ClientDisconnected
 
 from bot.jobs.queue import JobQueue, job_key
 
-__all__ = ["ReceiverSettings", "create_app", "signature_for"]
+__all__ = ["NotGitHubJSON", "ReceiverSettings", "create_app", "parse_payload", "signature_for"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,87 @@ class ReceiverSettings:
 def signature_for(secret: str, body: bytes) -> str:
     """The ``X-Hub-Signature-256`` value GitHub sends for ``body``: ``sha256=<hex HMAC>``."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+class NotGitHubJSON(ValueError):
+    """A body Python's parser might accept but GitHub never sends; its message is the 400's reason."""
+
+
+# GitHub's payloads nest about ten levels deep. A fixed bound, far below Python's recursion limit,
+# means a body that passes here parses the same way wherever a worker reads it again.
+MAX_DEPTH = 64
+_INT64 = 2 ** 63
+# After a strict UTF-8 decode, a surrogate can only come from a `\uD800`-`\uDFFF` escape; a body
+# without one (almost all: GitHub sends non-ASCII text as UTF-8) skips the walk over its strings.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_constant(name: str) -> None:
+    raise NotGitHubJSON("body is not JSON: NaN and Infinity are not JSON numbers")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise NotGitHubJSON("body is not JSON: a number out of range")
+    return value
+
+
+def _int64(text: str) -> int:
+    value = int(text)      # Python refuses more than 4,300 digits itself (a ValueError)
+    if not -_INT64 <= value < _INT64:
+        raise NotGitHubJSON("body is not JSON: a number out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """Refuse duplicate keys: which one wins differs between JSON readers, so a body with them can
+    mean one thing here and another to the next tool that reads the stored delivery."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise NotGitHubJSON("body is not JSON: a duplicate key")
+    return obj
+
+
+def _check_shape(payload: object, strings: bool) -> None:
+    """Nesting within MAX_DEPTH and, when `strings`, no lone surrogate in any key or string (it
+    could not be stored or posted as UTF-8 later). Iterative: the walk has no recursion limit."""
+    stack: list[tuple[object, int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise NotGitHubJSON(f"body is not JSON GitHub sends: nested deeper than {MAX_DEPTH}")
+        items = node.items() if isinstance(node, dict) else enumerate(node)  # type: ignore[union-attr]
+        for key, value in items:
+            if strings and (isinstance(key, str) and _SURROGATE.search(key)
+                            or isinstance(value, str) and _SURROGATE.search(value)):
+                raise NotGitHubJSON("body is not JSON: a lone surrogate in a string")
+            if isinstance(value, (dict, list)):
+                stack.append((value, depth + 1))
+
+
+def parse_payload(raw: bytes) -> dict:
+    """The delivery's JSON object, refusing what GitHub never sends (each a `NotGitHubJSON`).
+
+    UTF-8 only (json.loads would guess UTF-16/32 and let encoded surrogates through), no
+    NaN/Infinity or numbers outside int64/float, no duplicate keys, at most MAX_DEPTH levels, no
+    lone surrogate: anything stored must re-encode, and parse identically, in the worker.
+    """
+    try:
+        text = raw.decode("utf-8")
+        payload = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant,
+                             parse_float=_finite_float, parse_int=_int64)
+    except NotGitHubJSON:
+        raise
+    except RecursionError:
+        raise NotGitHubJSON(f"body is not JSON GitHub sends: nested deeper than {MAX_DEPTH}") from None
+    except ValueError:     # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise NotGitHubJSON("body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise NotGitHubJSON("body is not a JSON object")
+    _check_shape(payload, strings=_SURROGATE_ESCAPE.search(text) is not None)
+    return payload
 
 
 def _error(status: int, reason: str) -> tuple[Response, int]:
@@ -89,7 +172,10 @@ def create_app(settings: ReceiverSettings, queue: JobQueue) -> Flask:
             return _error(400, "body too large")
         # Read at most one byte past the bound: a chunked body with no Content-Length is
         # bounded too, and memory never grows past max_body + 1.
-        raw = request.stream.read(settings.max_body + 1)
+        try:
+            raw = request.stream.read(settings.max_body + 1)
+        except (ClientDisconnected, OSError):   # the client stopped short of its Content-Length, or stalled
+            return _error(400, "body incomplete")
         if len(raw) > settings.max_body:
             return _error(400, "body too large")
 
@@ -107,11 +193,9 @@ def create_app(settings: ReceiverSettings, queue: JobQueue) -> Flask:
             return _error(400, "malformed X-GitHub-Event or X-GitHub-Delivery header")
 
         try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "body is not JSON")
-        if not isinstance(payload, dict):
-            return _error(400, "body is not a JSON object")
+            payload = parse_payload(raw)
+        except NotGitHubJSON as exc:
+            return _error(400, str(exc))
 
         if event == "ping":
             log.info("webhook ping (delivery %s)", delivery)
