@@ -20,6 +20,11 @@ Concurrency rules, all enforced here rather than by callers:
 * A claimed job carries a lease. A worker that dies (``kill -9``, OOM, power loss) stops
   renewing it; once it expires the job is claimable again, which is how a restart resumes.
   Handlers must therefore be idempotent (the house rule anyway).
+* A death is counted once, against the job whose lease expired, when that job is reclaimed:
+  both in ``attempts`` (every failed attempt) and in ``deaths`` (the attempts that ended with the
+  worker gone rather than the handler raising), so the worker can tell a job that only ever died
+  (its handler may well have finished) from one that keeps failing.
+* ``last_error`` passes through ``bot.redact.scrub``: it is shown by the CLI, logged and posted.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from bot.redact import scrub
 from bot.sqlite_tx import enable_wal, immediate
 
 __all__ = ["Job", "JobQueue", "job_key", "STATES"]
@@ -49,6 +55,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state        TEXT    NOT NULL DEFAULT 'queued'
                  CHECK (state IN ('queued', 'running', 'done', 'failed')),
     attempts     INTEGER NOT NULL DEFAULT 0,
+    deaths       INTEGER NOT NULL DEFAULT 0,
     not_before   REAL    NOT NULL,
     lease_until  REAL,
     worker_id    TEXT,
@@ -62,7 +69,8 @@ CREATE INDEX IF NOT EXISTS jobs_unfinished_by_id  ON jobs (id)      WHERE state 
 CREATE INDEX IF NOT EXISTS jobs_unfinished_by_key ON jobs (key, id) WHERE state IN ('queued', 'running');
 """
 
-_COLUMNS = "id, delivery_id, event, body, key, attempts, state, not_before, last_error, created_at"
+_COLUMNS = "id, delivery_id, event, body, key, attempts, state, not_before, last_error, created_at, deaths"
+_N_COLUMNS = len(_COLUMNS.split(","))
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class Job:
     not_before: float
     last_error: str | None
     created_at: float
+    deaths: int = 0  # attempts that ended with the worker gone (lease expired), not the handler raising
 
 
 def job_key(event: str, payload: dict) -> str:
@@ -135,6 +144,9 @@ class JobQueue:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+            if "deaths" not in columns:  # a queue file written before deaths were counted apart
+                conn.execute("ALTER TABLE jobs ADD COLUMN deaths INTEGER NOT NULL DEFAULT 0")
 
     # -- connections -------------------------------------------------------------------------
 
@@ -204,8 +216,9 @@ class JobQueue:
         """Take the oldest ready job whose key is free; mark it running for ``lease_seconds``.
 
         Ready: queued with ``not_before <= now``, or running with an expired lease (its worker
-        died: reclaiming it counts as a failed attempt, so a job that keeps killing its worker
-        eventually exhausts ``max_attempts`` instead of looping forever). A key is free when no
+        died: reclaiming it counts one failed attempt and one death, here and nowhere else, so a
+        job that keeps killing its worker eventually exhausts ``max_attempts`` instead of looping
+        forever). A key is free when no
         earlier job of it is unfinished, so a job waiting out a retry delay also holds back the
         later jobs of its key: order within a key is kept even across retries.
         """
@@ -230,12 +243,15 @@ class JobQueue:
                 if row is None:
                     return None
                 job_id, state = row[0], row[6]
-                attempts, last_error = row[5], row[8]
+                attempts, last_error, deaths = row[5], row[8], row[10]
+                holder = row[_N_COLUMNS + 1]
                 if state == "running":  # lease expired: its worker is gone
                     attempts += 1
-                    last_error = f"lease expired: worker {row[11]!s} stopped before finishing"
+                    deaths += 1
+                    last_error = f"lease expired: worker {holder!s} stopped before finishing"
                 try:
-                    job = _job(row[:10], state="running", attempts=attempts, last_error=last_error)
+                    job = _job(row[:_N_COLUMNS], state="running", attempts=attempts, last_error=last_error,
+                               deaths=deaths)
                 except (ValueError, TypeError) as exc:
                     # A body that is not a JSON object can never be handled: fail it here rather
                     # than let it block its key (and every claim) forever.
@@ -245,9 +261,9 @@ class JobQueue:
                     )
                     continue
                 conn.execute(
-                    "UPDATE jobs SET state = 'running', worker_id = ?, lease_until = ?, attempts = ?,"
+                    "UPDATE jobs SET state = 'running', worker_id = ?, lease_until = ?, attempts = ?, deaths = ?,"
                     " last_error = ?, updated_at = ? WHERE id = ?",
-                    (worker_id, now + lease_seconds, attempts, last_error, now, job_id),
+                    (worker_id, now + lease_seconds, attempts, deaths, last_error, now, job_id),
                 )
                 return job
 
@@ -292,12 +308,12 @@ class JobQueue:
             job_id,
             worker_id,
             "state = 'queued', attempts = attempts + 1, not_before = ?, last_error = ?, lease_until = NULL",
-            (time.time() + max(0.0, delay), error),
+            (time.time() + max(0.0, delay), scrub(error)),
         )
 
     def fail(self, job_id: int, error: str, *, worker_id: str | None = None) -> bool:
         """Give up on the job for good, keeping the reason (and freeing its key for later jobs)."""
-        return self._finish(job_id, worker_id, "state = 'failed', last_error = ?, lease_until = NULL", (error,))
+        return self._finish(job_id, worker_id, "state = 'failed', last_error = ?, lease_until = NULL", (scrub(error),))
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -347,6 +363,7 @@ def _job(row: tuple[Any, ...], *, lenient: bool = False, **override: Any) -> Job
         not_before=float(row[7]),
         last_error=row[8],
         created_at=float(row[9]),
+        deaths=int(row[10]),
     )
     fields.update(override)
     return Job(**fields)

@@ -9,6 +9,13 @@ Two kinds of failure, because they call for opposite reactions:
 * Anything else is a bug or bad input: retrying would fail the same way (and spam the PR), so
   the job fails at once and ``on_failure`` tells the user (the app posts a comment).
 
+A third way an attempt ends is the worker dying (``kill -9``, OOM) while it runs; the queue counts
+that once, against that job, when it reclaims it. Such an attempt may well have completed the
+handler's effects (the kill came between the last effect and ``complete``), and the handlers are
+idempotent, so a job that only ever died gets one final run past ``max_attempts`` rather than
+being failed unrun; if that run dies too, the job fails (bounded). The give-up reason says how
+often the worker stopped, so ``on_failure`` can report what exists instead of "failed".
+
 A handler's exception, or one raised by ``on_failure``, never kills a worker thread: one bad
 job must not stop the others. Logs carry job ids, events, delivery ids and keys, never
 payload bodies or headers (they may contain tokens or private code).
@@ -26,6 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from bot.jobs.queue import Job, JobQueue
+from bot.redact import scrub
 
 __all__ = ["TransientError", "Worker", "retry_after_from_headers"]
 
@@ -151,11 +159,13 @@ class Worker:
             return False
         ctx = f"job {job.id} ({job.event}, delivery {job.delivery_id}, key {job.key}, attempt {job.attempts + 1})"
         if job.attempts >= self.max_attempts:
-            # Only reachable through lease expiries: a job whose worker keeps dying.
-            reason = f"gave up after {job.attempts} attempts; last error: {job.last_error}"
-            log.error("%s: %s", ctx, reason)
-            self._fail(job, wid, reason)
-            return True
+            # Only reachable through lease expiries (a retry at the limit fails instead).
+            if not self._final_run_due(job):
+                reason = self._give_up_reason(job, job.attempts, job.last_error)
+                log.error("%s: %s", ctx, reason)
+                self._fail(job, wid, reason)
+                return True
+            log.warning("%s: the worker stopped %d times running this job; one final run", ctx, job.deaths)
         log.info("%s: started", ctx)
         started = time.monotonic()
         stop_heartbeat = self._start_heartbeat(job, wid)
@@ -163,18 +173,18 @@ class Worker:
             self.handle(job)
         except TransientError as exc:
             attempts = job.attempts + 1
-            reason = f"TransientError: {exc.message}"
+            reason = scrub(f"TransientError: {exc.message}")
             if attempts >= self.max_attempts:
-                reason = f"gave up after {attempts} attempts; last error: {reason}"
+                reason = self._give_up_reason(job, attempts, reason)
                 log.error("%s: %s", ctx, reason)
                 self._fail(job, wid, reason)
             else:
                 delay = self.backoff(attempts, exc.retry_after)
-                log.warning("%s: transient failure, retry in %.1fs: %s", ctx, delay, exc.message)
+                log.warning("%s: transient failure, retry in %.1fs: %s", ctx, delay, reason)
                 if not self.queue.retry(job.id, delay, reason, worker_id=wid):
                     log.warning("%s: lost its lease before retry was recorded", ctx)
         except Exception as exc:  # noqa: BLE001 - any other failure is permanent, by design
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = scrub(f"{type(exc).__name__}: {exc}")
             log.error("%s: failed permanently: %s", ctx, reason, exc_info=True)
             self._fail(job, wid, reason)
         else:
@@ -185,6 +195,19 @@ class Worker:
         finally:
             stop_heartbeat()
         return True
+
+    def _final_run_due(self, job: Job) -> bool:
+        """A job whose every counted attempt was a death has never been seen to fail: its last run
+        may have finished all its effects. It gets exactly one run at ``max_attempts`` (a death of
+        that run makes ``attempts`` exceed it, and the job fails)."""
+        return job.deaths == job.attempts == self.max_attempts
+
+    @staticmethod
+    def _give_up_reason(job: Job, attempts: int, last_error: str | None) -> str:
+        """Says how many attempts were deaths: "gave up after 8 attempts" alone reads as "failed
+        8 times" when the handler may never have failed at all."""
+        stopped = f" (the worker stopped {job.deaths} times while running it)" if job.deaths else ""
+        return scrub(f"gave up after {attempts} attempts{stopped}; last error: {last_error}")
 
     def _fail(self, job: Job, worker_id: str, reason: str) -> None:
         if not self.queue.fail(job.id, reason, worker_id=worker_id):
