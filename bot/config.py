@@ -1,6 +1,7 @@
 """Settings a team keeps in `layersync.yml` at the semantic-layer repo's root (all optional)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -11,6 +12,43 @@ from ruamel.yaml.error import YAMLError
 from bot.errors import LayersyncError
 
 CONFIG_FILE = "layersync.yml"
+MAX_PREFIX_BYTES = 100       # leaves room for the field's part of the branch name (see push_to_dbt)
+MAX_COMPONENT_BYTES = 255    # what a file name may hold: git stores each ref component as one
+_TYPES: dict[str, tuple[type, ...]] = {
+    "dialect": (str,), "dbt_dialect": (str,), "format": (str,), "branch_prefix": (str,),
+    "base_branch": (str, type(None)), "auto_push": (bool,), "dbt_check": (bool,),
+}
+# What `git check-ref-format` refuses anywhere in a name (besides control characters).
+_REF_FORBIDDEN = re.compile(r"[ ~^:?*\[\\]|\.\.|@\{|//")
+
+
+def ref_format_problem(branch: str) -> str | None:
+    """Why git would refuse `branch` as a branch name, if it would: `git check-ref-format --branch`'s
+    rules, in Python so a bad name is a one-line error before any git command runs."""
+    if not branch:
+        return "it is empty"
+    if branch.startswith("-"):
+        return "it starts with `-`"
+    if branch == "@":
+        return "it is `@`"
+    bad = next((c for c in branch if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        return f"it contains the control character {bad!r}"
+    forbidden = _REF_FORBIDDEN.search(branch)
+    if forbidden:
+        return f"it contains `{forbidden.group()}`"
+    if branch.startswith("/") or branch.endswith("/"):
+        return "it starts or ends with `/`"
+    if branch.endswith("."):
+        return "it ends with `.`"
+    for component in branch.split("/"):
+        if component.startswith("."):
+            return f"its part `{component[:40]}` starts with `.`"
+        if component.endswith(".lock"):
+            return f"its part `{component[:40]}` ends with `.lock`"
+        if len(component.encode()) > MAX_COMPONENT_BYTES:
+            return f"its part `{component[:40]}…` is longer than {MAX_COMPONENT_BYTES} bytes"
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,6 +74,35 @@ class Config:
                 raise LayersyncError(f"unknown SQL dialect `{name}` for `{key}`", source) from None
         return self
 
+    def checked(self, text: str, source: str = CONFIG_FILE) -> "Config":
+        """Settings git or the code would trip on later (with a traceback, or a git error naming temp
+        paths) are refused here, with the line of `text` they are on."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, _TYPES[item.name]):
+                wanted = " or ".join("null" if t is type(None) else t.__name__ for t in _TYPES[item.name])
+                raise LayersyncError(f"`{item.name}` must be {wanted}, not `{str(value)[:80]}`",
+                                     source, _key_line(text, item.name))
+        problem = ref_format_problem(self.branch_prefix + "x")
+        if problem is None and len(self.branch_prefix.encode()) > MAX_PREFIX_BYTES:
+            problem = f"it is longer than {MAX_PREFIX_BYTES} bytes"
+        if problem:
+            raise LayersyncError(f"`branch_prefix` `{self.branch_prefix[:80]}` cannot start a git branch name: "
+                                 f"{problem}", source, _key_line(text, "branch_prefix"))
+        if self.base_branch is not None and (problem := ref_format_problem(self.base_branch)):
+            raise LayersyncError(f"`base_branch` `{self.base_branch[:80]}` is not a git branch name: {problem}",
+                                 source, _key_line(text, "base_branch"))
+        return self
+
+
+def _key_line(text: str, key: str) -> int | None:
+    """1-based line of a top-level key, read again with positions (only when reporting an error)."""
+    try:
+        data = YAML().load(text)
+        return data.lc.key(key)[0] + 1
+    except (YAMLError, AttributeError, KeyError, TypeError):
+        return None
+
 
 def parse_config(text: str | None, source: str = CONFIG_FILE) -> Config:
     """Unknown keys are errors: a typo silently ignored would push with the wrong dialect."""
@@ -53,4 +120,4 @@ def parse_config(text: str | None, source: str = CONFIG_FILE) -> Config:
     unknown = sorted(set(data) - known)
     if unknown:
         raise LayersyncError(f"unknown setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})", source)
-    return Config().with_overrides(**data)
+    return Config().with_overrides(**data).checked(text, source)

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bot import pr_body
-from bot.config import CONFIG_FILE, Config, parse_config
+from bot.config import CONFIG_FILE, Config, parse_config, ref_format_problem
 from bot.dbt.project import DbtProject, DirStore
 from bot.dbt.runner import check_project
-from bot.errors import RepoError
+from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace, repo_remote
 from bot.semantic.reader import reader_for
@@ -70,16 +70,41 @@ class PushResult:
         }
 
 
+MAX_SLUG = 80  # the field's part of a branch name; with the prefix's 100 bytes well within git's limits
+
+
 def branch_name(prefix: str, requests: list[FieldRequest]) -> str:
-    """Named by the fields, not the commit, so a rerun after another edit updates the same branch."""
+    """Named by the fields, not the commit, so a rerun after another edit updates the same branch.
+
+    A long name is cut and gets a short hash of the exact field id, so the same field always
+    gets the same branch and two long names sharing a start never share one.
+    """
     ids = sorted({r.field.id for r in requests})
     if len(ids) == 1:
         view, _, name = ids[0].partition(".")
-        slug = f"{view}-{name}"
+        slug = _slug(f"{view}-{name}", ids[0])
     else:
-        slug = "batch-" + hashlib.sha1("\n".join(ids).encode()).hexdigest()[:10]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", slug).strip("-.") or "fields"
-    return prefix + slug.replace("..", ".")
+        slug = "batch-" + _short_hash("\n".join(ids))
+    branch = prefix + slug
+    problem = ref_format_problem(branch)
+    if problem:  # the slug is always valid, so only a prefix that slipped past the settings' check
+        raise LayersyncError(f"`branch_prefix` `{prefix[:80]}` gives no valid git branch name: {problem}",
+                             CONFIG_FILE)
+    return branch
+
+
+def _slug(text: str, key: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    slug = re.sub(r"\.{2,}", ".", slug).strip("-.") or "fields"
+    if slug.endswith(".lock"):
+        slug = slug[:-len(".lock")] + "-lock"
+    if len(slug) > MAX_SLUG:
+        slug = slug[:MAX_SLUG - 11].rstrip("-.") + "-" + _short_hash(key)
+    return slug
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def load_config(reader: RevisionReader, head: str, request: PushRequest) -> Config:

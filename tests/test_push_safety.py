@@ -10,8 +10,11 @@ import json
 import pytest
 from sqlglot import exp
 
+from bot.config import parse_config, ref_format_problem
 from bot.dbt import model_sql
 from bot.dbt.project import MemoryStore
+from bot.errors import LayersyncError
+from bot.push_to_dbt import branch_name
 from bot.semantic.reader import OmniYamlReader
 from bot.translate.push import FieldRequest, PushPlanner
 
@@ -173,3 +176,68 @@ def test_upsert_column_drops_comments_of_the_expression() -> None:
     node.add_comments(["c */ , (select 2) as z --"])
     assert model_sql.upsert_column(TEXT, "f", node).splitlines()[0] == (
         "select id as order_id, amount, status, amount + 1 as f")
+
+
+# --- branch names and the settings that make them (fault 10) ---------------------------------
+
+def requests_for(*ids: str) -> list[FieldRequest]:
+    out = []
+    for field_id in ids:
+        view_name, _, name = field_id.partition(".")
+        view = OmniYamlReader().read(f"table_name: t\ndimensions:\n  {name}:\n    sql: ${{TABLE}}.a\n",
+                                     f"views/{view_name}.view.yaml")
+        out.append(FieldRequest(view, view.fields[name]))
+    return out
+
+
+def test_a_long_field_name_gets_a_short_stable_valid_branch() -> None:
+    long_a, long_b = "x" * 299 + "a", "x" * 299 + "b"
+    branch = branch_name("layersync/push/", requests_for(f"orders.{long_a}"))
+    assert branch == branch_name("layersync/push/", requests_for(f"orders.{long_a}"))
+    assert branch != branch_name("layersync/push/", requests_for(f"orders.{long_b}"))
+    assert branch.startswith("layersync/push/orders-xxx") and len(branch) <= len("layersync/push/") + 80
+    assert ref_format_problem(branch) is None
+    # Short names keep the branch they always had.
+    assert branch_name("layersync/push/", requests_for("orders.is_large")) == "layersync/push/orders-is_large"
+
+
+@pytest.mark.parametrize("field_id", ["v...w.x", "v.lock.x", "a.b.lock", ".hidden.x", "v.-x"])
+def test_any_field_id_gives_a_valid_branch(field_id: str) -> None:
+    view, _, name = field_id.rpartition(".")
+    request = requests_for(f"{view}.x")[0]
+    field = request.field.__class__(view, name, "dimension", request.field.location)
+    assert ref_format_problem(branch_name("p/", [FieldRequest(request.view, field)])) is None
+
+
+@pytest.mark.parametrize("branch, valid", [
+    ("layersync/push/x", True), ("a/b.c", True), ("ok.lock.x", True), ("a@b", True), ("é/ü", True),
+    ("", False), ("a..b", False), ("a b", False), ("-x", False), ("x/", False), ("/x", False),
+    ("a//b", False), ("x.", False), ("a/.b", False), ("a.lock", False), ("a.lock/b", False),
+    ("a@{b", False), ("@", False), ("a\\b", False), ("a~b", False), ("a^b", False), ("a:b", False),
+    ("a?b", False), ("a*b", False), ("a[b", False), ("a\x01b", False), ("a\x7fb", False),
+    ("a/" + "b" * 256, False),
+])
+def test_ref_format_follows_git_check_ref_format(branch: str, valid: bool) -> None:
+    assert (ref_format_problem(branch) is None) is valid
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("dialect: duckdb\nbranch_prefix: 'bad prefix/'\n", 2, "contains ` `"),
+    ("branch_prefix: feature..x/\n", 1, "contains `..`"),
+    ("dialect: duckdb\n\nbranch_prefix: -x/\n", 3, "starts with `-`"),
+    ("branch_prefix: a.lock/\n", 1, "ends with `.lock`"),
+    ("branch_prefix: " + "p" * 101 + "/\n", 1, "longer than 100 bytes"),
+    ("branch_prefix: 5\n", 1, "must be str"),
+    ("auto_push: 'yes'\n", 1, "must be bool"),
+    ("base_branch: 'main~1'\n", 1, "not a git branch name"),
+])
+def test_settings_git_would_trip_on_are_one_error_with_their_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(LayersyncError) as caught:
+        parse_config(text)
+    assert (caught.value.file, caught.value.line) == ("layersync.yml", line)
+    assert words in caught.value.message
+
+
+def test_good_settings_still_load() -> None:
+    config = parse_config("branch_prefix: team/layersync-\nbase_branch: release/1.x\nauto_push: true\n")
+    assert (config.branch_prefix, config.base_branch, config.auto_push) == ("team/layersync-", "release/1.x", True)

@@ -263,3 +263,33 @@ def test_jinja_in_field_sql_never_reaches_dbt(repos, tmp_path) -> None:
     assert "prod" in schemas
     assert "run_query" not in repos.dbt_file(result.branch, ORDERS_SQL)
     assert "run_query" not in (repos.dbt_file(result.branch, MARTS_YML) or "")
+
+
+def test_a_300_character_field_name_is_one_reason_not_a_traceback(repos, capsys) -> None:
+    long_name = "very_" * 59 + "long_"  # 300 characters
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE + f"  {long_name}:\n    sql: ${{TABLE}}.amount * 2\nmeasures:")
+    repos.commit_semantic()
+    args = ["push-to-dbt", "--semantic-repo", str(repos.semantic), "--dbt-repo", str(repos.remote),
+            "--state-db", str(repos.state_db), "--json"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    out = json.loads(captured.out)
+    assert [p["field"] for p in out["pushed"]] == ["orders.is_large_order"]
+    (skip,) = out["skipped"]
+    assert skip["code"] == "invalid-name" and "63 bytes" in skip["reason"] and skip["line"] is not None
+    assert len(out["branch"]) < 120
+
+
+@pytest.mark.parametrize("prefix, words", [("'bad prefix/'", "contains ` `"), ("a..b/", "contains `..`")])
+def test_an_invalid_branch_prefix_is_one_line_naming_the_setting(repos, capsys, prefix: str, words: str) -> None:
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.write_semantic("layersync.yml", f"dialect: duckdb\nbranch_prefix: {prefix}\n")
+    repos.commit_semantic("a team's own prefix")
+    args = ["push-to-dbt", "--semantic-repo", str(repos.semantic), "--dbt-repo", str(repos.remote),
+            "--state-db", str(repos.state_db)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "layersync.yml:2: `branch_prefix`" in err and words in err
+    assert LocalForge(repos.state_db).list_prs() == []
