@@ -17,7 +17,7 @@ from bot.handlers.context import Context, Settings
 from bot.handlers.router import Event
 from bot.service import ROUTER
 from github_standin import GitHubStandIn
-from payloads import pull_request
+from payloads import issue_comment_created, pull_request
 
 TOKEN = "ghs_gitopsSafetyToken0123456789abcd"
 QUIET = {"seconds_between_requests": None, "seconds_between_writes": None}
@@ -134,3 +134,23 @@ def test_the_local_forge_keeps_refs_pull_head_at_the_head_branch(tmp_path: Path)
         assert ws.checkout_pr_head(forge.pr_head_ref(str(remote), pr.number), second) == second
         # an older event's commit is still in the PR: it is what that event is about
         assert ws.checkout_pr_head(forge.pr_head_ref(str(remote), pr.number), first) == first
+
+
+def test_a_fork_pr_gets_no_preview_and_is_known_as_a_fork(tmp_path: Path) -> None:
+    with GitHubStandIn() as standin:
+        semantic, _ = _standin_with_semantic(tmp_path, standin)
+        number, _ = _fork_pr(tmp_path, standin, semantic)
+        standin.add_user("ada")
+        standin.grant("acme/semantic", "ada", "write")
+        forge = GitHubForge.from_token(TOKEN, base_url=standin.api_url, bot_login="layersync-bot", **QUIET)
+        pr = forge.get_pr("acme/semantic", number)
+        assert pr.from_fork and pr.head_repo == "mallory/semantic"
+        ctx = Context(forge, Settings(dbt_repo="acme/dbt", semantic_repo="acme/semantic",
+                                      preview_db=tmp_path / "previews.sqlite"))
+        comment = standin.add_comment("acme/semantic", number, "/preview", user="ada")
+        payload = issue_comment_created(repo="acme/semantic", number=number, body="/preview", user="ada", is_pr=True)
+        payload["comment"]["id"] = comment.id
+        ROUTER.dispatch(Event("issue_comment", payload, "d-fork-preview"), ctx)
+        replies = [c.body for c in standin.comments("acme/semantic", number) if c.user == "layersync-bot"]
+    assert len(replies) == 1 and "comes from the fork `mallory/semantic`" in replies[0]
+    assert not (tmp_path / "previews.sqlite").exists() or "main" not in (tmp_path / "previews.sqlite").read_bytes().decode("latin-1")

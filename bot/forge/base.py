@@ -102,6 +102,12 @@ class PullRequest:
     url: str
     created_at: str  # ISO-8601, UTC
     updated_at: str  # ISO-8601, UTC
+    head_repo: str | None = None  # where the head branch lives when not in `repo` (a fork; "" if deleted)
+
+    @property
+    def from_fork(self) -> bool:
+        """A fork's PR: its branch name says nothing about this repo's branches of that name."""
+        return self.head_repo is not None and self.head_repo != self.repo
 
 
 @dataclass(frozen=True)

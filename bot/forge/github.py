@@ -527,6 +527,7 @@ class GitHubForge:
             url=p.html_url,
             created_at=_iso(p.created_at),
             updated_at=_iso(p.updated_at),
+            head_repo=_head_repo(repo, p),
         )
 
     # -- comments --------------------------------------------------------------------
@@ -771,3 +772,10 @@ def _header_wait(headers: Mapping[str, str]) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _head_repo(repo: str, p: Any) -> str | None:
+    """The fork a PR comes from (GitHub's `head.repo`; null once the fork is deleted), None for the repo itself."""
+    head_repo = p.head.repo                 # part of the PR's JSON: no request
+    full_name = getattr(head_repo, "full_name", None) or ""
+    return None if full_name.lower() == repo.lower() else full_name

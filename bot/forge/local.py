@@ -143,8 +143,10 @@ _Record = TypeVar("_Record", PullRequest, Comment)
 
 
 def _row_to(record: type[_Record], row: sqlite3.Row) -> _Record:
-    """Rows carry the records' field names as columns, so one mapping serves both kinds."""
-    return record(**{f.name: row[f.name] for f in fields(record)})
+    """Rows carry the records' field names as columns, so one mapping serves both kinds (a field with a
+    default and no column, like a PR's `head_repo`, keeps its default: local PRs are never from forks)."""
+    columns = set(row.keys())
+    return record(**{f.name: row[f.name] for f in fields(record) if f.name in columns})
 
 
 def _row_to_pr(row: sqlite3.Row) -> PullRequest:

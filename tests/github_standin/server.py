@@ -1274,7 +1274,10 @@ class GitHubStandIn:
 
         def side(branch: str, sha: str, owner: str | None = None) -> dict:
             owner = owner or r.owner
-            return {"label": f"{owner}:{branch}", "ref": branch, "sha": sha, "user": self._user_json(owner), "repo": repo_json}
+            where = repo_json if owner == r.owner else {
+                **repo_json, "full_name": f"{owner}/{r.full_name.split('/', 1)[1]}", "fork": True,
+                "owner": self._user_json(owner)}
+            return {"label": f"{owner}:{branch}", "ref": branch, "sha": sha, "user": self._user_json(owner), "repo": where}
 
         out: dict[str, Any] = {
             "url": url, "id": pr.id, "node_id": _node_id("PullRequest", pr.id), "html_url": html,
