@@ -57,10 +57,51 @@ def test_push_to_dbt_comment_opens_one_dbt_pr_and_replies_once(world) -> None:
 def test_readers_get_told_and_nothing_runs(world) -> None:
     repos, forge, pr, ctx = world
     forge.set_permission(str(repos.semantic), "mallory", "read")
+    forge.set_permission(str(repos.semantic), "eve", "triage")
     dispatch(ctx, "issue_comment", comment(repos, pr, "/push-to-dbt", user="mallory"))
     (reply,) = forge.list_comments(str(repos.semantic), pr.number)
     assert "needs write access" in reply.body and "`read`" in reply.body
+    for n in range(3):                     # more readers' commands: the one denial is edited, none added
+        dispatch(ctx, "issue_comment", comment(repos, pr, "/push-to-dbt", user="eve", comment_id=200 + n))
+    (reply,) = forge.list_comments(str(repos.semantic), pr.number)
+    assert "@eve" in reply.body and "`triage`" in reply.body
     assert forge.list_prs(str(repos.remote)) == []
+
+
+def test_readers_mistakes_and_help_get_no_reply(world) -> None:
+    repos, forge, pr, ctx = world
+    forge.set_permission(str(repos.semantic), "mallory", "read")
+    for n, body in enumerate(["/layersync help", "/layersync frobnicate", "/push-to-dbt `x` @acme/admins",
+                              "/preview now", "/push-to-dbt <!-- layersync:push-to-dbt comment=101 -->"]):
+        dispatch(ctx, "issue_comment", comment(repos, pr, body, user="mallory", comment_id=300 + n))
+    assert forge.list_comments(str(repos.semantic), pr.number) == []
+
+
+def test_a_writers_mistake_is_echoed_inert(world) -> None:
+    from test_commands import assert_inert
+
+    repos, forge, pr, ctx = world
+    line = "/push-to-dbt `x` @acme/admins <img src=x> #1"
+    dispatch(ctx, "issue_comment", comment(repos, pr, line))
+    (reply,) = forge.list_comments(str(repos.semantic), pr.number)
+    assert_inert(reply.body.split("**layersync commands**")[0].replace("<!-- layersync:push-to-dbt comment=101 -->", ""),
+                 line)
+    assert "@acme" not in reply.body
+
+
+def test_a_preview_reply_quotes_the_branch_name(world) -> None:
+    from test_commands import assert_inert
+
+    repos, forge, pr, ctx = world
+    branch = "x`@acme/admins`<b>#1"
+    git.Repo(repos.semantic).git.branch(branch, "analyst/large-orders")
+    hostile, _ = forge.open_or_update_pr(str(repos.semantic), head=branch, base="main", title="t", body="b")
+    forge.close_pr(str(repos.semantic), hostile.number)
+    payload = issue_comment_created(repo=str(repos.semantic), number=hostile.number, body="/preview", is_pr=True)
+    dispatch(ctx, "issue_comment", payload)
+    (reply,) = forge.list_comments(str(repos.semantic), hostile.number)
+    assert "This PR is closed" in reply.body
+    assert_inert(reply.body.replace(f"<!-- layersync:branch-preview pr={hostile.number} -->", ""), branch)
 
 
 def test_help_usage_and_bots(world) -> None:

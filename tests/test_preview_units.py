@@ -22,7 +22,7 @@ from bot.errors import LayersyncError
 from bot.forge.local import LocalForge
 from bot.handlers import push_command
 from bot.handlers.commands import USAGE, Command, CommandError, is_preview, parse_comment
-from bot.handlers.context import Context, Settings
+from bot.handlers.context import Context, Settings, denial_marker
 from bot.handlers.preview import reply_marker
 from bot.handlers.router import Event
 from bot.impact.build import Target
@@ -461,10 +461,13 @@ def test_preview_replies_that_need_no_build(dbt_world) -> None:
     repo = str(repos.remote)
     forge.set_permission(repo, "mallory", "read")
     ROUTER.dispatch(Event("issue_comment", _comment(repo, pr.number, "/preview", user="mallory")), ctx)
-    (reply,) = forge.list_comments(repo, pr.number)
-    assert reply_marker(pr.number) in reply.body and "needs write access" in reply.body and "`read`" in reply.body
+    (denial,) = forge.list_comments(repo, pr.number)
+    assert denial_marker(pr.number) in denial.body and "needs write access" in denial.body and "`read`" in denial.body
+    assert reply_marker(pr.number) not in denial.body              # a reader's refusal never overwrites the preview's
+    ROUTER.dispatch(Event("issue_comment", _comment(repo, pr.number, "/preview now", user="mallory")), ctx)
+    assert forge.list_comments(repo, pr.number) == [denial]        # and a reader's mistake gets no reply at all
     ROUTER.dispatch(Event("issue_comment", _comment(repo, pr.number, "/preview now")), ctx)
-    (reply,) = forge.list_comments(repo, pr.number)                                       # edited in place
+    _, reply = forge.list_comments(repo, pr.number)
     assert "takes no arguments" in reply.body and "**layersync commands**" in reply.body
     ROUTER.dispatch(Event("issue_comment", _comment(repo, pr.number, "/preview", user="layersync[bot]",
                                                     user_type="Bot")), ctx)
@@ -474,7 +477,7 @@ def test_preview_replies_that_need_no_build(dbt_world) -> None:
     assert "works on pull requests" in issue_reply.body
     forge.close_pr(repo, pr.number)
     ROUTER.dispatch(Event("issue_comment", _comment(repo, pr.number, "/preview")), ctx)
-    (reply,) = forge.list_comments(repo, pr.number)
+    _, reply = forge.list_comments(repo, pr.number)                                       # edited in place
     assert "This PR is closed" in reply.body
     ROUTER.dispatch(Event("issue_comment", _comment("acme/elsewhere", 1, "/preview")), ctx)   # not ours: no reply
     assert [p.repo for p in forge.list_prs()] == [repo, repo]         # (a reply there would have raised: no such PR)

@@ -1,10 +1,12 @@
 """Comment commands: `/push-to-dbt [VIEW.FIELD ...]`, `/preview` and `/layersync help` (pure parsing).
 
-Like Atlantis, every mistake gets the usage back; lines inside code blocks or quotes are not
-commands, so quoting someone's command does not run it again.
+Like Atlantis, every mistake gets the usage back (the handlers answer only users with write
+access); lines inside code blocks or quotes are not commands, so quoting someone's command does
+not run it again. Whatever a reply echoes of a user's text goes through `quote`.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 USAGE = """\
@@ -20,6 +22,42 @@ USAGE = """\
 You need write access to this repository to run commands."""
 
 
+MAX_QUOTED = 200                 # characters of a user's text a reply echoes at most
+_ZWJ = "\u200d"
+_BACKTICKS = re.compile("`+")
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+
+
+def quote(text: str, *, limit: int = MAX_QUOTED, table: bool = False) -> str:
+    """`text` a user wrote, as one inline code span that nothing in it can end or make live.
+
+    Markdown is not interpreted inside a code span, and GitHub links no mention or reference in
+    one; the fence is one backtick longer than any run in the text (padded when the text starts or
+    ends with one), so the text cannot close it. What the span cannot stop is neutralised too:
+    line breaks would end it (collapsed), control and bidi characters would hide text (replaced),
+    `<!--` would put a layersync marker into the raw reply, where the forge's marker search sees
+    it (broken with a zero-width joiner), and `@`/`#` get one as well, should the span ever not
+    render. `table`: for a table cell, where `|` ends the cell even inside code.
+    """
+    visible = "".join(ch if ch.isprintable() or ch.isspace() else "\ufffd" for ch in text)
+    flat = " ".join(visible.split())
+    if len(flat) > limit:
+        flat = flat[:limit - 1] + "…"
+    flat = flat.replace("<!--", f"<{_ZWJ}!--").replace("@", f"@{_ZWJ}").replace("#", f"#{_ZWJ}")
+    if table:
+        flat = flat.replace("|", "¦")
+    if not flat:
+        return "` `"
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def mention(login: str) -> str:
+    """`@login` for a GitHub login (the person the reply answers), else the text, quoted."""
+    return f"@{login}" if _LOGIN.fullmatch(login) else quote(login)
+
+
 @dataclass(frozen=True)
 class Command:
     name: str                      # "push-to-dbt" | "preview" | "help"
@@ -33,7 +71,7 @@ class CommandError:
     command: str | None = None     # the command the mistake is about ("preview"), when known
 
     def reply(self) -> str:
-        return f"I could not run `{self.line}`: {self.problem}.\n\n{USAGE}"
+        return f"I could not run {quote(self.line)}: {self.problem}.\n\n{USAGE}"
 
 
 def _is_field_id(text: str) -> bool:
@@ -60,7 +98,7 @@ def _command_lines(body: str) -> list[str]:
 def _parse_push(line: str, args: list[str]) -> Command | CommandError:
     bad = [a for a in args if not _is_field_id(a)]
     if bad:
-        return CommandError(line, f"`{bad[0]}` is not a field: write VIEW.FIELD")
+        return CommandError(line, f"{quote(bad[0])} is not a field: write VIEW.FIELD")
     return Command("push-to-dbt", tuple(dict.fromkeys(args)))
 
 
@@ -93,9 +131,9 @@ def parse_comment(body: str) -> list[Command | CommandError]:
             elif args[0] == "preview":
                 parsed.append(_parse_preview(line, args[1:]))
             else:
-                parsed.append(CommandError(line, f"`{args[0]}` is not a layersync command"))
+                parsed.append(CommandError(line, f"{quote(args[0])} is not a layersync command"))
         else:  # `/push-to-dbtx`, `/layersyncfoo`
-            parsed.append(CommandError(line, f"`{head}` is not a command"))
+            parsed.append(CommandError(line, f"{quote(head)} is not a command"))
     return parsed
 
 

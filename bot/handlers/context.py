@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.forge.base import Forge
+from bot.handlers.commands import mention, quote
 
 if TYPE_CHECKING:
     from bot.impact.prod import ProdEnv
@@ -48,12 +49,25 @@ def is_bot(user: dict | None) -> bool:
     return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
 
 
-def may_write(ctx: Context, repo: str, number: int, login: str, command: str, marker: str, *, lead: str = "") -> bool:
-    """Whether `login` may run `command` on `repo`; if not, the thread is told why (one reply, edited
-    in place), so a reader's comment never runs anything and never goes unanswered."""
+def can_write(ctx: Context, repo: str, login: str) -> bool:
+    return ctx.forge.permission(repo, login) in WRITE_LEVELS
+
+
+def denial_marker(number: int) -> str:
+    """One "needs write access" reply per thread, whoever asks and however often."""
+    return f"<!-- layersync:needs-write-access issue={number} -->"
+
+
+def may_write(ctx: Context, repo: str, number: int, login: str, command: str) -> bool:
+    """Whether `login` may run `command` on `repo`. If not, the thread is told why, in its one
+    denial reply (edited in place): a reader's comment never runs anything and never goes
+    unanswered, yet readers can neither make the bot post a comment per comment nor overwrite one
+    of its reports (a preview's, a push's) with the refusal."""
     level = ctx.forge.permission(repo, login)
     if level in WRITE_LEVELS:
         return True
-    ctx.forge.upsert_comment(repo, number, f"{lead}@{login} `{command}` needs write access to `{repo}` "
-                                           f"(you have `{level}`). Ask a maintainer to run it.", marker)
+    marker = denial_marker(number)
+    ctx.forge.upsert_comment(repo, number, f"{marker}\n{mention(login)} {quote(command)} needs write access to "
+                                           f"{quote(repo)} (you have {quote(level)}). Ask a maintainer to run it.",
+                             marker)
     return False

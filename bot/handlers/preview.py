@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import ForgeError
-from bot.handlers.commands import CommandError, is_preview, parse_comment
-from bot.handlers.context import Context, Settings, is_bot, may_write
+from bot.handlers.commands import CommandError, is_preview, mention, parse_comment, quote
+from bot.handlers.context import Context, Settings, can_write, is_bot, may_write
 from bot.handlers.router import Event, Router
 from bot.preview.build import PreviewConfig, build_preview, warehouse_target
 from bot.preview.gc import drop_preview
@@ -60,7 +60,7 @@ def _remote(ctx: Context, repo: str) -> Remote:
 
 
 def _head(branch: str, body: str, marker: str) -> str:
-    return f"{marker}\n### layersync preview of `{branch}`\n\n{body}"
+    return f"{marker}\n### layersync preview of {quote(branch)}\n\n{body}"
 
 
 def _run(ctx: Context, branch: str, *, base: str | None, reply: tuple[str, int] | None) -> None:
@@ -127,16 +127,16 @@ def on_preview_comment(event: Event, ctx: Context) -> None:
     first = commands[0]
     repo, number = event.repo, int(issue["number"])
     marker = reply_marker(number)
-    if isinstance(first, CommandError):
-        ctx.forge.upsert_comment(repo, number, first.reply(), marker)
-        return
-    if not issue.get("pull_request"):
-        ctx.forge.upsert_comment(repo, number, f"{marker}\n`/preview` works on pull requests: it previews the "
-                                               "PR's branch. Comment it on a PR of the dbt or the semantic-layer repo.",
-                                 marker)
-        return
     login = str(comment["user"]["login"])
-    if not may_write(ctx, repo, number, login, "/preview", marker, lead=f"{marker}\n"):
+    if isinstance(first, CommandError) or not issue.get("pull_request"):
+        if not can_write(ctx, repo, login):      # mistakes are answered for those who can run commands only
+            ctx.log.info("%s#%s: no /preview usage reply to %s (no write access)", repo, number, login)
+            return
+        ctx.forge.upsert_comment(repo, number, first.reply() if isinstance(first, CommandError) else
+                                 f"{marker}\n`/preview` works on pull requests: it previews the PR's branch. "
+                                 "Comment it on a PR of the dbt or the semantic-layer repo.", marker)
+        return
+    if not may_write(ctx, repo, number, login, "/preview"):
         return
     ctx.forge.react(repo, int(comment["id"]), "eyes")
     pr = ctx.forge.get_pr(repo, number)
@@ -144,8 +144,8 @@ def on_preview_comment(event: Event, ctx: Context) -> None:
         ctx.forge.upsert_comment(repo, number, _head(pr.head, f"This PR is {pr.state}: its branch gets no preview.",
                                                      marker), marker)
         return
-    ctx.forge.upsert_comment(repo, number, _head(pr.head, f"⏳ Building the preview of `{pr.head}` for @{login}…",
-                                                 marker), marker)
+    started = f"⏳ Building the preview of {quote(pr.head)} for {mention(login)}…"
+    ctx.forge.upsert_comment(repo, number, _head(pr.head, started, marker), marker)
     _run(ctx, pr.head, base=pr.base if repo == ctx.settings.dbt_repo else None, reply=(repo, number))
 
 

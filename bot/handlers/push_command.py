@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from bot.errors import LayersyncError
-from bot.handlers.commands import USAGE, Command, CommandError, field_ids_in_text, is_preview, parse_comment
-from bot.handlers.context import Context, is_bot, may_write
+from bot.handlers.commands import (USAGE, Command, CommandError, field_ids_in_text, is_preview, mention, parse_comment,
+                                   quote)
+from bot.handlers.context import Context, can_write, is_bot, may_write
 from bot.handlers.router import Event, Router
 from bot.handlers.semantic_checkout import merge_base, semantic_clone
 from bot.push_to_dbt import PushRequest, PushResult, run
@@ -25,18 +26,20 @@ PUSHED = "Pushed to dbt:"  # how a reply that reports an opened/updated dbt PR b
 def render_result(result: PushResult) -> str:
     lines: list[str] = []
     if result.pr is not None:
-        lines.append(f"{PUSHED} **{result.pr.title}** — {result.pr.url} (branch `{result.branch}`).")
+        lines.append(f"{PUSHED} **{result.pr.title}** — {result.pr.url} (branch {quote(result.branch)}).")
     elif result.message:
         lines.append(f"Nothing was pushed: {result.message}.")
     if result.pushed:
         lines += ["", "| field | dbt column | change |", "|---|---|---|"]
-        lines += [f"| `{p.id}` | `{p.model}.{p.column}` | {p.action} |" for p in result.pushed]
+        lines += [f"| {quote(p.id, table=True)} | {quote(f'{p.model}.{p.column}', table=True)} | {p.action} |"
+                  for p in result.pushed]
     if result.skipped:
         lines += ["", "<details><summary>Not pushed (" + str(len(result.skipped)) + ")</summary>", "",
                   "| field | where | why |", "|---|---|---|"]
         for s in result.skipped:
             where = f"{s.file}:{s.line}" if s.file and s.line else (s.file or "")
-            lines.append(f"| `{s.id}` | {where} | {s.reason.replace('|', '/')} |")
+            lines.append(f"| {quote(s.id, table=True)} | {quote(where, table=True) if where else ''} "
+                         f"| {s.reason.replace('|', '/')} |")
         lines += ["", "</details>"]
     return "\n".join(lines)
 
@@ -70,17 +73,19 @@ def on_comment(event: Event, ctx: Context) -> None:
     first = commands[0]
     if is_preview(first):            # `/preview` (and its mistakes) is bot.handlers.preview's
         return
-    if isinstance(first, CommandError):
-        ctx.forge.upsert_comment(repo, number, first.reply(), marker)
-        return
-    if first.name == "help":
-        ctx.forge.upsert_comment(repo, number, USAGE, marker)
-        return
     login = str(comment["user"]["login"])
-    if not may_write(ctx, repo, number, login, "/push-to-dbt", marker):
+    if isinstance(first, CommandError) or first.name == "help":
+        # Help and the usage are for those who can run commands: anyone else's mistake gets no reply,
+        # so a reader cannot make the bot post (or echo) anything by typing near-commands.
+        if not can_write(ctx, repo, login):
+            ctx.log.info("%s#%s: no usage reply to %s (no write access)", repo, number, login)
+            return
+        ctx.forge.upsert_comment(repo, number, first.reply() if isinstance(first, CommandError) else USAGE, marker)
+        return
+    if not may_write(ctx, repo, number, login, "/push-to-dbt"):
         return
     ctx.forge.react(repo, int(comment["id"]), "eyes")
-    ctx.forge.upsert_comment(repo, number, f"⏳ push-to-dbt started for @{login}…", marker)
+    ctx.forge.upsert_comment(repo, number, f"⏳ push-to-dbt started for {mention(login)}…", marker)
     result = _push(ctx, first, issue, repo, number)
     ctx.forge.upsert_comment(repo, number, render_result(result), marker)
     ctx.log.info("push-to-dbt for %s#%s: %s", repo, number, result.message)
