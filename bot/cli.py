@@ -123,8 +123,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _emit(result, as_json: bool, text) -> int:
-    """A job's result as JSON or as text, and its exit code."""
-    print(json.dumps(result.to_json(), indent=2) if as_json else text(result))
+    """A job's result as JSON or as text (scrubbed: it quotes dbt and git), and its exit code."""
+    print(redact.scrub(json.dumps(result.to_json(), indent=2) if as_json else text(result)))
     return result.exit_code
 
 

@@ -201,3 +201,16 @@ def test_service_logging_is_scrubbed(monkeypatch, caplog) -> None:
     redact.register(WEBHOOK_SECRET)
     logging.getLogger("layersync.test").warning("dbt said %s", WEBHOOK_SECRET)
     assert "dbt said ***" in caplog.text and WEBHOOK_SECRET not in caplog.text
+
+
+def test_cli_results_are_scrubbed(capsys) -> None:
+    from types import SimpleNamespace
+
+    from bot import cli
+
+    redact.register(WEBHOOK_SECRET)
+    result = SimpleNamespace(exit_code=1, to_json=lambda: {"message": f"dbt rejected: {WEBHOOK_SECRET}"})
+    assert cli._emit(result, True, str) == 1
+    assert cli._emit(result, False, lambda r: r.to_json()["message"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("dbt rejected: ***") == 2 and WEBHOOK_SECRET not in out
