@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import git
@@ -15,6 +16,17 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """No test may read or write the developer's own layersync state."""
     monkeypatch.setenv("LAYERSYNC_STATE_DB", str(tmp_path_factory.mktemp("state") / "state.sqlite"))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_carried_over() -> Iterator[None]:
+    """Secrets one test registers (`bot.redact`, e.g. by loading service settings) are not masked in
+    the next test's text: a process keeps its secrets for its life, a test is not a process."""
+    from bot import redact
+
+    redact.forget_all()
+    yield
+    redact.forget_all()
 
 
 class Repos:

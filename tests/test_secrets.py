@@ -4,6 +4,7 @@ passes through `bot.redact.scrub`."""
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,6 @@ from bot.forge.local import LocalForge
 TOKEN = "ghs_leakTestToken0123456789abcdefABCDEF"
 WEBHOOK_SECRET = "whsec-quokka-zebra-7781"       # no credential shape: only its registration masks it
 KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsecretkeymaterialline0123456789\n-----END RSA PRIVATE KEY-----"
-
-
-@pytest.fixture(autouse=True)
-def _no_registered_secrets():
-    redact.forget_all()
-    yield
-    redact.forget_all()
 
 
 # ------------------------------------------------------------------ the environment dbt starts with
@@ -177,6 +171,7 @@ def test_cli_errors_are_scrubbed(tmp_path: Path, monkeypatch, capsys) -> None:
     from bot import cli
 
     monkeypatch.setenv("LAYERSYNC_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)        # main() installs a scrubbing one
     missing = tmp_path / f"repo-{WEBHOOK_SECRET}"
     code = cli.main(["push-to-dbt", "--semantic-repo", str(missing), "--dbt-repo", str(missing)])
     err = capsys.readouterr().err
@@ -184,9 +179,10 @@ def test_cli_errors_are_scrubbed(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "does not exist" in err and WEBHOOK_SECRET not in err and "repo-***" in err
 
 
-def test_a_dsn_given_with_warehouse_registers_its_password(tmp_path: Path, capsys) -> None:
+def test_a_dsn_given_with_warehouse_registers_its_password(tmp_path: Path, capsys, monkeypatch) -> None:
     from bot import cli
 
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     code = cli.main(["pull-from-dbt", "--dbt-repo", str(tmp_path / "nope"), "--semantic-repo", str(tmp_path),
                      "--warehouse", "postgresql://bot:cli-pass-4242@db/prod"])
     assert code == cli.EXIT_USAGE

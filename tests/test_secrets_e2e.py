@@ -48,7 +48,6 @@ def service(tmp_path, monkeypatch, caplog):
     repo.git.add("-A")
     repo.index.commit("two harmless-looking fields", author=ANALYST, committer=ANALYST)
     repo.git.checkout("main")
-    redact.forget_all()
     caplog.set_level(logging.DEBUG)
     with GitHubStandIn() as standin:
         standin.create_repo("acme/dbt", from_path=dbt_remote)
@@ -66,7 +65,6 @@ def service(tmp_path, monkeypatch, caplog):
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("LAYERSYNC_CONFIG", raising=False)
         yield standin, pr
-    redact.forget_all()
 
 
 def _serve_one_comment(standin, pr) -> tuple[list[str], int]:
