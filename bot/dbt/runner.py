@@ -178,6 +178,9 @@ def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
             cancel: Callable[[], bool] | None = None) -> DbtRun:
     """Run one dbt command; its output streams to `log` line by line and is kept for reports.
 
+    Every dbt process layersync starts comes through here: it gets `dbt_environment`, never this
+    process's whole environment, and its output is scrubbed of secrets as it is read.
+
     `cancel`, if given, is polled while dbt runs (a few times a second); once it returns True the dbt
     process is stopped — SIGINT first (dbt cancels its open queries), then SIGTERM, then SIGKILL — and
     the run comes back with `cancelled` set (and `ok` False). A hook that raises counts as "go on"."""
