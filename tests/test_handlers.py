@@ -84,8 +84,8 @@ def test_a_writers_mistake_is_echoed_inert(world) -> None:
     line = "/push-to-dbt `x` @acme/admins <img src=x> #1"
     dispatch(ctx, "issue_comment", comment(repos, pr, line))
     (reply,) = forge.list_comments(str(repos.semantic), pr.number)
-    assert_inert(reply.body.split("**layersync commands**")[0].replace("<!-- layersync:push-to-dbt comment=101 -->", ""),
-                 line)
+    echoed = reply.body.split("**layersync commands**")[0]
+    assert_inert(echoed.replace("<!-- layersync:push-to-dbt comment=101 -->", ""), line)
     assert "@acme" not in reply.body
 
 
