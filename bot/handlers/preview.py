@@ -144,6 +144,13 @@ def on_preview_comment(event: Event, ctx: Context) -> None:
         ctx.forge.upsert_comment(repo, number, _head(pr.head, f"This PR is {pr.state}: its branch gets no preview.",
                                                      marker), marker)
         return
+    if pr.from_fork:
+        # A preview builds a branch of this repo into the warehouse: a fork's branch is not one, and its SQL
+        # is an outsider's. (Its name may even be that of one of this repo's branches.)
+        fork = quote(pr.head_repo) if pr.head_repo else "a deleted fork"
+        ctx.forge.upsert_comment(repo, number, _head(pr.head, f"This PR comes from the fork {fork}: previews build "
+                                                     "branches of this repository only.", marker), marker)
+        return
     started = f"⏳ Building the preview of {quote(pr.head)} for {mention(login)}…"
     ctx.forge.upsert_comment(repo, number, _head(pr.head, started, marker), marker)
     _run(ctx, pr.head, base=pr.base if repo == ctx.settings.dbt_repo else None, reply=(repo, number))
