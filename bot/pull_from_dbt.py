@@ -23,6 +23,7 @@ from bot.impact.prod import ProdEnv, relations
 from bot.pr_body import hidden_json
 from bot.semantic.reader import reader_for
 from bot.translate.pull import Note, PullPlan, plan_pull
+from bot.untrusted import mention, quote
 
 BRANCH_PREFIX = "layersync/pull/"
 SECTIONS = (("added", "New dimensions"), ("renamed", "Renames followed"), ("description", "Descriptions from dbt"),
@@ -101,7 +102,7 @@ def _view_texts(ws_root: Path, fmt_name: str) -> dict[str, str]:
 def _commit_line(reader: RevisionReader, sha: str) -> str:
     commit = reader.commit(sha)
     subject = (commit.message or "").strip().splitlines()[0] if commit.message else ""
-    return f"`{sha[:12]}` {subject} — {commit.author.name}"
+    return f"`{sha[:12]}` {quote(subject)} — {quote(commit.author.name or '')}"    # anyone's text: inert
 
 
 def render_body(*, branch: str, dbt_label: str, dbt_commit: str, commit_line: str, plan: PullPlan,
@@ -123,7 +124,7 @@ def render_body(*, branch: str, dbt_label: str, dbt_commit: str, commit_line: st
                          f"{n.text.replace('|', '/').replace(chr(10), ' ')} | {origin} |")
         lines.append("")
         if kind == "broken":
-            ask = " ".join(f"@{a}" for a in authors) or "the author of the dbt commit"
+            ask = " ".join(mention(a) for a in authors) or "the author of the dbt commit"
             lines += [f"{ask}: this dbt change breaks the fields above. Please restore the column(s), or "
                       "update or remove these fields here; layersync marked them with a `# layersync: broken` "
                       "comment and deleted nothing.", ""]

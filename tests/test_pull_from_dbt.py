@@ -240,3 +240,18 @@ def test_rename_then_reverse_leaves_the_semantic_repo_byte_identical(tmp_path_fa
     semantic.git.merge(back.branch)
     after = {p.name: p.read_bytes() for p in (repos.semantic / "views").glob("*.yaml")}
     assert after == before
+
+
+def test_authors_and_commit_text_in_the_pull_body_cannot_ping_a_team() -> None:
+    from bot.dbt.changes import ProjectChanges
+    from bot.pull_from_dbt import render_body
+    from bot.translate.pull import Note, PullPlan
+
+    plan = PullPlan(notes=[Note("broken", "reads the removed column `status`", field="orders.status",
+                                file="views/orders.view.yaml", line=3)])
+    body = render_body(branch="layersync/pull/abc", dbt_label="acme/dbt", dbt_commit="a" * 40,
+                       commit_line="`aaaaaaaaaaaa` `fix @\u200dacme/admins`", plan=plan, changes=ProjectChanges(),
+                       authors=["ada", "acme/admins"])
+    assert "@ada " in body or "@ada:" in body           # a real login is still asked
+    assert "@acme/admins" not in body                   # a team-shaped author is not a live mention
+

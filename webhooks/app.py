@@ -233,8 +233,11 @@ def create_app_from_env() -> Flask:
     Settings come from `LAYERSYNC_*` variables (see deploy/README.md); only the secret and the queue
     matter here — the receiver verifies and records, the worker does the rest.
     """
+    from bot.redact import install_log_scrubber
     from bot.service_config import load_service_config
 
-    config = load_service_config()
+    config = load_service_config()                      # registers the secrets with the scrubber
+    for name in ("", "gunicorn.error", "gunicorn.access"):   # the server's handlers, set up before the app
+        install_log_scrubber(logging.getLogger(name) if name else None)
     config.queue_db.parent.mkdir(parents=True, exist_ok=True)
     return create_app(ReceiverSettings(secret=config.webhook_secret), JobQueue(config.queue_db))

@@ -6,8 +6,9 @@ not run it again. Whatever a reply echoes of a user's text goes through `quote`.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from bot.untrusted import mention, quote  # noqa: F401 - the handlers' quoting, re-exported
 
 USAGE = """\
 **layersync commands** (comment on an issue or pull request of the semantic-layer repo):
@@ -20,42 +21,6 @@ USAGE = """\
 | `/layersync help` | show this help |
 
 You need write access to this repository to run commands."""
-
-
-MAX_QUOTED = 200                 # characters of a user's text a reply echoes at most
-_ZWJ = "\u200d"
-_BACKTICKS = re.compile("`+")
-_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
-
-
-def quote(text: str, *, limit: int = MAX_QUOTED, table: bool = False) -> str:
-    """`text` a user wrote, as one inline code span that nothing in it can end or make live.
-
-    Markdown is not interpreted inside a code span, and GitHub links no mention or reference in
-    one; the fence is one backtick longer than any run in the text (padded when the text starts or
-    ends with one), so the text cannot close it. What the span cannot stop is neutralised too:
-    line breaks would end it (collapsed), control and bidi characters would hide text (replaced),
-    `<!--` would put a layersync marker into the raw reply, where the forge's marker search sees
-    it (broken with a zero-width joiner), and `@`/`#` get one as well, should the span ever not
-    render. `table`: for a table cell, where `|` ends the cell even inside code.
-    """
-    visible = "".join(ch if ch.isprintable() or ch.isspace() else "\ufffd" for ch in text)
-    flat = " ".join(visible.split())
-    if len(flat) > limit:
-        flat = flat[:limit - 1] + "…"
-    flat = flat.replace("<!--", f"<{_ZWJ}!--").replace("@", f"@{_ZWJ}").replace("#", f"#{_ZWJ}")
-    if table:
-        flat = flat.replace("|", "¦")
-    if not flat:
-        return "` `"
-    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(flat)), default=0) + 1)
-    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
-    return f"{fence}{pad}{flat}{pad}{fence}"
-
-
-def mention(login: str) -> str:
-    """`@login` for a GitHub login (the person the reply answers), else the text, quoted."""
-    return f"@{login}" if _LOGIN.fullmatch(login) else quote(login)
 
 
 @dataclass(frozen=True)

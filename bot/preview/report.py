@@ -7,6 +7,7 @@ from typing import Iterable
 from bot.preview.build import PreviewResult
 from bot.preview.gc import Listed
 from bot.preview.names import format_age, format_bytes
+from bot.untrusted import quote
 
 
 def _names(items: Iterable[str], limit: int = 25) -> str:
@@ -32,7 +33,8 @@ def _timing(result: PreviewResult) -> str:
 
 def to_markdown(result: PreviewResult, marker: str = "") -> str:
     lines = [marker] if marker else []
-    lines.append(f"### layersync preview of `{result.branch}`")
+    branch = quote(result.branch)                     # a branch name is anyone's text
+    lines.append(f"### layersync preview of {branch}")
     lines.append("")
     short = (result.dbt_commit or "")[:12]
     if result.status == "semantic-only":
@@ -48,7 +50,7 @@ def to_markdown(result: PreviewResult, marker: str = "") -> str:
         how = {"full": "full build: the branch's changes against prod",
                "incremental": "incremental: only what changed since the last preview build",
                "unchanged": "already up to date: nothing to build"}.get(result.mode, result.mode)
-        lines.append(f"✅ `{result.branch}` @ `{short}` is in schema **`{result.schema}`** ({how}; {_timing(result)}).")
+        lines.append(f"✅ {branch} @ `{short}` is in schema **`{result.schema}`** ({how}; {_timing(result)}).")
         if result.build.get("failed_tests"):
             lines.append(f"⚠️ Every model built, but data tests fail: {_names(result.build['failed_tests'])}.")
     if result.status in ("ready", "failed") and result.schema:
@@ -67,7 +69,7 @@ def to_markdown(result: PreviewResult, marker: str = "") -> str:
                       f"(each view's schema in this environment)</summary>", "", "```yaml",
                   result.env_file["text"].rstrip(), "```", "", "</details>"]
     if result.schema:
-        lines += ["", f"_Rebuilt on every push to `{result.branch}` (only what changed); dropped when the PR "
+        lines += ["", f"_Rebuilt on every push to {branch} (only what changed); dropped when the PR "
                       f"closes or the branch is deleted._"]
     return "\n".join(lines)
 
@@ -78,7 +80,7 @@ def _semantic_markdown(result: PreviewResult) -> list[str]:
         return []
     where = "this environment" if result.schema else "prod"
     pairing = "paired: the branch of the same name" if sem.get("paired") else \
-        f"no semantic-layer branch `{result.branch}`, so the default branch"
+        f"no semantic-layer branch {quote(result.branch)}, so the default branch"
     lines = ["", f"**Semantic layer** (`{sem.get('branch')}` @ `{(sem.get('commit') or '')[:12]}`, {pairing}): "
                  f"{sem.get('views', 0)} view(s) compiled against {where}"]
     broken = sem.get("broken") or []
