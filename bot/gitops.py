@@ -50,9 +50,11 @@ class RevisionReader:
         tree = self.commit(rev).tree
         return sorted(item.path for item in tree.traverse() if item.type == "blob" and keep(item.path))
 
-    def read_many(self, rev: str, paths: list[str]) -> dict[str, str | None]:
+    def read_many(self, rev: str, paths: list[str], *,
+                  unreadable: dict[str, EncodingError] | None = None) -> dict[str, str | None]:
         """Several files of one revision: one `ls-tree` and git's object stream, instead of walking
-        a large directory's tree object once per file."""
+        a large directory's tree object once per file. With `unreadable`, a file that is not UTF-8 is
+        put there (and left out) instead of failing the others: one bad file costs only itself."""
         if not paths:
             return {}
         found: dict[str, str | None] = dict.fromkeys(paths)
@@ -61,7 +63,13 @@ class RevisionReader:
             meta, _, path = entry.partition("\t")
             parts = meta.split()
             if len(parts) == 3 and parts[1] == "blob" and path in found:
-                found[path] = decode_text(self.repo.odb.stream(bytes.fromhex(parts[2])).read(), path)
+                try:
+                    found[path] = decode_text(self.repo.odb.stream(bytes.fromhex(parts[2])).read(), path)
+                except EncodingError as error:
+                    if unreadable is None:
+                        raise
+                    unreadable[path] = error
+                    del found[path]
         return found
 
     def read(self, rev: str, path: str) -> str | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
 
-from bot.errors import LayersyncError, RepoError, SemanticError
+from bot.errors import EncodingError, LayersyncError, RepoError, SemanticError
 from bot.gitops import RevisionReader
 from bot.semantic.diff import diff_views
 from bot.semantic.model import Field, View
@@ -112,10 +112,13 @@ def select_changed(reader: RevisionReader, head: str, since: str | None, dialect
     paths = [p for p in reader.changed_paths(since, head) if fmt.is_view_file(p)]
     old_views: dict[str, View] = {}
     new_views: dict[str, View] = {}
-    new_texts = reader.read_many(head, paths)
-    old_texts = reader.read_many(since, paths) if since is not None else {}
+    unreadable: dict[str, EncodingError] = {}
+    new_texts = reader.read_many(head, paths, unreadable=unreadable)
+    old_texts = reader.read_many(since, paths, unreadable={}) if since is not None else {}
     for path in paths:
         try:
+            if path in unreadable:
+                raise unreadable[path]
             new_view = _parse_text(fmt, new_texts.get(path), path)
         except SemanticError as exc:
             # Reported once for the file; its fields are neither pushed nor taken as removed.

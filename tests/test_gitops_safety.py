@@ -154,3 +154,22 @@ def test_a_fork_pr_gets_no_preview_and_is_known_as_a_fork(tmp_path: Path) -> Non
         replies = [c.body for c in standin.comments("acme/semantic", number) if c.user == "layersync-bot"]
     assert len(replies) == 1 and "comes from the fork `mallory/semantic`" in replies[0]
     assert not (tmp_path / "previews.sqlite").exists() or "main" not in (tmp_path / "previews.sqlite").read_bytes().decode("latin-1")
+
+
+def test_one_file_that_is_not_utf8_costs_only_itself(tmp_path: Path) -> None:
+    from bot.selection import select_changed
+
+    repo = git.Repo.init(tmp_path / "s", initial_branch="main")
+    views = tmp_path / "s" / "views"
+    views.mkdir()
+    (views / "orders.view.yaml").write_text("table_name: orders\ndimensions:\n  order_id: {}\n")
+    base = _commit(repo, "base")
+    (views / "orders.view.yaml").write_text("table_name: orders\ndimensions:\n  order_id: {}\n"
+                                            "  is_big:\n    sql: ${TABLE}.amount > 100\n")
+    (views / "latin1.view.yaml").write_bytes(b"table_name: customers\ndimensions:\n  caf\xe9: {}\n")
+    head = _commit(repo, "edit")
+    selection = select_changed(RevisionReader(tmp_path / "s"), head, base, "duckdb")
+    assert [r.field.id for r in selection.requests] == ["orders.is_big"]
+    (skipped,) = selection.skipped
+    assert (skipped.file, skipped.line, skipped.code) == ("views/latin1.view.yaml", 3, "invalid-file")
+    assert "not UTF-8" in skipped.reason
