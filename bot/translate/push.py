@@ -161,7 +161,8 @@ def unsafe_text(view: View, field: Field) -> str | None:
     for key in ("description", "label"):
         delimiter = model_sql.jinja_delimiter(getattr(field, key) or "")
         if delimiter:
-            return f"the {key} of `{field.name}` contains Jinja `{delimiter}`: {why}"
+            return (f"the {key} of `{field.name}` contains Jinja `{delimiter}`: dbt renders descriptions as "
+                    f"templates; semantic-layer text is data, so it is not pushed")
     for source in fields_read(view, field):
         delimiter = model_sql.jinja_delimiter(source.sql or "")
         if delimiter is None:
