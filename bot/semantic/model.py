@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 FieldKind = Literal["dimension", "measure"]
@@ -54,8 +55,16 @@ class View:
         found = self.fields.get(name)
         if found is not None:
             return found
-        lowered = name.lower()
+        return self._by_lower_name.get(name.lower())
+
+    @cached_property
+    def _by_lower_name(self) -> dict[str, Field]:
+        """Lower-cased names and aliases, the first field in file order winning, built once per view:
+        a reference to a raw column misses every field, and scanning them per reference made
+        reading a view quadratic in its fields."""
+        index: dict[str, Field] = {}
         for candidate in self.fields.values():
-            if candidate.name.lower() == lowered or lowered in (a.lower() for a in candidate.aliases):
-                return candidate
-        return None
+            index.setdefault(candidate.name.lower(), candidate)
+            for alias in candidate.aliases:
+                index.setdefault(alias.lower(), candidate)
+        return index

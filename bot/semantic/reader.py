@@ -10,7 +10,9 @@ from typing import Any, Protocol
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent
 
 from bot.errors import SemanticError
 from bot.semantic.model import Field, FieldKind, Location, View
@@ -21,6 +23,60 @@ KNOWN_FIELD_KEYS = {
     "format", "hidden", "group_label", "tags", "filters", "links", "values", "all_values",
     "timeframes", "convert_tz", "meta", "display_order", "synonyms", "ai_context",
 }
+# Any PR author's file is read by the automatic dry run, so what one file may cost is bounded.
+# Omni's own largest views are a few hundred fields; these leave room for generated ones.
+MAX_VIEW_FILE_BYTES = 2 * 1024 * 1024
+MAX_FIELDS_PER_FILE = 5_000
+MAX_YAML_DEPTH = 64  # view files nest four levels; deep nesting only exhausts the stack
+
+
+class _AliasRefused(ComposerError):
+    """An alias (`*name`, `<<: *name`) in a view file: raised before anything is expanded."""
+
+
+class _NoAliasComposer(Composer):
+    """Omni never writes anchors' aliases, and expanding them is how a 600-byte file becomes gigabytes
+    ("billion laughs"), so the first alias event stops the parse, at its own line."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.parser.check_event(AliasEvent):
+            event = self.parser.peek_event()
+            raise _AliasRefused(None, None, f"YAML aliases are not allowed in view files (found `*{event.anchor}`)",
+                                event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _check_size(text: str, path: str) -> None:
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    if len(encoded) > MAX_VIEW_FILE_BYTES:
+        line = encoded.count(b"\n", 0, MAX_VIEW_FILE_BYTES) + 1
+        raise SemanticError(f"view file is {len(encoded):,} bytes; layersync reads at most {MAX_VIEW_FILE_BYTES:,} "
+                            f"(split the view into several files)", path, line)
+
+
+def load_view_yaml(text: str, path: str) -> Any:
+    """Round-trip YAML of a semantic-layer file, refusing what makes reading it cost more than its size.
+
+    Every reader and writer of view files loads through here, so the bounds hold on every path.
+    """
+    _check_size(text, path)
+    yaml = YAML(typ="rt")
+    yaml.Composer = _NoAliasComposer
+    yaml.max_depth = MAX_YAML_DEPTH
+    try:
+        return yaml.load(text)
+    except _AliasRefused as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise SemanticError(str(exc.problem), path, line) from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SemanticError(f"invalid YAML: {problem}", path, line) from None
+    except RecursionError:
+        raise SemanticError("invalid YAML: nested too deeply", path, None) from None
+    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad encodings)
+        raise SemanticError(f"invalid YAML: {exc}", path, None) from None
 
 
 class ViewReader(Protocol):
@@ -39,22 +95,43 @@ def _line_of(mapping: Any, key: str, default: int) -> int:
         return default
 
 
-def _plain(value: Any) -> Any:
-    """ruamel's commented containers as plain Python, so diffs compare values not comments."""
+def _plain(value: Any, path: str | None = None, seen: dict[int, Any] | None = None) -> Any:
+    """ruamel's commented containers as plain Python, so diffs compare values not comments.
+
+    A container met twice is an alias (or a cycle): converting it again is what grows a few
+    hundred bytes into gigabytes, so it is refused. `seen` spans one document and holds the
+    containers themselves, so a freed one's id cannot come back as a false alarm.
+    """
+    if not isinstance(value, (dict, list)):
+        if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
+            return value.value
+        return value
+    seen = {} if seen is None else seen
+    if id(value) in seen:
+        raise SemanticError("YAML aliases are not allowed in view files (a value is shared or contains itself)",
+                            path, _start_line(value))
+    seen[id(value)] = value
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
-        return value.value
-    return value
+        return {str(k): _plain(v, path, seen) for k, v in value.items()}
+    return [_plain(v, path, seen) for v in value]
+
+
+def _start_line(container: Any) -> int | None:
+    try:
+        return int(container.lc.line) + 1
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _type_name(value: Any) -> str:
+    return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else type(value).__name__
 
 
 def _optional_str(value: Any, key: str, path: str, line: int) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or isinstance(value, (dict, list)):
-        raise SemanticError(f"`{key}` must be text, not {type(_plain(value)).__name__}", path, line)
+        raise SemanticError(f"`{key}` must be text, not {_type_name(value)}", path, line)
     return str(value)
 
 
@@ -78,6 +155,8 @@ class OmniYamlReader:
         name = str(data.get("name") or self.view_name_from_path(path))
         table = data.get("table_name") or data.get("sql_table_name") or name
         fields: dict[str, Field] = {}
+        seen: dict[int, Any] = {}
+        count = 0
         for section, kind in FIELD_SECTIONS.items():
             block = data.get(section)
             if block is None:
@@ -87,12 +166,16 @@ class OmniYamlReader:
                 raise SemanticError(f"`{section}` must be a mapping of field names", path, section_line)
             for field_name, spec in block.items():
                 line = _line_of(block, field_name, section_line)
+                count += 1
+                if count > MAX_FIELDS_PER_FILE:
+                    raise SemanticError(f"more than {MAX_FIELDS_PER_FILE:,} fields in one view file "
+                                        f"(split the view into several files)", path, line)
                 if str(field_name) in fields:
                     raise SemanticError(
                         f"field `{field_name}` is declared twice (also at line {fields[str(field_name)].location.line})",
                         path, line,
                     )
-                fields[str(field_name)] = self._field(name, str(field_name), kind, spec, path, line)
+                fields[str(field_name)] = self._field(name, str(field_name), kind, spec, path, line, seen)
         return View(
             name=name,
             table_name=str(table),
@@ -103,28 +186,20 @@ class OmniYamlReader:
         )
 
     def _load(self, text: str, path: str) -> CommentedMap:
-        yaml = YAML(typ="rt")
-        try:
-            data = yaml.load(text)
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else None
-            problem = exc.problem or exc.context or "invalid YAML"
-            raise SemanticError(f"invalid YAML: {problem}", path, line) from None
-        except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad encodings)
-            raise SemanticError(f"invalid YAML: {exc}", path, None) from None
+        data = load_view_yaml(text, path)
         if data is None:
             raise SemanticError("empty view file", path, 1)
         if not isinstance(data, dict):
             raise SemanticError("a view file must be a mapping (table_name, dimensions, measures)", path, 1)
         return data
 
-    def _field(self, view: str, name: str, kind: FieldKind, spec: Any, path: str, line: int) -> Field:
+    def _field(self, view: str, name: str, kind: FieldKind, spec: Any, path: str, line: int,
+               seen: dict[int, Any] | None = None) -> Field:
         if spec is None:
             spec = {}
         if not isinstance(spec, dict):
             raise SemanticError(f"field `{name}` must be a mapping of attributes", path, line)
-        plain = _plain(spec)
+        plain = _plain(spec, path, seen)
         sql = spec.get("sql")
         if sql is not None and not isinstance(sql, (str, int, float)):
             raise SemanticError(f"`sql` of `{name}` must be text", path, _line_of(spec, "sql", line))

@@ -16,6 +16,9 @@ from bot.semantic.model import Field, View
 
 TABLE_PLACEHOLDER = "__layersync_table__"
 REF_PREFIX = "__layersync_ref_"
+# Inlining copies each referenced field's SQL: twenty fields each referring twice to the one before
+# would make a million-node expression. Past this size a dimension is refused, not built.
+MAX_RESOLVED_NODES = 20_000
 
 
 @dataclass(frozen=True)
@@ -123,11 +126,23 @@ class Resolver:
     def __init__(self, view: View, dialect: str):
         self.view = view
         self.dialect = dialect
+        # Resolved fields with their node counts. A success does not depend on the path that reached
+        # the field (a cycle through it would have failed its own resolution), so one entry serves
+        # every reference: each field is parsed once per resolver, not once per path to it.
+        self._done: dict[str, tuple[exp.Expression, int]] = {}
 
     def resolve(self, field: Field) -> exp.Expression:
-        return self._resolve(field, ())
+        return self._resolve(field, ())[0].copy()
 
-    def _resolve(self, field: Field, stack: tuple[str, ...]) -> exp.Expression:
+    def _resolve(self, field: Field, stack: tuple[str, ...]) -> tuple[exp.Expression, int]:
+        done = self._done.get(field.name)
+        if done is not None:
+            return done
+        resolved = self._resolve_new(field, stack)
+        self._done[field.name] = resolved
+        return resolved
+
+    def _resolve_new(self, field: Field, stack: tuple[str, ...]) -> tuple[exp.Expression, int]:
         if field.name in stack:
             cycle = " -> ".join((*stack[stack.index(field.name):], field.name))
             raise TranslationError(f"reference cycle: {cycle}", field.location.file, field.location.line)
@@ -139,7 +154,7 @@ class Resolver:
                 where.file, where.line,
             )
         if field.sql is None:
-            return exp.column(field.name, quoted=not _is_simple_identifier(field.name))
+            return exp.column(field.name, quoted=not _is_simple_identifier(field.name)), 1
         try:
             expression, refs = parse_field_sql(field.sql, self.dialect)
         except (ValueError, ParseError, TokenError) as exc:
@@ -151,8 +166,10 @@ class Resolver:
                 field.location.file, field.location.line,
             )
         inner_stack = (*stack, field.name)
+        size = sum(1 for _ in expression.walk())
 
         def substitute(node: exp.Expression) -> exp.Expression:
+            nonlocal size
             if not isinstance(node, exp.Column):
                 return node
             if node.table == TABLE_PLACEHOLDER:
@@ -166,9 +183,16 @@ class Resolver:
             target = self._target(ref, field)
             if target is None:  # not a declared field: the table's column of that name
                 return exp.column(ref.field, quoted=not _is_simple_identifier(ref.field))
-            return _wrap(self._resolve(target, inner_stack).copy())
+            inlined, inlined_size = self._resolve(target, inner_stack)
+            size += inlined_size
+            if size > MAX_RESOLVED_NODES:
+                raise TranslationError(
+                    f"`{field.name}` expands to more than {MAX_RESOLVED_NODES:,} SQL nodes once its references are "
+                    f"inlined; refer to fewer fields, or to each field fewer times",
+                    field.location.file, field.location.line)
+            return _wrap(inlined.copy())
 
-        return expression.transform(substitute)
+        return expression.transform(substitute), size
 
     def _target(self, ref: Ref, origin: Field) -> Field | None:
         where = (origin.location.file, origin.location.line)

@@ -9,7 +9,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bot.errors import SemanticError
-from bot.semantic.reader import FIELD_SECTIONS, OmniYamlReader
+from bot.semantic.reader import FIELD_SECTIONS, OmniYamlReader, load_view_yaml
 
 
 def _key_lines(mapping, keys) -> list[int]:
@@ -17,7 +17,7 @@ def _key_lines(mapping, keys) -> list[int]:
 
 
 def set_field_sql(text: str, path: str, field_name: str, sql: str) -> str:
-    data = YAML(typ="rt").load(text)
+    data = load_view_yaml(text, path)  # bounded and alias-free, like every read of a view file
     lines = text.splitlines(keepends=True)
     for section in FIELD_SECTIONS:
         block = (data or {}).get(section)

@@ -1,0 +1,191 @@
+"""Hostile view files: YAML alias bombs and oversized files are refused cheaply, with file and line,
+and reading, resolving and indexing cost grows with the file (checked by counting work, not by timing)."""
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from ruamel.yaml.comments import CommentedMap
+
+from bot.errors import SemanticError, TranslationError
+from bot.semantic import reader as reader_module
+from bot.semantic import refs as refs_module
+from bot.semantic.dependents import DependencyIndex
+from bot.semantic.diff import diff_views
+from bot.semantic.reader import MAX_FIELDS_PER_FILE, MAX_VIEW_FILE_BYTES, OmniYamlReader, _plain
+from bot.semantic.refs import Resolver
+from bot.semantic.writer import set_field_sql
+
+PATH = "views/orders.view.yaml"
+
+
+def billion_laughs(levels: int) -> str:
+    """`levels` nested anchors, each aliased nine times by the next: 9**levels strings once expanded."""
+    lines = ["table_name: orders", "lol0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"lol{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    lines += ["dimensions:", "  status:", f"    meta: *a{levels - 1}"]
+    return "\n".join(lines) + "\n"
+
+
+def read(text: str):
+    return OmniYamlReader().read(text, PATH)
+
+
+def test_small_alias_bomb_is_refused_at_the_first_alias() -> None:
+    with pytest.raises(SemanticError) as caught:
+        read(billion_laughs(6))
+    assert (caught.value.file, caught.value.line) == (PATH, 3)  # `lol1: &a1 [*a0, ...]`
+    assert "alias" in caught.value.message and "*a0" in caught.value.message
+
+
+def test_billion_laughs_is_refused_without_expanding() -> None:
+    text = billion_laughs(9)
+    assert len(text.encode()) < 700
+    tracemalloc.start()
+    try:
+        with pytest.raises(SemanticError) as caught:
+            read(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.line == 3
+    assert peak < 5_000_000, f"reading a {len(text)}-byte file peaked at {peak} bytes"
+
+
+def test_merge_key_alias_is_refused_with_its_line() -> None:
+    text = ("table_name: orders\nbase: &base\n  label: Base\ndimensions:\n  status:\n"
+            "    <<: *base\n    sql: ${TABLE}.status\n")
+    with pytest.raises(SemanticError) as caught:
+        read(text)
+    assert (caught.value.file, caught.value.line) == (PATH, 6)
+
+
+def test_anchor_without_alias_is_harmless() -> None:
+    view = read("table_name: orders\ndimensions:\n  status: &s\n    label: Status\n")
+    assert view.fields["status"].label == "Status"
+
+
+def test_plain_refuses_shared_and_cyclic_containers() -> None:
+    cyclic: list = []
+    cyclic.append(cyclic)
+    with pytest.raises(SemanticError):
+        _plain(cyclic)
+    shared = [1, 2]
+    with pytest.raises(SemanticError):
+        _plain(CommentedMap(a=shared, b=shared))
+    assert _plain(CommentedMap(a=[1, 2], b=[1, 2])) == {"a": [1, 2], "b": [1, 2]}
+
+
+def test_writer_refuses_aliases() -> None:
+    text = "table_name: orders\nx: &x [1]\ndimensions:\n  a:\n    sql: ${TABLE}.a\n    meta: *x\n"
+    with pytest.raises(SemanticError) as caught:
+        set_field_sql(text, PATH, "a", "${TABLE}.b")
+    assert caught.value.line == 6
+
+
+def test_oversized_file_is_refused_before_parsing() -> None:
+    filler = "# padding\n" * (MAX_VIEW_FILE_BYTES // 10)
+    text = "table_name: orders\ndimensions:\n  a: {}\n" + filler
+    assert len(text.encode()) > MAX_VIEW_FILE_BYTES
+    with pytest.raises(SemanticError) as caught:
+        read(text)
+    assert caught.value.file == PATH
+    assert caught.value.line is not None and caught.value.line > 3
+    assert "bytes" in caught.value.message
+
+
+def test_too_many_fields_is_refused_at_the_first_field_past_the_bound() -> None:
+    dims = "".join(f"  d{i}: {{}}\n" for i in range(MAX_FIELDS_PER_FILE - 1))
+    text = f"table_name: orders\ndimensions:\n{dims}measures:\n  n: {{}}\n  over: {{}}\n"
+    with pytest.raises(SemanticError) as caught:
+        read(text)
+    assert caught.value.file == PATH
+    assert caught.value.line == MAX_FIELDS_PER_FILE + 4  # the `over:` line
+    assert f"{MAX_FIELDS_PER_FILE:,}" in caught.value.message
+
+
+def test_fields_at_the_bound_are_read() -> None:
+    dims = "".join(f"  d{i}: {{}}\n" for i in range(MAX_FIELDS_PER_FILE))
+    assert len(read(f"table_name: orders\ndimensions:\n{dims}").fields) == MAX_FIELDS_PER_FILE
+
+
+class _CountingFields(dict):
+    """A view's field map that counts full scans, the cost a name look-up must not pay each time."""
+
+    scans = 0
+
+    def values(self):  # type: ignore[override]
+        _CountingFields.scans += 1
+        return super().values()
+
+
+def _view_reading_raw_columns(n: int):
+    dims = "".join(f"  d{i}:\n    sql: ${{raw_{i}}} + ${{TABLE}}.c\n" for i in range(n))
+    view = read(f"table_name: orders\ndimensions:\n{dims}")
+    counting = _CountingFields(view.fields)
+    object.__setattr__(view, "fields", counting)
+    return view
+
+
+def test_undeclared_references_do_not_scan_the_view_once_each() -> None:
+    view = _view_reading_raw_columns(200)
+    _CountingFields.scans = 0
+    DependencyIndex([view])
+    for field in list(dict.values(view.fields)):
+        Resolver(view, "duckdb").resolve(field)
+    assert _CountingFields.scans <= 3, f"{_CountingFields.scans} scans of the view's fields for 200 look-ups"
+
+
+def test_alias_lookup_still_works_after_indexing() -> None:
+    view = read("table_name: orders\ndimensions:\n  amount:\n    aliases: [Total]\n  Mixed: {}\n")
+    assert view.field_named("total").name == "amount"
+    assert view.field_named("TOTAL").name == "amount"
+    assert view.field_named("mixed").name == "Mixed"
+    assert view.field_named("nope") is None
+
+
+def _diamond(depth: int) -> str:
+    """d_k = d_(k-1) + d_(k-1): resolving d_depth reaches d_0 by 2**depth paths."""
+    dims = ["  d0:\n    sql: ${TABLE}.x\n"]
+    dims += [f"  d{k}:\n    sql: ${{d{k - 1}}} + ${{d{k - 1}}}\n" for k in range(1, depth + 1)]
+    return "table_name: orders\ndimensions:\n" + "".join(dims)
+
+
+def test_resolving_shared_references_parses_each_field_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = refs_module.parse_field_sql
+
+    def counting(sql: str, dialect: str):
+        calls.append(sql)
+        return real(sql, dialect)
+
+    monkeypatch.setattr(refs_module, "parse_field_sql", counting)
+    view = read(_diamond(8))
+    Resolver(view, "duckdb").resolve(view.fields["d8"])
+    assert len(calls) == 9
+
+
+def test_expansion_past_the_bound_is_refused_with_the_field() -> None:
+    view = read(_diamond(40))
+    with pytest.raises(TranslationError) as caught:
+        Resolver(view, "duckdb").resolve(view.fields["d40"])
+    assert caught.value.file == PATH
+    assert "expands" in caught.value.message
+
+
+def test_diff_of_many_fields_parses_each_sql_a_bounded_number_of_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.semantic import diff as diff_module
+    calls = []
+    real = diff_module.parse_field_sql
+    monkeypatch.setattr(diff_module, "parse_field_sql", lambda sql, d: calls.append(sql) or real(sql, d))
+    n = 300
+    old = read("table_name: orders\ndimensions:\n" + "".join(f"  d{i}:\n    sql: ${{TABLE}}.c{i}\n" for i in range(n)))
+    new = read("table_name: orders\ndimensions:\n" + "".join(f"  d{i}:\n    sql: ${{TABLE}}.c{i} + 1\n" for i in range(n)))
+    assert len(diff_views({"orders": old}, {"orders": new})) == n
+    assert len(calls) <= 2 * n
+
+
+def test_fields_written_as_null_are_not_taken_for_aliases() -> None:
+    dims = "".join(f"  d{i}:\n" for i in range(50))
+    assert len(read(f"table_name: orders\ndimensions:\n{dims}").fields) == 50
