@@ -189,3 +189,15 @@ def test_diff_of_many_fields_parses_each_sql_a_bounded_number_of_times(monkeypat
 def test_fields_written_as_null_are_not_taken_for_aliases() -> None:
     dims = "".join(f"  d{i}:\n" for i in range(50))
     assert len(read(f"table_name: orders\ndimensions:\n{dims}").fields) == 50
+
+
+def test_a_file_of_tiny_entries_is_stopped_during_the_parse() -> None:
+    from bot.semantic.reader import MAX_YAML_NODES
+    values = "".join(f"      - v{i}\n" for i in range(MAX_YAML_NODES))
+    text = f"table_name: orders\ndimensions:\n  status:\n    values:\n{values}"
+    assert len(text.encode()) < MAX_VIEW_FILE_BYTES
+    with pytest.raises(SemanticError) as caught:
+        read(text)
+    assert caught.value.file == PATH
+    assert caught.value.line is not None and caught.value.line < MAX_YAML_NODES + 5
+    assert f"{MAX_YAML_NODES:,} YAML values" in caught.value.message

@@ -28,21 +28,29 @@ KNOWN_FIELD_KEYS = {
 MAX_VIEW_FILE_BYTES = 2 * 1024 * 1024
 MAX_FIELDS_PER_FILE = 5_000
 MAX_YAML_DEPTH = 64  # view files nest four levels; deep nesting only exhausts the stack
+# Keys, values and list items in one file. A field is about ten; the bound stops a file of tiny
+# entries during the parse, before building what MAX_FIELDS_PER_FILE would refuse anyway.
+MAX_YAML_NODES = 20 * MAX_FIELDS_PER_FILE
 
 
-class _AliasRefused(ComposerError):
-    """An alias (`*name`, `<<: *name`) in a view file: raised before anything is expanded."""
+class _Refused(ComposerError):
+    """YAML a view file may not contain, found while composing: nothing has been built or expanded yet."""
 
 
-class _NoAliasComposer(Composer):
+class _BoundedComposer(Composer):
     """Omni never writes anchors' aliases, and expanding them is how a 600-byte file becomes gigabytes
-    ("billion laughs"), so the first alias event stops the parse, at its own line."""
+    ("billion laughs"), so the first alias event stops the parse, at its own line; so does the node
+    past MAX_YAML_NODES."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.parser.check_event(AliasEvent):
-            event = self.parser.peek_event()
-            raise _AliasRefused(None, None, f"YAML aliases are not allowed in view files (found `*{event.anchor}`)",
-                                event.start_mark)
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            raise _Refused(None, None, f"YAML aliases are not allowed in view files (found `*{event.anchor}`)",
+                           event.start_mark)
+        self.nodes = getattr(self, "nodes", 0) + 1
+        if self.nodes > MAX_YAML_NODES:
+            raise _Refused(None, None, f"more than {MAX_YAML_NODES:,} YAML values in one view file "
+                                       f"(split the view into several files)", event.start_mark)
         return super().compose_node(parent, index)
 
 
@@ -61,11 +69,11 @@ def load_view_yaml(text: str, path: str) -> Any:
     """
     _check_size(text, path)
     yaml = YAML(typ="rt")
-    yaml.Composer = _NoAliasComposer
+    yaml.Composer = _BoundedComposer
     yaml.max_depth = MAX_YAML_DEPTH
     try:
         return yaml.load(text)
-    except _AliasRefused as exc:
+    except _Refused as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
         raise SemanticError(str(exc.problem), path, line) from None
     except MarkedYAMLError as exc:
