@@ -201,3 +201,28 @@ def test_a_file_of_tiny_entries_is_stopped_during_the_parse() -> None:
     assert caught.value.file == PATH
     assert caught.value.line is not None and caught.value.line < MAX_YAML_NODES + 5
     assert f"{MAX_YAML_NODES:,} YAML values" in caught.value.message
+
+
+def test_a_resolver_serves_many_fields_and_a_foreign_revision_of_one() -> None:
+    view = read("table_name: orders\ndimensions:\n  a:\n    sql: ${TABLE}.x + 1\n  b:\n    sql: ${a} * 2\n")
+    previous = read("table_name: orders\ndimensions:\n  a:\n    sql: ${TABLE}.x + 5\n").fields["a"]
+    resolver = Resolver(view, "duckdb")
+    assert resolver.resolve(view.fields["b"]).sql() == "(x + 1) * 2"
+    assert resolver.resolve(previous).sql() == "x + 5"
+    assert resolver.resolve(view.fields["a"]).sql() == "x + 1"
+
+
+def test_a_chain_of_references_is_parsed_once_per_field_when_every_field_is_resolved(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.dbt.project import MemoryStore
+    from bot.translate.push import FieldRequest, PushPlanner
+    n = 40
+    dims = "".join(f"  d{k}:\n    sql: ${{d{k - 1}}} + 1\n" for k in range(1, n))
+    view = read(f"table_name: orders\ndimensions:\n  d0:\n    sql: ${{TABLE}}.x + 0\n{dims}")
+    calls = []
+    real = refs_module.parse_field_sql
+    monkeypatch.setattr(refs_module, "parse_field_sql", lambda sql, d: calls.append(sql) or real(sql, d))
+    store = MemoryStore({"dbt_project.yml": "name: p\nprofile: p\n", "models/orders.sql": "select x from t\n"})
+    plan = PushPlanner(store).plan([FieldRequest(view, f) for f in view.fields.values()])
+    assert len(plan.pushed) == n, plan.skipped[:2]
+    assert len(calls) == n  # not n * (n + 1) / 2: one resolver serves the whole view

@@ -18,7 +18,7 @@ TABLE_PLACEHOLDER = "__layersync_table__"
 REF_PREFIX = "__layersync_ref_"
 # Inlining copies each referenced field's SQL: twenty fields each referring twice to the one before
 # would make a million-node expression. Past this size a dimension is refused, not built.
-MAX_RESOLVED_NODES = 20_000
+MAX_RESOLVED_NODES = 5_000
 
 
 @dataclass(frozen=True)
@@ -135,11 +135,13 @@ class Resolver:
         return self._resolve(field, ())[0].copy()
 
     def _resolve(self, field: Field, stack: tuple[str, ...]) -> tuple[exp.Expression, int]:
-        done = self._done.get(field.name)
+        own = self.view.fields.get(field.name) is field  # not e.g. the field's previous revision
+        done = self._done.get(field.name) if own else None
         if done is not None:
             return done
         resolved = self._resolve_new(field, stack)
-        self._done[field.name] = resolved
+        if own:
+            self._done[field.name] = resolved
         return resolved
 
     def _resolve_new(self, field: Field, stack: tuple[str, ...]) -> tuple[exp.Expression, int]:

@@ -202,6 +202,14 @@ class PushPlanner:
         self.project = DbtProject(self.overlay)
         self.dialect = dialect
         self.dbt_dialect = dbt_dialect
+        self._resolvers: dict[int, tuple[View, Resolver]] = {}
+
+    def _resolver(self, view: View) -> Resolver:
+        """One per view, so a field's references are parsed once per plan, not once per field reaching them."""
+        held = self._resolvers.get(id(view))
+        if held is None or held[0] is not view:
+            held = self._resolvers[id(view)] = (view, Resolver(view, self.dialect))
+        return held[1]
 
     def plan(self, requests: Iterable[FieldRequest]) -> PushPlan:
         """SQL edits field by field, then each YAML file edited once for all its fields.
@@ -258,7 +266,7 @@ class PushPlanner:
             return Skipped(field.id, view.file, view.line,
                            f"view `{view.name}` reads table `{view.table_name}`, which is not a model of the dbt project",
                            "unknown-model")
-        expression = Resolver(view, self.dialect).resolve(field)
+        expression = self._resolver(view).resolve(field)
         problem = unsafe_expression(expression, self.dbt_dialect)
         if problem:
             return skip_for(request, problem, "unsafe-sql")
