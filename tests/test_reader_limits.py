@@ -226,3 +226,29 @@ def test_a_chain_of_references_is_parsed_once_per_field_when_every_field_is_reso
     plan = PushPlanner(store).plan([FieldRequest(view, f) for f in view.fields.values()])
     assert len(plan.pushed) == n, plan.skipped[:2]
     assert len(calls) == n  # not n * (n + 1) / 2: one resolver serves the whole view
+
+
+def test_the_dry_run_selection_reports_a_bomb_as_a_skipped_file(tmp_path) -> None:
+    import git
+
+    from bot.gitops import RevisionReader
+    from bot.selection import select_changed
+    repo = git.Repo.init(tmp_path)
+    (tmp_path / "views").mkdir()
+    (tmp_path / "README").write_text("semantic layer\n")
+    repo.git.add("-A")
+    repo.git.commit("-qm", "start", "--no-gpg-sign")
+    before = repo.head.commit.hexsha
+    (tmp_path / PATH).write_text(billion_laughs(9))
+    (tmp_path / "views" / "ok.view.yaml").write_text("table_name: ok\ndimensions:\n  a:\n    sql: ${TABLE}.b + 1\n")
+    repo.git.add("-A")
+    repo.git.commit("-qm", "bomb", "--no-gpg-sign")
+    tracemalloc.start()
+    try:
+        selection = select_changed(RevisionReader(tmp_path), repo.head.commit.hexsha, before, "duckdb")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [(s.file, s.line, s.code) for s in selection.skipped] == [(PATH, 3, "invalid-file")]
+    assert [r.field.id for r in selection.requests] == ["ok.a"]
+    assert peak < 20_000_000
