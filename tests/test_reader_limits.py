@@ -252,3 +252,11 @@ def test_the_dry_run_selection_reports_a_bomb_as_a_skipped_file(tmp_path) -> Non
     assert [(s.file, s.line, s.code) for s in selection.skipped] == [(PATH, 3, "invalid-file")]
     assert [r.field.id for r in selection.requests] == ["ok.a"]
     assert peak < 20_000_000
+
+
+def test_deep_nesting_is_refused_with_a_line() -> None:
+    text = "table_name: orders\ndimensions:\n  a:\n    meta: " + "[" * 5000 + "]" * 5000 + "\n"
+    with pytest.raises(SemanticError) as caught:
+        read(text)
+    assert (caught.value.file, caught.value.line) == (PATH, 4)
+    assert "levels deep" in caught.value.message

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.composer import Composer, ComposerError
+from ruamel.yaml.composer import Composer, ComposerError, MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent
 
@@ -42,12 +42,16 @@ class _BoundedComposer(Composer):
     ("billion laughs"), so the first alias event stops the parse, at its own line; so does the node
     past MAX_YAML_NODES."""
 
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.nodes = 0
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.parser.peek_event()
         if isinstance(event, AliasEvent):
             raise _Refused(None, None, f"YAML aliases are not allowed in view files (found `*{event.anchor}`)",
                            event.start_mark)
-        self.nodes = getattr(self, "nodes", 0) + 1
+        self.nodes += 1
         if self.nodes > MAX_YAML_NODES:
             raise _Refused(None, None, f"more than {MAX_YAML_NODES:,} YAML values in one view file "
                                        f"(split the view into several files)", event.start_mark)
@@ -76,6 +80,9 @@ def load_view_yaml(text: str, path: str) -> Any:
     except _Refused as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
         raise SemanticError(str(exc.problem), path, line) from None
+    except MaxDepthExceededError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise SemanticError(f"YAML nested more than {MAX_YAML_DEPTH} levels deep", path, line) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
