@@ -81,7 +81,9 @@ class Config:
             value = getattr(self, item.name)
             if not isinstance(value, _TYPES[item.name]):
                 wanted = " or ".join("null" if t is type(None) else t.__name__ for t in _TYPES[item.name])
-                raise LayersyncError(f"`{item.name}` must be {wanted}, not `{str(value)[:80]}`",
+                # A list or mapping is named, never printed: str() of YAML aliases expands them all.
+                shown = f"a {type(value).__name__}" if isinstance(value, (dict, list)) else f"`{str(value)[:80]}`"
+                raise LayersyncError(f"`{item.name}` must be {wanted}, not {shown}",
                                      source, _key_line(text, item.name))
         problem = ref_format_problem(self.branch_prefix + "x")
         if problem is None and len(self.branch_prefix.encode()) > MAX_PREFIX_BYTES:

@@ -260,3 +260,20 @@ def test_deep_nesting_is_refused_with_a_line() -> None:
         read(text)
     assert (caught.value.file, caught.value.line) == (PATH, 4)
     assert "levels deep" in caught.value.message
+
+
+def test_an_alias_bomb_in_layersync_yml_is_refused_without_expanding() -> None:
+    from bot.config import parse_config
+    from bot.errors import LayersyncError
+    items = ["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    items += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    tracemalloc.start()
+    try:
+        with pytest.raises(LayersyncError) as caught:
+            parse_config("branch_prefix: [" + ", ".join(items) + "]\n")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (caught.value.file, caught.value.line) == ("layersync.yml", 1)
+    assert "must be str, not a list" in caught.value.message
+    assert peak < 5_000_000
