@@ -10,6 +10,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bot.errors import LayersyncError
+from bot.yamlbounds import bounded
 
 CONFIG_FILE = "layersync.yml"
 MAX_PREFIX_BYTES = 100       # leaves room for the field's part of the branch name (see push_to_dbt)
@@ -111,7 +112,7 @@ def parse_config(text: str | None, source: str = CONFIG_FILE) -> Config:
     if not text or not text.strip():
         return Config()
     try:
-        data = YAML(typ="safe").load(text) or {}
+        data = bounded(YAML(typ="safe").load(text)) or {}
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise LayersyncError(f"invalid YAML: {getattr(exc, 'problem', exc)}", source,

@@ -32,6 +32,7 @@ from bot.dbt import model_sql
 from bot.dbt.project import YAML_SUFFIXES, DbtProject, FileStore, MemoryStore, config_alias
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
+from bot.yamlbounds import bounded
 
 __all__ = [
     "ColumnChange",
@@ -578,7 +579,7 @@ def _yaml_models(text: str) -> _YamlFile:
     body = text[1:] if text.startswith("\ufeff") else text
     yaml = YAML(typ="rt")
     try:
-        data = yaml.load(body)
+        data = bounded(yaml.load(body))
     except DuplicateKeyError as exc:
         return _YamlFile(problems=((_mark_line(exc), f"duplicate key: {exc.problem}"),), loaded=False)
     except MarkedYAMLError as exc:

@@ -15,6 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bot.errors import RepoError
+from bot.yamlbounds import bounded
 
 YAML_SUFFIXES = (".yml", ".yaml")
 _FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -119,7 +120,7 @@ class DbtProject:
         if text is None:
             raise RepoError("not a dbt project: no dbt_project.yml", "dbt_project.yml")
         try:
-            data = YAML(typ="safe").load(text) or {}
+            data = bounded(YAML(typ="safe").load(text)) or {}
         except YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise RepoError(f"invalid YAML: {getattr(exc, 'problem', exc)}", "dbt_project.yml",
@@ -206,7 +207,7 @@ def fast_yaml(text: str) -> object:
     """libyaml's safe loader: ten times ruamel's round-trip speed, for reading where no edit follows.
     None when the text is not YAML (callers that edit find out why, with a line, from `schema_yaml`)."""
     try:
-        return yaml.load(text, Loader=_FastLoader)
+        return bounded(yaml.load(text, Loader=_FastLoader))
     except yaml.YAMLError:
         return None
 
@@ -221,7 +222,7 @@ def _fast_model_names(text: str) -> list[str]:
 
 def _yaml_alias_owner(text: str, alias: str) -> str | None:
     try:
-        data = YAML(typ="safe").load(text) or {}
+        data = bounded(YAML(typ="safe").load(text)) or {}
     except YAMLError:
         return None
     for entry in data.get("models") or [] if isinstance(data, dict) else []:

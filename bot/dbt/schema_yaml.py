@@ -47,6 +47,8 @@ from ruamel.yaml.scalarstring import (
 )
 from ruamel.yaml.tokens import CommentToken
 
+from bot.yamlbounds import bounded
+
 __all__ = [
     "SchemaYamlError",
     "column_entry",
@@ -124,7 +126,7 @@ def _yaml(indent: Indent = _DBT_INDENT, explicit_start: bool = False) -> YAML:
 def _load(body: str) -> Any:
     """Parse, translating ruamel's errors so callers get a line to point at."""
     try:
-        return _yaml().load(body)
+        return bounded(_yaml().load(body))
     except DuplicateKeyError as exc:
         raise SchemaYamlError(_problem(exc, "duplicate key"), _mark_line(exc)) from exc
     except MarkedYAMLError as exc:

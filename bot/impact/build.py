@@ -28,6 +28,7 @@ from ruamel.yaml import YAML
 from sqlglot import exp
 
 from bot.dbt.runner import DbtRun, run_dbt, write_duckdb_profile, write_postgres_profile
+from bot.yamlbounds import bounded
 
 MAX_IDENTIFIER = 63                      # PostgreSQL's limit (NAMEDATALEN - 1); DuckDB has none
 DEV_PREFIX = "layersync_"
@@ -256,7 +257,7 @@ class BuildResult:
 
 
 def _project_profile(project_dir: Path) -> str:
-    doc = YAML(typ="safe").load((project_dir / "dbt_project.yml").read_text(encoding="utf-8")) or {}
+    doc = bounded(YAML(typ="safe").load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))) or {}
     return str(doc.get("profile") or doc.get("name") or "default")
 
 

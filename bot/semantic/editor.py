@@ -50,6 +50,7 @@ from bot.errors import SemanticError
 from bot.semantic.model import View
 from bot.semantic.reader import FIELD_SECTIONS, OmniYamlReader
 from bot.semantic.refs import Ref, scan
+from bot.yamlbounds import bounded
 
 __all__ = [
     "add_dimension", "set_description", "rename_column_refs", "rename_field", "rename_field_refs",
@@ -362,7 +363,7 @@ class _Reader(OmniYamlReader):
         view = self.read(text, path)
         data = self.loaded
         if data is None:  # the reader stopped using `_load`: parse once more
-            data = YAML(typ="rt").load(text)
+            data = bounded(YAML(typ="rt").load(text))
         return view, data
 
 
