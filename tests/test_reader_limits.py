@@ -274,6 +274,6 @@ def test_an_alias_bomb_in_layersync_yml_is_refused_without_expanding() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert (caught.value.file, caught.value.line) == ("layersync.yml", 1)
-    assert "must be str, not a list" in caught.value.message
+    assert caught.value.file == "layersync.yml"
+    assert "aliases expand" in caught.value.message      # refused as it is loaded (bot.yamlbounds)
     assert peak < 5_000_000
