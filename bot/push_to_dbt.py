@@ -121,8 +121,30 @@ def select(reader: RevisionReader, head: str, request: PushRequest, config: Conf
     elif not reader.has_revision(since):
         raise RepoError(f"unknown revision `{since}` in semantic-layer repo `{reader.path}`")
     if request.fields:
-        return select_named(reader, head, since, request.fields, fmt)
-    return select_changed(reader, head, since, config.dialect, fmt)
+        return bounded_selection(select_named(reader, head, since, request.fields, fmt))
+    return bounded_selection(select_changed(reader, head, since, config.dialect, fmt))
+
+
+# Planning a column re-reads its model (each added column grows it), so one push costs about the
+# square of its dimensions: 300 take half a minute, 5,000 (one view file's bound) hours. Every PR
+# gets a dry run, so the bound is what keeps any PR author from holding a worker for hours.
+MAX_FIELDS_PER_PUSH = 300
+
+
+def bounded_selection(selection: Selection, limit: int = MAX_FIELDS_PER_PUSH) -> Selection:
+    """The first `limit` fields (dimensions first: measures cost nothing), the rest skipped with
+    the reason and what to do instead."""
+    ordered = sorted(selection.requests, key=lambda r: r.field.kind != "dimension")
+    if len(ordered) <= limit:
+        return selection
+    kept, rest = ordered[:limit], ordered[limit:]
+    reason = (f"this push has {len(ordered)} fields; layersync plans at most {limit} at once: push the rest "
+              f"by name (`/push-to-dbt VIEW.FIELD …`, `--field`) or in a later change")
+    selection.skipped.extend(Skipped(r.field.id, r.field.location.file, r.field.location.line, reason,
+                                     "too-many-fields") for r in rest)
+    chosen = {id(r) for r in kept}
+    selection.requests = [r for r in selection.requests if id(r) in chosen]
+    return selection
 
 
 def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda _: None) -> PushResult:

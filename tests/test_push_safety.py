@@ -241,3 +241,22 @@ def test_settings_git_would_trip_on_are_one_error_with_their_line(text: str, lin
 def test_good_settings_still_load() -> None:
     config = parse_config("branch_prefix: team/layersync-\nbase_branch: release/1.x\nauto_push: true\n")
     assert (config.branch_prefix, config.base_branch, config.auto_push) == ("team/layersync-", "release/1.x", True)
+
+
+def test_a_push_plans_a_bounded_number_of_fields_and_says_what_to_do_with_the_rest() -> None:
+    from bot.push_to_dbt import bounded_selection
+    from bot.selection import Selection
+    from bot.semantic.reader import OmniYamlReader
+    from bot.translate.push import FieldRequest
+
+    lines = ["table_name: orders", "dimensions:"]
+    lines += [f"  d{i}:\n    sql: ${{TABLE}}.amount + {i}" for i in range(12)]
+    lines += ["measures:", "  total:\n    sql: ${TABLE}.amount\n    aggregate_type: sum"]
+    view = OmniYamlReader().read("\n".join(lines) + "\n", "views/orders.view.yaml")
+    selection = Selection([FieldRequest(view, f) for f in view.fields.values()])
+    bounded = bounded_selection(selection, limit=10)
+    assert [r.field.name for r in bounded.requests] == [f"d{i}" for i in range(10)]
+    assert [s.id for s in bounded.skipped] == ["orders.d10", "orders.d11", "orders.total"]
+    assert {s.code for s in bounded.skipped} == {"too-many-fields"}
+    assert bounded.skipped[0].line is not None and "at most 10 at once" in bounded.skipped[0].reason
+    assert all(s.is_failure for s in bounded.skipped)
