@@ -42,6 +42,26 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> None
         time.sleep(interval)
 
 
+def _assert_state(queue: JobQueue, job_id: int, state: str) -> None:
+    assert queue.get(job_id).state == state
+
+
+def kill_once(args: list[str], ready, before_kill=lambda: None) -> int:
+    """Start a worker process, SIGKILL it once `ready(pid)` (its marker files say it holds its jobs),
+    and make sure it is gone whatever happens: a death at the worst moment, not a shutdown. The pid."""
+    proc = subprocess.Popen(args)
+    try:
+        wait_until(lambda: ready(proc.pid), timeout=30)
+        before_kill()
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.pid
+
+
 # -- keys ------------------------------------------------------------------------------------
 
 
@@ -408,17 +428,8 @@ def test_a_worker_killed_mid_job_is_resumed_by_another_and_the_effect_happens_on
     job_id, _ = queue.enqueue("d-kill", "issue_comment", b'{"n": 42}', "acme/semantic#7")
     other_id, _ = queue.enqueue("d-next", "issue_comment", b'{"n": 43}', "acme/semantic#7")
 
-    proc = subprocess.Popen([sys.executable, str(script), str(REPO_ROOT), str(queue_db), str(effects_db),
-                             str(out_dir), str(marker)])
-    try:
-        wait_until(marker.exists, timeout=30)
-        assert queue.get(job_id).state == "running"
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    killed = kill_once([sys.executable, str(script), str(REPO_ROOT), str(queue_db), str(effects_db), str(out_dir),
+                        str(marker)], lambda _pid: marker.exists(), lambda: _assert_state(queue, job_id, "running"))
 
     namespace: dict = {}
     exec(compile(HANDLER, str(script), "exec"), namespace)
@@ -434,7 +445,7 @@ def test_a_worker_killed_mid_job_is_resumed_by_another_and_the_effect_happens_on
     db = sqlite3.connect(effects_db)
     runs = db.execute("SELECT delivery_id, pid FROM runs ORDER BY rowid").fetchall()
     assert [r[0] for r in runs] == ["d-kill", "d-kill", "d-next"]  # started twice: killed, then resumed
-    assert runs[0][1] == proc.pid and runs[1][1] == os.getpid()
+    assert runs[0][1] == killed and runs[1][1] == os.getpid()
     assert db.execute("SELECT delivery_id, n FROM effects ORDER BY delivery_id").fetchall() == [("d-kill", 42), ("d-next", 43)]
     assert sorted(p.name for p in out_dir.iterdir()) == ["d-kill.txt", "d-next.txt"]  # no temp files left over
     assert (out_dir / "d-kill.txt").read_text() == "comment for 42\n"

@@ -8,7 +8,6 @@ import pytest
 from ruamel.yaml.comments import CommentedMap
 
 from bot.errors import SemanticError, TranslationError
-from bot.semantic import reader as reader_module
 from bot.semantic import refs as refs_module
 from bot.semantic.dependents import DependencyIndex
 from bot.semantic.diff import diff_views

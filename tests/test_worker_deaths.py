@@ -5,8 +5,6 @@ comment never carry a credential."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -22,7 +20,7 @@ from bot.handlers.context import Context, Settings
 from bot.handlers.router import Router
 from bot.jobs import Job, JobQueue, Worker
 from bot.service import JobHandler
-from test_jobs import wait_until
+from test_jobs import kill_once, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cr3tT0kenValue"
@@ -77,16 +75,8 @@ def test_six_kills_of_a_two_thread_worker_count_six_against_each_job_and_both_st
     b, _ = queue.enqueue("d-b", "issue_comment", b'{"n": 2}', "acme/semantic#2")
     kills = 6
     for _ in range(kills):
-        proc = subprocess.Popen([sys.executable, str(script), str(REPO_ROOT), str(queue_db), str(out_dir), "0.3"])
-        try:
-            wait_until(lambda: all((out_dir / f"{d}.{proc.pid}.started").exists() for d in ("d-a", "d-b")),
-                       timeout=30)
-            os.kill(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_once([sys.executable, str(script), str(REPO_ROOT), str(queue_db), str(out_dir), "0.3"],
+                  lambda pid: all((out_dir / f"{d}.{pid}.started").exists() for d in ("d-a", "d-b")))
 
     namespace: dict = {}
     exec(compile(KILLABLE, str(script), "exec"), namespace)
