@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import git
@@ -25,18 +26,19 @@ TOKEN = "ghs_layersyncTestToken0123456789"
 LARGE = "\n  is_large_order:\n    description: Orders of more than 20 dollars\n    sql: ${TABLE}.amount > 20\nmeasures:"
 
 
-@pytest.fixture
-def github(tmp_path):
-    """acme/dbt (the demo's jaffle_shop) and acme/semantic with an analyst's PR, on the stand-in."""
+@contextmanager
+def analyst_pr_on_standin(tmp_path: Path, branch: str, addition: str, title: str, token: str = TOKEN):
+    """acme/dbt (the demo's jaffle_shop) and acme/semantic on the stand-in, with ada's PR from `branch`,
+    which adds `addition` to the orders view; the bot's token works for both repos."""
     source = tmp_path / "source"
     dbt_remote = create_dbt_repo(source)
     semantic = create_semantic_repo(source)
     repo = git.Repo(semantic)
-    repo.git.checkout("-b", "analyst/large-orders")
+    repo.git.checkout("-b", branch)
     view = semantic / "views" / "orders.view.yaml"
-    view.write_text(view.read_text().replace("\nmeasures:", LARGE, 1))
+    view.write_text(view.read_text().replace("\nmeasures:", addition, 1))
     repo.git.add("-A")
-    repo.index.commit("large orders", author=ANALYST, committer=ANALYST)
+    repo.index.commit(title, author=ANALYST, committer=ANALYST)
     repo.git.checkout("main")
     with GitHubStandIn() as standin:
         standin.create_repo("acme/dbt", from_path=dbt_remote)
@@ -44,10 +46,14 @@ def github(tmp_path):
         standin.add_user("ada")
         standin.grant("acme/semantic", "ada", "write")
         standin.add_user("layersync-bot", type="Bot")
-        standin.add_token(TOKEN, user="layersync-bot")
-        pr = standin.create_pr("acme/semantic", head="analyst/large-orders", base="main", title="Large orders",
-                               user="ada")
-        yield standin, pr
+        standin.add_token(token, user="layersync-bot")
+        yield standin, standin.create_pr("acme/semantic", head=branch, base="main", title=title, user="ada")
+
+
+@pytest.fixture
+def github(tmp_path):
+    with analyst_pr_on_standin(tmp_path, "analyst/large-orders", LARGE, "Large orders") as world:
+        yield world
 
 
 def service_env(standin, tmp_path: Path) -> dict[str, str]:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-import git
 import pytest
 
 from bot import redact
-from bot.demo.run import ANALYST, create_dbt_repo, create_semantic_repo
-from github_standin import GitHubStandIn
 from payloads import encode, issue_comment_created, signed_headers
+from test_github_e2e import analyst_pr_on_standin
 
 pytestmark = pytest.mark.slow
 
@@ -38,25 +36,8 @@ measures:"""
 def service(tmp_path, monkeypatch, caplog):
     """The service's settings as `layersync serve --with-worker` reads them, over a stand-in holding
     acme/dbt and acme/semantic with an analyst's PR that adds the two fields."""
-    source = tmp_path / "source"
-    dbt_remote = create_dbt_repo(source)
-    semantic = create_semantic_repo(source)
-    repo = git.Repo(semantic)
-    repo.git.checkout("-b", "analyst/leak")
-    view = semantic / "views" / "orders.view.yaml"
-    view.write_text(view.read_text().replace("\nmeasures:", LEAKS, 1))
-    repo.git.add("-A")
-    repo.index.commit("two harmless-looking fields", author=ANALYST, committer=ANALYST)
-    repo.git.checkout("main")
     caplog.set_level(logging.DEBUG)
-    with GitHubStandIn() as standin:
-        standin.create_repo("acme/dbt", from_path=dbt_remote)
-        standin.create_repo("acme/semantic", from_path=semantic)
-        standin.add_user("ada")
-        standin.grant("acme/semantic", "ada", "write")
-        standin.add_user("layersync-bot", type="Bot")
-        standin.add_token(TOKEN, user="layersync-bot")
-        pr = standin.create_pr("acme/semantic", head="analyst/leak", base="main", title="Order flags", user="ada")
+    with analyst_pr_on_standin(tmp_path, "analyst/leak", LEAKS, "Order flags", token=TOKEN) as (standin, pr):
         for name, value in {"LAYERSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET, "LAYERSYNC_GITHUB_TOKEN": TOKEN,
                             "LAYERSYNC_GITHUB_API_URL": standin.api_url, "LAYERSYNC_DBT_REPO": "acme/dbt",
                             "LAYERSYNC_SEMANTIC_REPO": "acme/semantic",
