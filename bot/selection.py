@@ -27,15 +27,18 @@ def parse_field_id(text: str) -> tuple[str, str]:
 class ViewSource:
     """Views of one revision of the semantic repo, read file by file as they are needed."""
 
-    def __init__(self, reader: RevisionReader, rev: str | None, fmt: ViewReader):
+    def __init__(self, reader: RevisionReader, rev: str | None, fmt: ViewReader, root: str = ""):
         self.git = reader
         self.rev = rev
         self.fmt = fmt
+        self.root = root                  # the semantic model's folder in its repo ("": the root)
         self._paths: list[str] | None = None
 
     def paths(self) -> list[str]:
         if self._paths is None:
-            self._paths = [] if self.rev is None else self.git.list_files(self.rev, self.fmt.is_view_file)
+            prefix = self.root + "/" if self.root else ""
+            self._paths = [] if self.rev is None else self.git.list_files(
+                self.rev, lambda p: p.startswith(prefix) and self.fmt.is_view_file(p))
         return self._paths
 
     def read(self, path: str) -> View | None:
@@ -73,9 +76,9 @@ def _file_error(exc: SemanticError, fallback: str) -> Skipped:
 
 
 def select_named(reader: RevisionReader, head: str, since: str | None, field_ids: list[str],
-                 fmt: ViewReader | None = None) -> Selection:
+                 fmt: ViewReader | None = None, root: str = "") -> Selection:
     fmt = fmt or OmniYamlReader()
-    now, before = ViewSource(reader, head, fmt), ViewSource(reader, since, fmt)
+    now, before = ViewSource(reader, head, fmt, root), ViewSource(reader, since, fmt, root)
     selection = Selection()
     for field_id in field_ids:
         view_name, field_name = parse_field_id(field_id)
@@ -105,11 +108,13 @@ def _previous(source: ViewSource, view_name: str, field_name: str) -> Field | No
 
 
 def select_changed(reader: RevisionReader, head: str, since: str | None, dialect: str,
-                   fmt: ViewReader | None = None) -> Selection:
-    """Only files git says changed are read, so a push costs what changed, not the repo's size."""
+                   fmt: ViewReader | None = None, root: str = "") -> Selection:
+    """Only files git says changed are read, so a push costs what changed, not the repo's size.
+    `root`: the semantic model's folder; a view-like file outside it is not the model's."""
     fmt = fmt or OmniYamlReader()
     selection = Selection()
-    paths = [p for p in reader.changed_paths(since, head) if fmt.is_view_file(p)]
+    prefix = root + "/" if root else ""
+    paths = [p for p in reader.changed_paths(since, head) if p.startswith(prefix) and fmt.is_view_file(p)]
     old_views: dict[str, View] = {}
     new_views: dict[str, View] = {}
     unreadable: dict[str, EncodingError] = {}
