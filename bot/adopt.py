@@ -8,8 +8,7 @@ from dataclasses import dataclass, field as dc_field
 from bot.errors import LayersyncError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace
-from bot.selection import ViewSource
-from bot.semantic.reader import reader_for
+from bot.selection import ViewSource, format_at
 from bot.semantic.writer import set_field_sql
 
 
@@ -29,7 +28,8 @@ def adopt(forge: Forge, semantic_repo: str, dbt_pr: PullRequest, fields: list[li
     with Workspace(forge.remote_url(semantic_repo), forge.git_env(semantic_repo)) as ws:
         base = base or forge.default_branch(semantic_repo)
         ws.checkout(branch, base)
-        source = ViewSource(RevisionReader(ws.root, "semantic-layer repo"), "HEAD", reader_for("omni"))
+        reader = RevisionReader(ws.root, "semantic-layer repo")
+        source = ViewSource(reader, "HEAD", format_at(reader, "HEAD"))
         edits: dict[str, str] = {}
         for field_id, _file, _model, column in fields:
             view_name, _, field_name = field_id.partition(".")

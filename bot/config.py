@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Iterable
 
 import sqlglot
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bot.errors import LayersyncError
+from bot.semantic.formats import SemanticFormat, detect_format, format_for, format_names
 from bot.yamlbounds import bounded
 
 CONFIG_FILE = "layersync.yml"
 MAX_PREFIX_BYTES = 100       # leaves room for the field's part of the branch name (see push_to_dbt)
 MAX_COMPONENT_BYTES = 255    # what a file name may hold: git stores each ref component as one
 _TYPES: dict[str, tuple[type, ...]] = {
-    "dialect": (str,), "dbt_dialect": (str,), "format": (str,), "branch_prefix": (str,),
+    "dialect": (str,), "dbt_dialect": (str,), "format": (str, type(None)), "branch_prefix": (str,),
     "base_branch": (str, type(None)), "auto_push": (bool,), "dbt_check": (bool,),
 }
 # What `git check-ref-format` refuses anywhere in a name (besides control characters).
@@ -56,11 +57,16 @@ def ref_format_problem(branch: str) -> str | None:
 class Config:
     dialect: str = "duckdb"            # SQL dialect of the semantic layer's `sql:` expressions
     dbt_dialect: str = "duckdb"        # dialect of the dbt project's warehouse
-    format: str = "omni"               # semantic-layer file format (reader)
+    format: str | None = None          # semantic-layer format (omni, views); None: detected from the files
     branch_prefix: str = "layersync/push/"
     base_branch: str | None = None     # dbt repo branch PRs target; None: the remote's default
     auto_push: bool = False
     dbt_check: bool = True             # run `dbt parse` + `dbt compile` before committing
+
+    def semantic_format(self, paths: Iterable[str], root: str = "") -> SemanticFormat:
+        """The format `format` names, else the one the model's files show (see `detect_format`):
+        `paths` are the repo's files, or only those `bot.semantic.formats.is_detection_path` keeps."""
+        return format_for(self.format or detect_format(paths, root), root)
 
     def with_overrides(self, **values: Any) -> "Config":
         return replace(self, **{k: v for k, v in values.items() if v is not None})
@@ -86,6 +92,10 @@ class Config:
                 shown = f"a {type(value).__name__}" if isinstance(value, (dict, list)) else f"`{str(value)[:80]}`"
                 raise LayersyncError(f"`{item.name}` must be {wanted}, not {shown}",
                                      source, _key_line(text, item.name))
+        if self.format is not None and self.format not in format_names():
+            raise LayersyncError(f"unknown semantic-layer format `{self.format[:80]}` for `format` (known: "
+                                 f"{', '.join(format_names())}; leave it out to detect it)", source,
+                                 _key_line(text, "format"))
         problem = ref_format_problem(self.branch_prefix + "x")
         if problem is None and len(self.branch_prefix.encode()) > MAX_PREFIX_BYTES:
             problem = f"it is longer than {MAX_PREFIX_BYTES} bytes"

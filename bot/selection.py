@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
 
+from bot.config import CONFIG_FILE, Config, parse_config
 from bot.errors import EncodingError, LayersyncError, RepoError, SemanticError
 from bot.gitops import RevisionReader
 from bot.semantic.diff import diff_views
+from bot.semantic.formats import SemanticFormat, is_detection_path
 from bot.semantic.model import Field, View
-from bot.semantic.reader import OmniYamlReader, ViewReader
 from bot.translate.push import FieldRequest, Skipped
 
 
@@ -18,16 +19,34 @@ class Selection:
 
 
 def parse_field_id(text: str) -> tuple[str, str]:
+    """`view.field`, the view named as the format names it (Omni: `omni_dbt_marts__fct_orders`) or by
+    its file stem (`fct_orders`) when that is unambiguous."""
     view, dot, name = text.strip().partition(".")
     if not dot or not view or not name or "." in name:
-        raise LayersyncError(f"--field takes VIEW.FIELD, not `{text}`")
+        raise LayersyncError(f"--field takes VIEW.FIELD (e.g. `omni_dbt_marts__fct_orders.status`), not `{text}`")
     return view, name
+
+
+class AmbiguousView(LayersyncError):
+    """A file stem that several views' files share: which one is meant cannot be guessed."""
+
+
+def format_at(reader: RevisionReader, rev: str | None, root: str = "", config: Config | None = None
+              ) -> SemanticFormat:
+    """The semantic layer's format at `rev`: `format` in layersync.yml, else detected from the files
+    under `root` (the model's folder, "" for the repo root). No revision: the older `views` layout.
+    `config`: the settings already read (callers that look for layersync.yml beside the model pass it)."""
+    if config is None:
+        config = parse_config(reader.read(rev, CONFIG_FILE) if rev is not None else None, CONFIG_FILE)
+    if config.format is not None or rev is None:
+        return config.semantic_format((), root)
+    return config.semantic_format(reader.list_files(rev, lambda p: is_detection_path(p, root)), root)
 
 
 class ViewSource:
     """Views of one revision of the semantic repo, read file by file as they are needed."""
 
-    def __init__(self, reader: RevisionReader, rev: str | None, fmt: ViewReader, root: str = ""):
+    def __init__(self, reader: RevisionReader, rev: str | None, fmt: SemanticFormat, root: str = ""):
         self.git = reader
         self.rev = rev
         self.fmt = fmt
@@ -48,8 +67,9 @@ class ViewSource:
         return None if text is None else self.fmt.read(text, path)
 
     def find(self, view_name: str) -> View | None:
-        """By file name first (`views/<name>.view.yaml`), then by a `name:` inside any file."""
-        by_name = [p for p in self.paths() if _file_view_name(self.fmt, p) == view_name]
+        """By the name the path gives (`<schema>__<stem>` in Omni's layout), then by a `name:` inside
+        any file, then by the file stem alone when only one view file has it."""
+        by_name = [p for p in self.paths() if self.fmt.view_name_from_path(p) == view_name]
         for path in by_name + [p for p in self.paths() if p not in by_name]:
             try:
                 view = self.read(path)
@@ -59,16 +79,16 @@ class ViewSource:
                 continue
             if view is not None and view.name == view_name:
                 return view
-        return None
+        by_stem = [p for p in self.paths() if self.fmt.file_stem(p) == view_name]
+        if len(by_stem) > 1:
+            names = ", ".join(f"`{self.fmt.view_name_from_path(p)}` ({p})" for p in by_stem)
+            raise AmbiguousView(f"`{view_name}` is the file name of {len(by_stem)} views: {names}; "
+                                f"name the view in full")
+        return self.read(by_stem[0]) if by_stem else None
 
 
-def _parse_text(fmt: ViewReader, text: str | None, path: str) -> View | None:
+def _parse_text(fmt: SemanticFormat, text: str | None, path: str) -> View | None:
     return None if text is None else fmt.read(text, path)
-
-
-def _file_view_name(fmt: ViewReader, path: str) -> str:
-    namer = getattr(fmt, "view_name_from_path", None)
-    return namer(path) if namer else path
 
 
 def _file_error(exc: SemanticError, fallback: str) -> Skipped:
@@ -76,8 +96,8 @@ def _file_error(exc: SemanticError, fallback: str) -> Skipped:
 
 
 def select_named(reader: RevisionReader, head: str, since: str | None, field_ids: list[str],
-                 fmt: ViewReader | None = None, root: str = "") -> Selection:
-    fmt = fmt or OmniYamlReader()
+                 fmt: SemanticFormat | None = None, root: str = "") -> Selection:
+    fmt = fmt or format_at(reader, head, root)
     now, before = ViewSource(reader, head, fmt, root), ViewSource(reader, since, fmt, root)
     selection = Selection()
     for field_id in field_ids:
@@ -87,34 +107,43 @@ def select_named(reader: RevisionReader, head: str, since: str | None, field_ids
         except SemanticError as exc:
             selection.skipped.append(_file_error(exc, field_id))
             continue
+        except AmbiguousView as exc:
+            selection.skipped.append(Skipped(field_id, None, None, exc.message, "ambiguous-field"))
+            continue
         if view is None:
             selection.skipped.append(Skipped(field_id, None, None, f"unknown view `{view_name}`", "unknown-field"))
             continue
         field = view.field_named(field_name)
         if field is None:
-            selection.skipped.append(Skipped(field_id, view.file, view.line,
-                                             f"unknown field `{field_name}` in view `{view_name}`", "unknown-field"))
+            selection.skipped.append(Skipped(f"{view.name}.{field_name}", view.file, view.line,
+                                             f"unknown field `{field_name}` in view `{view.name}`", "unknown-field"))
             continue
-        selection.requests.append(FieldRequest(view, field, _previous(before, view_name, field.name)))
+        if not fmt.is_pushable(view.file):
+            selection.skipped.append(Skipped(field.id, field.location.file, field.location.line,
+                                             f"`{view.name}` is a query view: it reads a query, not a dbt model, "
+                                             f"so layersync never pushes its fields", "nothing-to-push"))
+            continue
+        selection.requests.append(FieldRequest(view, field, _previous(before, view.name, field.name)))
     return selection
 
 
 def _previous(source: ViewSource, view_name: str, field_name: str) -> Field | None:
     try:
         view = source.find(view_name)
-    except (SemanticError, RepoError):
+    except (SemanticError, RepoError, AmbiguousView):
         return None
     return view.fields.get(field_name) if view else None
 
 
 def select_changed(reader: RevisionReader, head: str, since: str | None, dialect: str,
-                   fmt: ViewReader | None = None, root: str = "") -> Selection:
+                   fmt: SemanticFormat | None = None, root: str = "") -> Selection:
     """Only files git says changed are read, so a push costs what changed, not the repo's size.
-    `root`: the semantic model's folder; a view-like file outside it is not the model's."""
-    fmt = fmt or OmniYamlReader()
+    `root`: the semantic model's folder; a view-like file outside it is not the model's. Query views
+    are no dbt model's: a change to one is nothing to push."""
+    fmt = fmt or format_at(reader, head, root)
     selection = Selection()
     prefix = root + "/" if root else ""
-    paths = [p for p in reader.changed_paths(since, head) if p.startswith(prefix) and fmt.is_view_file(p)]
+    paths = [p for p in reader.changed_paths(since, head) if p.startswith(prefix) and fmt.is_pushable(p)]
     old_views: dict[str, View] = {}
     new_views: dict[str, View] = {}
     unreadable: dict[str, EncodingError] = {}

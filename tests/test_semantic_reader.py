@@ -1,9 +1,11 @@
-"""The Omni-style view reader: fields with their file and line, and bad files as clear errors."""
+"""The `views` layout's reader (`views/<name>.view.yaml`, `${TABLE}`): fields with their file and line, and bad files as clear errors."""
 from __future__ import annotations
 
 import pytest
 
 from bot.errors import SemanticError
+from bot.semantic.formats.omni import OmniFormat
+from bot.semantic.formats.views import ViewsFormat
 from bot.semantic.reader import OmniYamlReader, reader_for
 
 ORDERS = """\
@@ -88,7 +90,12 @@ def test_field_declared_as_dimension_and_measure_is_an_error() -> None:
         read("table_name: x\ndimensions:\n  a: {}\nmeasures:\n  a:\n    aggregate_type: count\n")
 
 
-def test_unknown_format() -> None:
-    assert isinstance(reader_for("omni"), OmniYamlReader)
+def test_formats_by_name() -> None:
+    """`omni` is Omni's own layout now; the layout this reader always read is `views`, and the old class
+    name still imports as that format."""
+    assert isinstance(reader_for("views"), ViewsFormat)
+    assert ViewsFormat is OmniYamlReader
+    omni = reader_for("omni", "omni/Shop")
+    assert isinstance(omni, OmniFormat) and omni.root == "omni/Shop"
     with pytest.raises(SemanticError, match="unknown semantic-layer format"):
         reader_for("lookml-2")

@@ -19,7 +19,8 @@ from bot.forge.local import LocalForge
 from bot.impact.report import to_markdown
 from bot.impact.run import run_impact
 from bot.push_to_dbt import PushRequest, PushResult, run
-from bot.semantic.reader import OmniYamlReader
+from bot.gitops import RevisionReader
+from bot.selection import format_at
 from bot.semantic.refs import Resolver
 
 ANALYST = git.Actor("Ada Analyst", "ada@example.com")
@@ -114,7 +115,7 @@ def build(remote: Path, branch: str, root: Path, database: Path, schema: str) ->
 
 def verify(semantic: Path, database: Path, result: PushResult) -> bool:
     """Each new dbt column (dev) against the analyst's SQL evaluated directly on the prod table."""
-    reader = OmniYamlReader()
+    reader = format_at(RevisionReader(semantic, "semantic-layer repo"), "HEAD")
     ok = True
     connection = duckdb.connect(str(database), read_only=True)
     try:

@@ -1,12 +1,12 @@
-"""Readers turn one semantic-layer file into a `View`; each format is one class behind one interface.
+"""YAML view files, read safely into `View`s: the bounds every format's loader goes through, and the
+parsing of `dimensions:` / `measures:` that the YAML formats share.
 
-Only the Omni-style YAML view format exists today; LookML, Cube or MetricFlow readers plug in
-by implementing `ViewReader` and registering in `READERS`.
+The formats themselves (Omni's layout, the older `views/` layout) are plug-ins in
+`bot.semantic.formats`; `reader_for(name, root)` is the registry's door, kept for old callers.
 """
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
@@ -15,14 +15,9 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent
 
 from bot.errors import SemanticError
-from bot.semantic.model import Field, FieldKind, Location, View
+from bot.semantic.model import Field, FieldKind, Location, Problem, View
 
 FIELD_SECTIONS: dict[str, FieldKind] = {"dimensions": "dimension", "measures": "measure"}
-KNOWN_FIELD_KEYS = {
-    "sql", "label", "description", "type", "primary_key", "aggregate_type", "aliases",
-    "format", "hidden", "group_label", "tags", "filters", "links", "values", "all_values",
-    "timeframes", "convert_tz", "meta", "display_order", "synonyms", "ai_context",
-}
 # Any PR author's file is read by the automatic dry run, so what one file may cost is bounded.
 # Omni's own largest views are a few hundred fields; these leave room for generated ones.
 MAX_VIEW_FILE_BYTES = 2 * 1024 * 1024
@@ -94,14 +89,6 @@ def load_view_yaml(text: str, path: str) -> Any:
         raise SemanticError(f"invalid YAML: {exc}", path, None) from None
 
 
-class ViewReader(Protocol):
-    """One semantic-layer file format."""
-
-    def is_view_file(self, path: str) -> bool: ...
-
-    def read(self, text: str, path: str) -> View: ...
-
-
 def _line_of(mapping: Any, key: str, default: int) -> int:
     """1-based line of `key` in a ruamel mapping; ruamel counts from 0."""
     try:
@@ -150,25 +137,29 @@ def _optional_str(value: Any, key: str, path: str, line: int) -> str | None:
     return str(value)
 
 
-class OmniYamlReader:
-    """Omni-style view files: `views/<name>.view.yaml` with `dimensions:` and `measures:`."""
 
-    suffixes = (".view.yaml", ".view.yml")
 
-    def is_view_file(self, path: str) -> bool:
-        return path.endswith(self.suffixes)
+def _optional_number(value: Any, key: str, path: str, line: int) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SemanticError(f"`{key}` must be a number, not {_type_name(value)}", path, line)
+    return float(value)
 
-    def view_name_from_path(self, path: str) -> str:
-        name = PurePosixPath(path).name
-        for suffix in self.suffixes:
-            if name.endswith(suffix):
-                return name[: -len(suffix)]
-        return PurePosixPath(path).stem
 
-    def read(self, text: str, path: str) -> View:
-        data = self._load(text, path)
-        name = str(data.get("name") or self.view_name_from_path(path))
-        table = data.get("table_name") or data.get("sql_table_name") or name
+class YamlViewParser:
+    """What the YAML formats share: one file's `dimensions:` and `measures:` as `Field`s, every
+    attribute kept as written. Formats differ in layout and naming, which they pass in."""
+
+    def load(self, text: str, path: str) -> CommentedMap:
+        data = load_view_yaml(text, path)
+        if data is None:
+            raise SemanticError("empty view file", path, 1)
+        if not isinstance(data, dict):
+            raise SemanticError("a view file must be a mapping (table_name, dimensions, measures)", path, 1)
+        return data
+
+    def fields(self, data: CommentedMap, view: str, path: str) -> dict[str, Field]:
         fields: dict[str, Field] = {}
         seen: dict[int, Any] = {}
         count = 0
@@ -190,26 +181,11 @@ class OmniYamlReader:
                         f"field `{field_name}` is declared twice (also at line {fields[str(field_name)].location.line})",
                         path, line,
                     )
-                fields[str(field_name)] = self._field(name, str(field_name), kind, spec, path, line, seen)
-        return View(
-            name=name,
-            table_name=str(table),
-            file=path,
-            schema=_optional_str(data.get("schema"), "schema", path, _line_of(data, "schema", 1)),
-            label=_optional_str(data.get("label"), "label", path, _line_of(data, "label", 1)),
-            fields=fields,
-        )
+                fields[str(field_name)] = self.field(view, str(field_name), kind, spec, path, line, seen)
+        return fields
 
-    def _load(self, text: str, path: str) -> CommentedMap:
-        data = load_view_yaml(text, path)
-        if data is None:
-            raise SemanticError("empty view file", path, 1)
-        if not isinstance(data, dict):
-            raise SemanticError("a view file must be a mapping (table_name, dimensions, measures)", path, 1)
-        return data
-
-    def _field(self, view: str, name: str, kind: FieldKind, spec: Any, path: str, line: int,
-               seen: dict[int, Any] | None = None) -> Field:
+    def field(self, view: str, name: str, kind: FieldKind, spec: Any, path: str, line: int,
+              seen: dict[int, Any] | None = None) -> Field:
         if spec is None:
             spec = {}
         if not isinstance(spec, dict):
@@ -223,6 +199,10 @@ class OmniYamlReader:
             aliases = [aliases]
         if not isinstance(aliases, list):
             raise SemanticError(f"`aliases` of `{name}` must be a list", path, _line_of(spec, "aliases", line))
+        filters = plain.get("filters") or {}
+        if not isinstance(filters, dict):
+            raise SemanticError(f"`filters` of `{name}` must map fields to conditions (`{{is_churned: {{is: 1}}}}`), "
+                                f"not {_type_name(filters)}", path, _line_of(spec, "filters", line))
         return Field(
             view=view,
             name=name,
@@ -235,15 +215,30 @@ class OmniYamlReader:
             primary_key=bool(spec.get("primary_key", False)),
             aggregate_type=_optional_str(spec.get("aggregate_type"), "aggregate_type", path, line),
             aliases=tuple(str(a) for a in aliases),
+            percentile=_optional_number(plain.get("percentile"), "percentile", path,
+                                        _line_of(spec, "percentile", line)),
+            filters=filters,
             attributes=plain,
         )
 
+    def text_key(self, data: CommentedMap, key: str, path: str) -> str | None:
+        return _optional_str(data.get(key), key, path, _line_of(data, key, 1))
 
-READERS: dict[str, ViewReader] = {"omni": OmniYamlReader()}
+
+def reader_for(format_name: str = "views", root: str = ""):  # -> bot.semantic.formats.SemanticFormat
+    """The format registered as `format_name`, reading the model whose root folder is `root`."""
+    from bot.semantic.formats import format_for
+
+    return format_for(format_name, root)
 
 
-def reader_for(format_name: str = "omni") -> ViewReader:
-    try:
-        return READERS[format_name]
-    except KeyError:
-        raise SemanticError(f"unknown semantic-layer format `{format_name}` (known: {', '.join(READERS)})") from None
+def __getattr__(name: str) -> Any:
+    """`OmniYamlReader` was the `views/` layout's reader before Omni's own layout existed; old imports
+    get that format (`bot.semantic.formats.views.ViewsFormat`). Lazy, because the formats import
+    this module."""
+    if name in ("OmniYamlReader", "ViewReader"):
+        from bot.semantic.formats import SemanticFormat
+        from bot.semantic.formats.views import ViewsFormat
+
+        return ViewsFormat if name == "OmniYamlReader" else SemanticFormat
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

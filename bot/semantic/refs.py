@@ -19,6 +19,8 @@ REF_PREFIX = "__layersync_ref_"
 # Inlining copies each referenced field's SQL: twenty fields each referring twice to the one before
 # would make a million-node expression. Past this size a dimension is refused, not built.
 MAX_RESOLVED_NODES = 5_000
+OMNI_NO_TABLE = ("Omni has no `${TABLE}` (its validator fails with `Column \"__omni_scoped\" not found`): "
+                 "write the column's bare name (`amount`) or refer to a field (`${amount}`)")
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ class Resolver:
             )
         if field.sql is None:
             return exp.column(field.name, quoted=not _is_simple_identifier(field.name)), 1
+        self._refuse_table(field)
         try:
             expression, refs = parse_field_sql(field.sql, self.dialect)
         except (ValueError, ParseError, TokenError) as exc:
@@ -196,12 +199,25 @@ class Resolver:
 
         return expression.transform(substitute), size
 
+    def _refuse_table(self, field: Field) -> None:
+        """`${TABLE}` belongs to the `views` layout; in Omni's files it is a mistake Omni itself rejects."""
+        if self.view.format != "omni":
+            return
+        try:
+            parts = scan(field.sql or "")
+        except ValueError:
+            return  # parsing reports the malformed reference with its place
+        if any(isinstance(part, Ref) and part.is_table for part in parts):
+            raise TranslationError(f"`{field.name}` uses `${{TABLE}}`: {OMNI_NO_TABLE}",
+                                   field.location.file, field.location.line)
+
     def _target(self, ref: Ref, origin: Field) -> Field | None:
         where = (origin.location.file, origin.location.line)
         if ref.view is not None and ref.view != self.view.name:
             raise TranslationError(
-                f"`${{{ref.target}}}` reads view `{ref.view}`: that needs a join, which a column of "
-                f"`{self.view.table_name}` cannot express", *where,
+                f"`${{{ref.target}}}` reads another view, `{ref.view}` (this is `{self.view.name}`): that needs a "
+                f"join, which a column of dbt model `{self.view.model_name}` cannot express on its own; layersync "
+                f"does not push joins yet, so this field is reported, not pushed", *where,
             )
         target = self.view.field_named(ref.field)
         if target is None and ref.view is not None:

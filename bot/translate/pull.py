@@ -23,7 +23,7 @@ from bot.errors import SemanticError
 from bot.semantic import editor
 from bot.semantic.dependents import DependencyIndex
 from bot.semantic.model import Field, View
-from bot.semantic.reader import OmniYamlReader
+from bot.semantic.formats import SemanticFormat, detect_format, format_for
 from bot.semantic.refs import plain_column
 
 TYPE_MAP = (("bool", "yesno"), ("timestamp", "timestamp"), ("datetime", "timestamp"), ("date", "date"),
@@ -85,8 +85,7 @@ class _Files:
         return {p: t for p, t in self.texts.items() if t != self.original[p]}
 
 
-def _read_views(texts: dict[str, str], notes: list[Note]) -> list[View]:
-    reader = OmniYamlReader()
+def _read_views(texts: dict[str, str], notes: list[Note], reader: SemanticFormat) -> list[View]:
     views = []
     for path in sorted(texts):
         try:
@@ -109,15 +108,17 @@ def _meta_of(info: ColumnInfo | None) -> dict:
 
 class PullPlanner:
     def __init__(self, view_texts: dict[str, str], *, dbt_commit: str, dialect: str = "duckdb",
-                 catalog: Catalog | None = None):
+                 catalog: Catalog | None = None, fmt: SemanticFormat | None = None):
         """`catalog`: column types as the warehouse has them (see bot.dbt.catalog), preferred to
-        dbt's declared `data_type`."""
+        dbt's declared `data_type`. `fmt`: the semantic layer's format (bot.selection.format_at);
+        None detects it from the paths, for a model at the repo's root."""
+        self.fmt = fmt or format_for(detect_format(view_texts))
         self.files = _Files(view_texts)
         self.commit = dbt_commit
         self.dialect = dialect
         self.catalog = catalog or {}
         self.notes: list[Note] = []
-        self.views = _read_views(view_texts, self.notes)
+        self.views = _read_views(view_texts, self.notes, self.fmt)
         self.index = DependencyIndex((), dialect)   # built in plan(), once dbt's aliases are known
         self.marked: set[str] = set()
         self.after: ProjectSnapshot | None = None
@@ -151,7 +152,7 @@ class PullPlanner:
         located: dict[str, int] = {}
         for path, text in self.files.texts.items():
             try:
-                view = OmniYamlReader().read(text, path)
+                view = self.fmt.read(text, path)
             except SemanticError:
                 continue
             for item in view.fields.values():
@@ -180,7 +181,7 @@ class PullPlanner:
 
     def _current(self, view: View) -> View:
         """The view as edited so far (field lines move when lines are added above them)."""
-        return OmniYamlReader().read(self.files.texts[view.file], view.file)
+        return self.fmt.read(self.files.texts[view.file], view.file)
 
     def _plain_readers(self, view: View, column: str) -> list[Field]:
         return [f for f in view.fields.values() if f.kind == "dimension"
@@ -354,6 +355,7 @@ class PullPlanner:
 
 
 def plan_pull(changes: ProjectChanges, view_texts: dict[str, str], *, dbt_commit: str,
-              dialect: str = "duckdb", catalog: Catalog | None = None) -> PullPlan:
-    return PullPlanner(view_texts, dbt_commit=dbt_commit, dialect=dialect, catalog=catalog).plan(changes)
+              dialect: str = "duckdb", catalog: Catalog | None = None,
+              fmt: SemanticFormat | None = None) -> PullPlan:
+    return PullPlanner(view_texts, dbt_commit=dbt_commit, dialect=dialect, catalog=catalog, fmt=fmt).plan(changes)
 

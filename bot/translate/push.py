@@ -261,10 +261,10 @@ class PushPlanner:
         problem = unsafe_text(view, field)
         if problem:
             return skip_for(request, problem, "unsafe-sql")
-        model = self.project.find_model(view.table_name)
+        model = self.project.find_model(view.model_name)
         if model is None:
             return Skipped(field.id, view.file, view.line,
-                           f"view `{view.name}` reads table `{view.table_name}`, which is not a model of the dbt project",
+                           f"view `{view.name}` reads table `{view.model_name}`, which is not a model of the dbt project",
                            "unknown-model")
         expression = self._resolver(view).resolve(field)
         problem = unsafe_expression(expression, self.dbt_dialect)
