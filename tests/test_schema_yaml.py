@@ -11,6 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.dbt import schema_yaml
 from bot.dbt.schema_yaml import (
     ColumnDoc,
     SchemaYamlError,
@@ -601,19 +602,30 @@ def test_top_level_list_is_rejected() -> None:
         upsert_column("- a\n- b\n", "orders", "id")
 
 
+REWRITTEN_BY_RUAMEL = (
+    "version: 2   \n"
+    "models:\n"
+    "  - name: orders\n"
+    "    meta: ~\n"
+    "    columns:\n"
+    "      - name: id\n"
+    "        data_tests: [ unique ]   \n"
+    "  - name:   customers\n"
+)
+
+
+def test_lines_ruamel_rewrites_stay_as_written_when_the_entry_is_spliced() -> None:
+    """The fast path never dumps the document, so lines ruamel would rewrite are not touched at all."""
+    result = upsert_column(REWRITTEN_BY_RUAMEL, "orders", "amount", description="Amount")
+    assert result == REWRITTEN_BY_RUAMEL.replace(
+        "  - name:   customers\n", "      - name: amount\n        description: Amount\n  - name:   customers\n")
+
+
 def test_lines_ruamel_rewrites_change_only_next_to_the_edit() -> None:
-    """Both neighbours of the insertion are lines ruamel rewrites: they go along, nothing else does."""
-    text = (
-        "version: 2   \n"
-        "models:\n"
-        "  - name: orders\n"
-        "    meta: ~\n"
-        "    columns:\n"
-        "      - name: id\n"
-        "        data_tests: [ unique ]   \n"
-        "  - name:   customers\n"
-    )
-    result = upsert_column(text, "orders", "amount", description="Amount")
+    """In the round-trip engine (what edits the fast path does not do fall back to), both neighbours
+    of the insertion are lines ruamel rewrites: they go along, nothing else does."""
+    text = REWRITTEN_BY_RUAMEL
+    result = schema_yaml._round_trip_upsert(text, [ColumnDoc("orders", "amount", "Amount")])
     assert result == (
         "version: 2   \n"
         "models:\n"
@@ -697,3 +709,64 @@ def test_batch_keeps_blank_line_style_like_single_calls() -> None:
     assert "        description: Total value (USD) of a customer's orders\n\n      - name: a\n" in one_by_one
     assert "      - name: a\n        description: A\n\n      - name: b\n" in one_by_one
     assert upsert_columns(JAFFLE, docs) == one_by_one
+
+
+# --------------------------------------------------------------------------
+# fast path: splice without a ruamel round trip, same text as the round trip
+# --------------------------------------------------------------------------
+
+TWO_TWO_ZERO = "version: 2\nmodels:\n- name: orders\n  description: Orders\n  columns:\n  - name: order_id\n    data_tests:\n    - unique\n"
+FOUR_SPACE = ("version: 2\n\nmodels:\n    - name: orders\n      columns:\n          - name: order_id\n"
+              "            data_tests:\n                - unique\n")
+FAST_CASES = [
+    (JAFFLE, [ColumnDoc("orders", "amount", "Total amount", ("not_null",))]),
+    (JAFFLE, [ColumnDoc("customers", "a", "A"), ColumnDoc("customers", "b", "B"), ColumnDoc("orders", "c", "C")]),
+    (JAFFLE, [ColumnDoc("stg_customers", "id", "PK", ("unique", "not_null")), ColumnDoc("stg_customers", "name")]),
+    (JAFFLE, [ColumnDoc("customers", "first_order", "First order date"), ColumnDoc("orders", "order_id", "Key")]),
+    (JAFFLE, [ColumnDoc("customers", "customer_id", "Primary key")]),
+    (COLUMN_WITH_FRIENDS, [ColumnDoc("orders", "order_id", "x"), ColumnDoc("orders", "amount", "yes")]),
+    (COLUMN_WITH_FRIENDS, [ColumnDoc("orders", "order_id", "a much longer description than the one before it")]),
+    (TWO_TWO_ZERO, [ColumnDoc("orders", "status", "Order status", ("not_null",))]),
+    (FOUR_SPACE, [ColumnDoc("orders", "status", "Order status", ("not_null",))]),
+    ("models:\n-   name: orders\n    columns:\n    -   name: order_id\n", [ColumnDoc("orders", "status", None, ("unique",))]),
+    ("version: 2\nmodels:\n  - name: o\n    columns:\n      - name: a\n        description: |\n          two\n          lines\n"
+     "\n# trailing\n", [ColumnDoc("o", "b", "B"), ColumnDoc("p", "c", "C")]),
+    ("models:\n  - name: o\n    columns:\n      - name: a\n        data_tests: [unique]  # flow\n"
+     "        # about a\n  # about p\n  - name: p\n", [ColumnDoc("o", "b", "B")]),
+    ("\ufeffmodels:\r\n  - name: o\r\n    columns:\r\n      - name: a\r\n", [ColumnDoc("o", "b", "B")]),
+]
+
+
+@pytest.mark.parametrize("text, docs", FAST_CASES)
+def test_fast_path_writes_what_the_round_trip_writes(text: str, docs: list[ColumnDoc]) -> None:
+    envelope, body = schema_yaml._Envelope.of(text)
+    assert schema_yaml._fast_upsert(body, docs) is not None, "this edit should not need a round trip"
+    assert upsert_columns(text, docs) == schema_yaml._round_trip_upsert(text, list(docs))
+
+
+@pytest.mark.parametrize("text, docs", FAST_CASES)
+def test_fast_path_loads_no_ruamel_document(text: str, docs: list[ColumnDoc], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost of a push was one ruamel round trip per YAML file: the common edits now pay none."""
+    calls: list[str] = []
+    monkeypatch.setattr(schema_yaml, "_parse", lambda t: calls.append(t) or pytest.fail("round trip"))
+    upsert_columns(text, docs)
+    assert calls == []
+
+
+@pytest.mark.parametrize("text, docs", [
+    (JAFFLE, [ColumnDoc("stg_payments", "id", "x")]),                      # flow-style model entry
+    (JAFFLE, [ColumnDoc("customers", "customer_id", None, ("relationships",))]),  # tests on an existing column
+    (MIXED, [ColumnDoc("customers", "tier", "Tier", ("unique",))]),         # a list in a file mixing layouts
+    ("models:\n  - name: yes\n    columns:\n      - name: a\n", [ColumnDoc("yes", "b")]),  # YAML 1.1 vs 1.2 name
+    (JAFFLE, [ColumnDoc("orders", "x", "A"), ColumnDoc("orders", "X", "B")]),  # one column twice
+])
+def test_edits_the_fast_path_refuses_go_through_the_round_trip(text: str, docs: list[ColumnDoc]) -> None:
+    assert schema_yaml._fast_upsert(schema_yaml._Envelope.of(text)[1], docs) is None
+    assert upsert_columns(text, docs) == schema_yaml._round_trip_upsert(text, list(docs))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(description=st.text(max_size=60))
+def test_fast_path_descriptions_match_the_round_trip(description: str) -> None:
+    for docs in ([ColumnDoc("orders", "amount", description)], [ColumnDoc("orders", "order_id", description)]):
+        assert upsert_columns(COLUMN_WITH_FRIENDS, docs) == schema_yaml._round_trip_upsert(COLUMN_WITH_FRIENDS, docs)

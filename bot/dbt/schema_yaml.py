@@ -44,6 +44,7 @@ from ruamel.yaml.scalarstring import (
     LiteralScalarString,
     PlainScalarString,
     ScalarString,
+    SingleQuotedScalarString,
 )
 from ruamel.yaml.tokens import CommentToken
 
@@ -1040,6 +1041,322 @@ def _fresh_file(model: str, column: str, description: str | None, tests: Sequenc
 
 
 # --------------------------------------------------------------------------
+# Fast path: locate with libyaml's composer, splice text, verify by re-reading
+# --------------------------------------------------------------------------
+#
+# A ruamel round trip (load, rank layouts by dumping, dump, diff) costs about as much as the
+# file is long, per file edited: a push touching fifty 50-model files paid it fifty times.
+# The common edits (a column appended to a model's block `columns:` list, a model appended to
+# `models:`, a one-line description set) need none of it: libyaml's composer gives every node
+# with its position, the new entry is rendered by ruamel on its own (a few lines, in the layout
+# its siblings use) and spliced in, and the result must re-read, strictly, to the edited data.
+# Anything else (flow style, an entry on the line after its dash, a multi-line value, tests or
+# meta added to an existing column, a layout the siblings do not agree on) returns None, and
+# the round-trip engine above decides, so the texts written are the ones it would write.
+
+_SCALAR_STYLES: dict[str | None, type] = {
+    None: PlainScalarString, "'": SingleQuotedScalarString, '"': DoubleQuotedScalarString,
+    "|": LiteralScalarString, ">": FoldedScalarString,
+}
+
+
+class _NoFastPath(Exception):
+    """The edit is outside what the fast path does; the round-trip engine takes it."""
+
+
+@dataclass
+class _FastSeq:
+    """A block sequence of the file (`models:` or a model's `columns:`) that new entries join."""
+
+    node: pyyaml.SequenceNode
+    key_column: int          # where the key owning the list is written
+    default_separated: bool  # blank lines between entries when the file shows none to copy
+    pending: list[Any] = field(default_factory=list)   # ruamel maps to append, in order
+
+
+def _fast_mapping_items(node: pyyaml.Node) -> list[tuple[str, pyyaml.Node]]:
+    if not isinstance(node, pyyaml.MappingNode) or node.flow_style:
+        raise _NoFastPath
+    return [(k.value, v) for k, v in node.value if isinstance(k, pyyaml.ScalarNode)]
+
+
+def _fast_value(node: pyyaml.Node, key: str) -> pyyaml.Node | None:
+    return next((v for k, v in _fast_mapping_items(node) if k == key), None)
+
+
+def _fast_block_seq(node: pyyaml.Node | None) -> pyyaml.SequenceNode:
+    if not isinstance(node, pyyaml.SequenceNode) or node.flow_style or not node.value:
+        raise _NoFastPath
+    return node
+
+
+def _fast_end(node: pyyaml.Node, body: str) -> int:
+    """Offset just past the last character of the node's own text (its trailing comments and
+    blank lines, which libyaml counts into enclosing block nodes, excluded)."""
+    while isinstance(node, (pyyaml.MappingNode, pyyaml.SequenceNode)) and not node.flow_style and node.value:
+        last = node.value[-1]
+        node = last[1] if isinstance(last, tuple) else last
+    if isinstance(node, pyyaml.ScalarNode) and node.style in ("|", ">"):
+        header = body[node.start_mark.index:body.find("\n", node.start_mark.index)]
+        if "+" in header:
+            raise _NoFastPath  # kept trailing blank lines belong to the value
+        return len(body[:node.end_mark.index].rstrip())
+    return node.end_mark.index
+
+
+def _fast_insertion_point(body: str, lines: list[str], after: int, depth: int) -> int:
+    """Where a new entry at `depth` goes after the content ending at `after`: the end of that
+    line, past comments indented deeper (they annotate what is above), before blank lines and
+    shallower comments (they introduce what follows) — where the round-trip engine puts it."""
+    line = body.count("\n", 0, after)
+    position = line + 1
+    index = position
+    while index < len(lines) and (_is_blank(lines[index]) or _is_comment(lines[index])):
+        if _is_comment(lines[index]) and _indent_of(lines[index]) > depth:
+            position = index + 1
+        index += 1
+    return sum(len(ln) for ln in lines[:position])
+
+
+def _fast_dash_layout(body: str, lines: list[str], seq: _FastSeq) -> tuple[int, int]:
+    """(sequence, offset) of the list as its last entry writes it: `- ` and the entry on one line."""
+    last = seq.node.value[-1]
+    if not isinstance(last, pyyaml.MappingNode) or last.flow_style:
+        raise _NoFastPath
+    line = lines[last.start_mark.line]
+    content = last.start_mark.column
+    prefix = line[:content]
+    dash = prefix.find("-")
+    if dash < seq.key_column or prefix[:dash].strip() or prefix[dash + 1:].strip() or dash + 2 > content:
+        raise _NoFastPath
+    return content - seq.key_column, dash - seq.key_column
+
+
+def _fast_separated(lines: list[str], seq: _FastSeq) -> bool:
+    """`_separated` on the composed list: judged on its last entry, past its header comments."""
+    if len(seq.node.value) < 2:
+        return seq.default_separated
+    return bool(_blank_above(lines, seq.node.value[-1].start_mark.line + 1))
+
+
+def _fast_render(seq: _FastSeq, body: str, lines: list[str], indent: Indent) -> str:
+    """The pending entries as the round trip would dump them into this list."""
+    sequence, offset = _fast_dash_layout(body, lines, seq)
+    if sequence < offset + 2:
+        raise _NoFastPath
+    nested = any(isinstance(v, (Mapping, list)) for entry in seq.pending for v in entry.values())
+    if nested and indent[1:] != (sequence, offset):
+        raise _NoFastPath  # a list inside the entry: the file's layouts disagree on how to write it
+    blank = "\n" if _fast_separated(lines, seq) else ""
+    out: list[str] = []
+    for entry in seq.pending:
+        dumped = _dump(CommentedMap(k=CommentedSeq([entry])), (indent[0], sequence, offset), False)
+        entry_lines = dumped.splitlines(True)[1:]
+        out.append(blank + "".join(" " * seq.key_column + ln if ln.strip() else ln for ln in entry_lines))
+    return "".join(out)
+
+
+def _fast_scalar(value: str, old: pyyaml.ScalarNode | None, indent: Indent) -> str:
+    """The description as `_styled` would write it, on one line (else the round trip decides)."""
+    old_value = _SCALAR_STYLES.get(old.style, PlainScalarString)(old.value) if old is not None else None
+    styled = _styled(value, old_value, indent)
+    dumped = _dump(CommentedMap(d=styled), indent, False)
+    if dumped.count("\n") != 1 or not dumped.startswith("d: "):
+        raise _NoFastPath
+    return dumped[3:-1]
+
+
+def _fast_find_column(columns: list[Any], column: str) -> int | None:
+    names = [entry.get("name") for entry in columns]
+    if not all(isinstance(name, str) for name in names):
+        raise _NoFastPath  # ruamel (YAML 1.2) and libyaml (1.1) may read such names differently
+    return _find_column_index(columns, column)
+
+
+class _FastEdit:
+    """One batch of column docs against one file, as text splices and the data they must give."""
+
+    def __init__(self, body: str):
+        self.body = body
+        self.lines = body.splitlines(True)
+        loader = _StrictFastLoader(body)
+        try:
+            self.root = loader.get_single_node()
+            self.data = bounded(loader.construct_document(self.root)) if self.root is not None else None
+        except pyyaml.YAMLError:
+            raise _NoFastPath from None  # the round trip reports it, with its line
+        finally:
+            loader.dispose()
+        if not isinstance(self.data, dict) or not isinstance(self.root, pyyaml.MappingNode):
+            raise _NoFastPath
+        models = self.data.get("models")
+        models_node = _fast_value(self.root, "models")
+        if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("name"), str)
+                                                   for m in models):
+            raise _NoFastPath  # YAML 1.1 and 1.2 may read a name like `yes` differently: the round trip decides
+        self.models_seq = _FastSeq(_fast_block_seq(models_node), self._key_column(self.root, "models"), True)
+        self.model_nodes = list(zip(models, self.models_seq.node.value))
+        self.indent = next(iter(_observed_indents(body)), _DBT_INDENT)
+        self.replacements: list[_Edit] = []
+        self.column_seqs: dict[int, _FastSeq] = {}
+        self.new_models: dict[str, CommentedMap] = {}
+        self.touched: set[tuple[str, str]] = set()
+        self.tests_key = self._tests_key()
+        self.meta_in_config = self._meta_in_config()
+
+    @staticmethod
+    def _key_column(node: pyyaml.MappingNode, key: str) -> int:
+        return next(k.start_mark.column for k, _ in node.value if isinstance(k, pyyaml.ScalarNode) and k.value == key)
+
+    def _entries(self) -> Iterator[dict]:
+        for model in self.data["models"]:
+            yield model
+            columns = model.get("columns")
+            if isinstance(columns, list):
+                yield from (c for c in columns if isinstance(c, dict))
+
+    def _tests_key(self) -> str:
+        return next((str(k) for node in self._entries() for k in node if k in _TEST_KEYS), "data_tests")
+
+    def _meta_in_config(self) -> bool:
+        for node in self._entries():
+            if "meta" in node:
+                return False
+            config = node.get("config")
+            if isinstance(config, Mapping) and "meta" in config:
+                return True
+        return True
+
+    def add(self, doc: ColumnDoc) -> None:
+        key = (doc.model, doc.column.casefold())
+        if key in self.touched:
+            raise _NoFastPath  # the second edit of one column sees the first: the round trip orders them
+        self.touched.add(key)
+        found = next(((m, n) for m, n in self.model_nodes if m["name"] == doc.model), None)
+        if found is None:
+            self._add_to_new_model(doc)
+            return
+        model, node = found
+        columns = model.get("columns")
+        if not isinstance(columns, list) or not all(isinstance(c, dict) for c in columns):
+            raise _NoFastPath
+        index = _fast_find_column(columns, doc.column)
+        if index is None:
+            seq = self._column_seq(node)
+            seq.pending.append(self._new_column(doc))
+            columns.append(_plain(seq.pending[-1]))
+            return
+        if doc.tests or doc.meta:
+            raise _NoFastPath
+        if doc.description is not None:
+            self._set_description(columns[index], _fast_block_seq(_fast_value(node, "columns")).value[index],
+                                  doc.description)
+
+    def _new_column(self, doc: ColumnDoc) -> CommentedMap:
+        return _new_column(doc.column, doc.description, doc.tests, doc.meta, self.tests_key, self.meta_in_config,
+                           self.indent)
+
+    def _add_to_new_model(self, doc: ColumnDoc) -> None:
+        entry = self.new_models.get(doc.model)
+        if entry is None:
+            entry = self.new_models[doc.model] = CommentedMap(name=doc.model)
+            entry["columns"] = CommentedSeq()
+            self.models_seq.pending.append(entry)
+            self.data["models"].append({"name": doc.model, "columns": []})
+        entry["columns"].append(self._new_column(doc))
+        next(m for m in reversed(self.data["models"]) if m["name"] == doc.model)["columns"].append(
+            _plain(entry["columns"][-1]))
+
+    def _column_seq(self, model_node: pyyaml.MappingNode) -> _FastSeq:
+        seq = self.column_seqs.get(id(model_node))
+        if seq is None:
+            nodes = _fast_block_seq(_fast_value(model_node, "columns"))
+            seq = self.column_seqs[id(model_node)] = _FastSeq(nodes, self._key_column(model_node, "columns"), False)
+        return seq
+
+    def _set_description(self, column: dict, node: pyyaml.Node, description: str) -> None:
+        old = column.get("description")
+        if old is not None and str(old) == description:
+            return
+        value_node = _fast_value(node, "description")
+        name_node = _fast_value(node, "name")
+        if value_node is not None:
+            if not isinstance(value_node, pyyaml.ScalarNode) or value_node.start_mark.line != value_node.end_mark.line:
+                raise _NoFastPath
+            text = _fast_scalar(description, value_node, self.indent)
+            self.replacements.append(self._replace_keeping_comment(value_node, text))
+        else:
+            if not isinstance(name_node, pyyaml.ScalarNode) or name_node.start_mark.line != name_node.end_mark.line:
+                raise _NoFastPath
+            key_column = next(k.start_mark.column for k, _ in node.value)
+            text = _fast_scalar(description, None, self.indent)
+            at = _fast_insertion_point(self.body, self.lines, name_node.end_mark.index, key_column)
+            if _fast_insertion_point(self.body, self.lines, name_node.end_mark.index, -1) != at:
+                raise _NoFastPath  # comments under `name:`: which side the key goes is the round trip's call
+            self.replacements.append(_Edit(at, at, f"{' ' * key_column}description: {text}\n"))
+        column["description"] = description
+
+    def _replace_keeping_comment(self, node: pyyaml.ScalarNode, text: str) -> _Edit:
+        """Replace a one-line value; a comment after it keeps its column while the value leaves
+        room (one space when it does not), as ruamel's emitter writes it."""
+        start, end = node.start_mark.index, node.end_mark.index
+        rest = self.lines[node.end_mark.line][node.end_mark.column:]
+        gap = len(rest) - len(rest.lstrip(" "))
+        if not rest[gap:].startswith("#"):
+            return _Edit(start, end, text)
+        comment_column = node.end_mark.column + gap
+        spaces = max(1, comment_column - (node.start_mark.column + len(text)))
+        return _Edit(start, end + gap, text + " " * spaces)
+
+    def result(self) -> str:
+        edits = list(self.replacements)
+        for seq in [*self.column_seqs.values(), self.models_seq]:
+            if seq.pending:
+                depth = seq.key_column + _fast_dash_layout(self.body, self.lines, seq)[1]
+                at = _fast_insertion_point(self.body, self.lines, _fast_end(seq.node, self.body), depth)
+                edits.append(_Edit(at, at, _fast_render(seq, self.body, self.lines, self.indent)))
+        text = _apply_edits(self.body, edits)
+        try:
+            if text != self.body and pyyaml.load(text, Loader=_StrictFastLoader) != self.data:
+                raise _NoFastPath
+        except pyyaml.YAMLError:
+            raise _NoFastPath from None
+        return text
+
+
+@dataclass(frozen=True)
+class _Edit:
+    start: int
+    end: int
+    text: str
+
+
+def _apply_edits(text: str, edits: list[_Edit]) -> str:
+    """Splice edits made against `text`; insertions at one offset keep their order (a model's new
+    columns before the new model that follows it)."""
+    ordered = sorted(edits, key=lambda e: e.start)
+    for earlier, later in zip(ordered, ordered[1:]):
+        if later.start < earlier.end or (later.start == earlier.start and earlier.end > earlier.start):
+            raise _NoFastPath  # overlapping edits: not the common case this path is for
+    pieces, pos = [], 0
+    for edit in ordered:
+        pieces += [text[pos:edit.start], edit.text]
+        pos = edit.end
+    return "".join(pieces + [text[pos:]])
+
+
+def _fast_upsert(body: str, columns: Sequence[ColumnDoc]) -> str | None:
+    """The edited body by splicing, or None when the round-trip engine must decide."""
+    try:
+        edit = _FastEdit(body)
+        for doc in columns:
+            edit.add(doc)
+        return edit.result()
+    except _NoFastPath:
+        return None
+
+
+# --------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------
 
@@ -1093,6 +1410,15 @@ def upsert_columns(text: str | None, columns: Sequence[ColumnDoc]) -> str:
         text = _fresh_file(first.model, first.column, first.description, first.tests, first.meta)
         if not columns:
             return text
+    envelope, body = _Envelope.of(text)
+    fast = _fast_upsert(body, columns)
+    if fast is not None:
+        return text if fast == body else envelope.wrap(fast)
+    return _round_trip_upsert(text, columns)
+
+
+def _round_trip_upsert(text: str, columns: list[ColumnDoc]) -> str:
+    """The ruamel engine: load, edit the tree, splice the dump's diff (see the module docstring)."""
     envelope, doc = _parse(text)
     if _root(doc.data) is None:  # only comments: keep them, add the document below
         first = columns.pop(0)
