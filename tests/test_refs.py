@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import TranslationError
-from bot.semantic.reader import OmniYamlReader
+from bot.semantic.formats import format_for
 from bot.semantic.refs import Ref, Resolver, is_aggregate, parse_field_sql, plain_column, scan
 
 VIEW = """\
@@ -54,7 +54,7 @@ measures:
 
 @pytest.fixture(scope="module")
 def view():
-    return OmniYamlReader().read(VIEW, "views/orders.view.yaml")
+    return format_for("views").read(VIEW, "views/orders.view.yaml")
 
 
 def resolved(view, name: str, dialect: str = "duckdb") -> str:
@@ -105,9 +105,17 @@ def test_untranslatable_fields_name_file_line_and_reason(view, name: str, line: 
 
 
 def test_unknown_field_in_own_view_by_qualified_name() -> None:
-    view = OmniYamlReader().read("table_name: t\ndimensions:\n  a:\n    sql: ${t.nope} + 1\n", "views/t.view.yaml")
+    view = format_for("views").read("table_name: t\ndimensions:\n  a:\n    sql: ${t.nope} + 1\n", "views/t.view.yaml")
     with pytest.raises(TranslationError, match="unknown field `\\$\\{t.nope\\}`"):
         Resolver(view, "duckdb").resolve(view.fields["a"])
+
+
+def test_another_views_field_says_which_views_and_that_it_is_only_reported(view) -> None:
+    with pytest.raises(TranslationError) as caught:
+        resolved(view, "joined")
+    message = caught.value.message
+    assert "reads another view, `customers` (this is `orders`)" in message
+    assert "dbt model `orders`" in message and "reported, not pushed" in message
 
 
 def test_plain_column_detection(view) -> None:
