@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--semantic-repo", type=Path, required=True, help="path of the semantic-layer git repo")
     push.add_argument("--dbt-repo", type=Path, required=True,
                       help="path of the dbt repo (a bare remote, or a clone whose origin is pushed to)")
+    _path_options(push)
     push.add_argument("--field", action="append", default=[], metavar="VIEW.FIELD",
                       help="a field to push (repeatable); default: every field changed since --since")
     push.add_argument("--since", metavar="REV", help="semantic-repo revision to diff against (default: HEAD~1)")
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--dbt-repo", type=Path, required=True, help="path of the dbt git repo")
     pull.add_argument("--semantic-repo", type=Path, required=True,
                       help="path of the semantic-layer repo (a bare remote, or a clone whose origin is pushed to)")
+    _path_options(pull)
     pull.add_argument("--since", metavar="REV", help="dbt revision to diff against (default: the head's parent)")
     pull.add_argument("--head", default="HEAD", metavar="REV", help="dbt revision to follow (default: HEAD)")
     pull.add_argument("--dry-run", action="store_true", help="plan only: no branch, no PR")
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     impact = sub.add_parser("impact", help="build base and head of the dbt repo, compare dev with prod, report")
     impact.add_argument("--dbt-repo", type=Path, required=True)
     impact.add_argument("--semantic-repo", type=Path, help="semantic-layer repo whose measures are compared")
+    _path_options(impact)
     impact.add_argument("--base", required=True, metavar="REV", help="dbt revision built into prod")
     impact.add_argument("--head", required=True, metavar="REV", help="dbt revision built into the dev schema")
     impact.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report here")
@@ -104,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _path_options(parser: argparse.ArgumentParser) -> None:
+    """Monorepos: where in each repository the semantic model and the dbt project are."""
+    parser.add_argument("--semantic-path", metavar="DIR", default="",
+                        help="folder of the semantic-layer repo holding the semantic model, relative to its root "
+                             "(default: the root); layersync.yml is read there first, then at the root")
+    parser.add_argument("--dbt-path", metavar="DIR", default="",
+                        help="folder of the dbt repo holding dbt_project.yml, relative to its root (default: the root)")
+
+
+def _folders(args: argparse.Namespace) -> tuple[str, str]:
+    """`--semantic-path` and `--dbt-path` checked (relative, no `..`): a bad one is a one-line error."""
+    from bot.repo_paths import subdir
+
+    return subdir(args.semantic_path, "--semantic-path"), subdir(args.dbt_path, "--dbt-path")
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from bot.forge.local import LocalForge
     from bot.push_to_dbt import PushRequest, run
@@ -111,10 +130,11 @@ def _cmd_push(args: argparse.Namespace) -> int:
     for label, path in (("--semantic-repo", args.semantic_repo), ("--dbt-repo", args.dbt_repo)):
         if not path.exists():
             raise LayersyncError(f"{label} `{path}` does not exist")
+    semantic_path, dbt_path = _folders(args)
     forge = LocalForge(args.state_db or default_state_db())
     request = PushRequest(semantic_repo=args.semantic_repo, dbt_repo=args.dbt_repo, fields=args.field,
                           since=args.since, base=args.base, dialect=args.dialect, dbt_dialect=args.dbt_dialect,
-                          profiles_dir=args.profiles_dir)
+                          profiles_dir=args.profiles_dir, semantic_path=semantic_path, dbt_path=dbt_path)
     def log(line: str) -> None:
         if args.verbose:
             print(f"  dbt | {line}", file=sys.stderr)
@@ -170,9 +190,11 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     from bot.pull_from_dbt import PullJob, run
 
     _require_paths(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo)
+    semantic_path, dbt_path = _folders(args)
     job = PullJob(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo, head=args.head, since=args.since,
                   dry_run=args.dry_run, warehouse=args.warehouse,
-                  prod=ProdEnv(schema=args.prod_schema, state=args.prod_state))
+                  prod=ProdEnv(schema=args.prod_schema, state=args.prod_state),
+                  semantic_path=semantic_path, dbt_path=dbt_path)
     return _emit(run(job, LocalForge(args.state_db or default_state_db())), args.json, format_pull_result)
 
 
@@ -206,7 +228,9 @@ def _cmd_impact(args: argparse.Namespace) -> int:
     from bot.impact.run import run_impact
 
     _require_paths(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo)
+    semantic_path, dbt_path = _folders(args)
     doc = run_impact(args.dbt_repo, args.base, args.head, semantic_repo=args.semantic_repo, workdir=args.workdir,
+                     semantic_path=semantic_path, dbt_path=dbt_path,
                      pr=args.pr, max_measure_move_pct=args.fail_on_measure_move, warehouse=args.warehouse,
                      prod=ProdEnv(schema=args.prod_schema, state=args.prod_state,
                                   build=args.build_prod or args.warehouse is None))
@@ -316,6 +340,7 @@ def _add_preview_parser(sub) -> None:
     preview.add_argument("--dbt-repo", type=Path, help="path of the dbt repo (a bare remote, or a clone with an origin)")
     preview.add_argument("--semantic-repo", type=Path,
                          help="semantic-layer repo: its branch NAME (else its default branch) is compiled against the preview")
+    _path_options(preview)
     preview.add_argument("--warehouse", metavar="PATH|DSN",
                          help="a DuckDB file or a postgresql:// DSN (default: $LAYERSYNC_WAREHOUSE, else a DuckDB file "
                               "beside the registry, with prod built there)")
@@ -408,7 +433,8 @@ def _preview(args: argparse.Namespace) -> int:
     for label, path in (("--dbt-repo", args.dbt_repo), ("--semantic-repo", args.semantic_repo)):
         if path is not None and not path.exists():
             raise LayersyncError(f"{label} `{path}` does not exist")
-    dbt = Remote.local(args.dbt_repo)
+    semantic_path, dbt_path = _folders(args)
+    dbt = Remote.local(args.dbt_repo, dbt_path)
     if args.drop:
         dropped = drop_preview(registry, target, dbt.key, args.branch, prod_schema=prod_schema)
         if args.json:
@@ -427,7 +453,7 @@ def _preview(args: argparse.Namespace) -> int:
             print(f"  dbt | {line}", file=sys.stderr)
 
     result = build_preview(args.branch, dbt, config, log=log, base=args.base,
-                           semantic=Remote.local(args.semantic_repo) if args.semantic_repo else None)
+                           semantic=Remote.local(args.semantic_repo, semantic_path) if args.semantic_repo else None)
     if args.env_file and result.env_file:
         args.env_file.write_text(result.env_file["text"])
     print(json.dumps(result.to_json(), indent=2) if args.json else to_text(result))

@@ -5,27 +5,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.config import CONFIG_FILE, parse_config
 from bot.dbt.changes import changes_between
 from bot.gitops import RevisionReader
-from bot.semantic.reader import reader_for
+from bot.pull_from_dbt import view_texts
+from bot.push_to_dbt import check_folder, read_config
+from bot.selection import format_at
 from bot.translate.pull import Note, plan_pull
 
 SECTION_LIMIT = 16_000
 TITLE = "### Semantic layer: fields this PR breaks or alters"
 
 
-def semantic_warnings(dbt_repo: Path, base: str, head: str, semantic_repo: Path, semantic_rev: str = "HEAD"
-                      ) -> list[Note]:
+def semantic_warnings(dbt_repo: Path, base: str, head: str, semantic_repo: Path, semantic_rev: str = "HEAD", *,
+                      semantic_path: str = "", dbt_path: str = "") -> list[Note]:
     """The fields a merge of `base..head` would break (removed columns and models), rename (renamed
-    columns: layersync follows them after the merge) or alter (types; expressions that measures aggregate)."""
+    columns: layersync follows them after the merge) or alter (types; expressions that measures aggregate).
+    `semantic_path`, `dbt_path`: the model's and the project's folders in their repos (monorepos)."""
     semantic = RevisionReader(semantic_repo, "semantic-layer repo")
-    config = parse_config(semantic.read(semantic_rev, CONFIG_FILE))
-    fmt = reader_for(config.format)
-    texts = {p: t for p, t in semantic.read_many(semantic_rev, semantic.list_files(semantic_rev, fmt.is_view_file))
-             .items() if t is not None}
-    head_sha = RevisionReader(dbt_repo, "dbt repo").commit(head).hexsha
-    plan = plan_pull(changes_between(dbt_repo, base, head), texts, dbt_commit=head_sha, dialect=config.dialect)
+    check_folder(semantic, semantic_rev, semantic_path, "semantic_path")
+    config = read_config(semantic, semantic_rev, semantic_path)
+    texts = view_texts(semantic, semantic_rev, config.format, semantic_path)
+    dbt = RevisionReader(dbt_repo, "dbt repo")
+    head_sha = dbt.commit(head).hexsha
+    check_folder(dbt, head_sha, dbt_path, "dbt_path")
+    plan = plan_pull(changes_between(dbt_repo, base, head, root=dbt_path), texts, dbt_commit=head_sha,
+                     dialect=config.dialect, fmt=format_at(semantic, semantic_rev, semantic_path, config=config))
     return [n for n in plan.notes if n.kind in ("broken", "renamed", "altered", "problem")]
 
 

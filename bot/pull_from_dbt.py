@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field as dc_field
 from pathlib import Path
 from typing import Any, Callable
 
-from bot.config import CONFIG_FILE, parse_config
+from bot import repo_paths
 from bot.dbt.catalog import Catalog, from_warehouse, merged, read_catalog_json
 from bot.dbt.changes import ProjectChanges, changes_between, describe
 from bot.errors import RepoError
@@ -21,7 +21,9 @@ from bot.gitops import RevisionReader, Workspace, repo_remote
 from bot.impact.build import Target
 from bot.impact.prod import ProdEnv, relations
 from bot.pr_body import hidden_json
-from bot.semantic.reader import reader_for
+from bot.push_to_dbt import check_folder, read_config
+from bot.config import Config
+from bot.selection import format_at
 from bot.translate.pull import Note, PullPlan, plan_pull
 from bot.untrusted import mention, quote
 
@@ -48,6 +50,8 @@ class PullJob:
     # catalog.json next to prod's manifest (ProdEnv.state); without them, dbt's data_type or the SQL
     warehouse: str | None = None          # DuckDB path or postgresql:// DSN
     prod: ProdEnv | None = None
+    semantic_path: str = ""               # the semantic model's folder in its repo ("": the root)
+    dbt_path: str = ""                    # the dbt project's folder in its repo: changes elsewhere are not dbt's
 
 
 @dataclass
@@ -92,11 +96,12 @@ def marker(branch: str) -> str:
     return f"<!-- layersync:pull branch={branch} -->"
 
 
-def _view_texts(ws_root: Path, fmt_name: str) -> dict[str, str]:
-    reader = RevisionReader(ws_root, "semantic-layer repo")
-    fmt = reader_for(fmt_name)
-    paths = reader.list_files("HEAD", fmt.is_view_file)
-    return {p: t for p, t in reader.read_many("HEAD", paths).items() if t is not None}
+def view_texts(reader: RevisionReader, rev: str, fmt_name: str, root: str = "") -> dict[str, str]:
+    """The semantic model's view files at `rev` by repository path (the pull edits them there)."""
+    fmt = format_at(reader, rev, root, config=Config(format=fmt_name))
+    inside = repo_paths.under(root)
+    paths = reader.list_files(rev, lambda p: inside(p) and fmt.is_view_file(p))
+    return {p: t for p, t in reader.read_many(rev, paths).items() if t is not None}
 
 
 def _commit_line(reader: RevisionReader, sha: str) -> str:
@@ -143,11 +148,12 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
         since = parents[0].hexsha if parents else None
     elif not dbt.has_revision(since):
         raise RepoError(f"unknown revision `{since}` in dbt repo `{job.dbt_repo}`")
+    check_folder(dbt, head, job.dbt_path, "--dbt-path")
     result = PullResult(dbt_commit=head, since=since)
     if since is None:
         result.message = "nothing to compare: the dbt commit has no parent (give --since)"
         return result
-    changes = changes_between(job.dbt_repo, since, head)
+    changes = changes_between(job.dbt_repo, since, head, root=job.dbt_path)
     result.changes = [describe(c) for c in changes.changes]
     catalog = column_types(job, changes, log)
     remote, env, forge_repo = repo_remote(forge, job.semantic_forge_repo, job.semantic_repo, "semantic-layer repo")
@@ -155,9 +161,12 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
     with Workspace(remote, env) as ws:
         base = ws.default_branch()
         ws.start_branch(branch, f"origin/{base}")                 # always rebuilt on the latest default branch
-        config = parse_config(RevisionReader(ws.root, "semantic-layer repo").read("HEAD", CONFIG_FILE)).validated()
-        plan = plan_pull(changes, _view_texts(ws.root, config.format), dbt_commit=head, dialect=config.dialect,
-                         catalog=catalog)
+        semantic = RevisionReader(ws.root, "semantic-layer repo")
+        check_folder(semantic, "HEAD", job.semantic_path, "--semantic-path")
+        config = read_config(semantic, "HEAD", job.semantic_path).validated()
+        plan = plan_pull(changes, view_texts(semantic, "HEAD", config.format, job.semantic_path), dbt_commit=head,
+                         dialect=config.dialect, catalog=catalog,
+                         fmt=format_at(semantic, "HEAD", job.semantic_path, config=config))
         result.notes, result.files = plan.notes, sorted(plan.files)
         if job.dry_run or not plan.files:
             result.message = ("dry run: nothing written" if job.dry_run else

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass, field as dc_field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from bot import pr_body
-from bot.config import CONFIG_FILE, Config, parse_config, ref_format_problem
-from bot.dbt.project import DbtProject, DirStore
+from bot.config import CONFIG_FILE, Config, ref_format_problem
+from bot import repo_paths
+from bot.dbt.project import DbtProject, DirStore, project_store
 from bot.dbt.runner import check_project
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace, repo_remote
-from bot.semantic.reader import reader_for
-from bot.selection import Selection, select_changed, select_named
+from bot.selection import Selection, format_at, select_changed, select_named
 from bot.translate.push import FieldRequest, PushedField, PushPlan, PushPlanner, Skipped
 
 
@@ -36,6 +36,8 @@ class PushRequest:
     dbt_forge_repo: str | None = None     # hosted: the forge's name for the dbt repo ("owner/name")
     dry_run: bool = False                 # plan only: no dbt check, no commit, no push, no PR
     origin: tuple[str, int] | None = None # the semantic issue/PR that asked (repo, number)
+    semantic_path: str = ""               # the semantic model's folder in its repo ("": the root)
+    dbt_path: str = ""                    # the dbt project's folder in its repo ("": the root)
 
 
 @dataclass
@@ -107,22 +109,39 @@ def _short_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
+def read_config(reader: RevisionReader, rev: str, semantic_path: str = "") -> Config:
+    """`layersync.yml` beside the semantic model, else at the repo's root (see repo_paths)."""
+    return repo_paths.read_config(lambda path: reader.read(rev, path), semantic_path)
+
+
 def load_config(reader: RevisionReader, head: str, request: PushRequest) -> Config:
-    config = parse_config(reader.read(head, CONFIG_FILE), CONFIG_FILE)
+    config = read_config(reader, head, request.semantic_path)
     return config.with_overrides(dialect=request.dialect, dbt_dialect=request.dbt_dialect).validated()
 
 
+def check_folder(reader: RevisionReader, rev: str, path: str, flag: str) -> None:
+    """A `--semantic-path`/`--dbt-path` that is no folder at `rev` is a typo: one line, before any work."""
+    def is_dir(root: str) -> bool:
+        try:
+            return (reader.commit(rev).tree / root).type == "tree"
+        except KeyError:
+            return False
+
+    repo_paths.check_folder(is_dir, path, flag, f"the {reader.what} at `{rev[:40]}`")
+
+
 def select(reader: RevisionReader, head: str, request: PushRequest, config: Config) -> Selection:
-    fmt = reader_for(config.format)
+    fmt = format_at(reader, head, request.semantic_path, config=config)
     since = request.since
     if since is None:
         parents = reader.commit(head).parents
         since = parents[0].hexsha if parents else None
     elif not reader.has_revision(since):
         raise RepoError(f"unknown revision `{since}` in semantic-layer repo `{reader.path}`")
+    root = request.semantic_path
     if request.fields:
-        return bounded_selection(select_named(reader, head, since, request.fields, fmt))
-    return bounded_selection(select_changed(reader, head, since, config.dialect, fmt))
+        return bounded_selection(select_named(reader, head, since, request.fields, fmt, root=root))
+    return bounded_selection(select_changed(reader, head, since, config.dialect, fmt, root=root))
 
 
 # Planning a column re-reads its model (each added column grows it), so one push costs about the
@@ -150,6 +169,7 @@ def bounded_selection(selection: Selection, limit: int = MAX_FIELDS_PER_PUSH) ->
 def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda _: None) -> PushResult:
     semantic = RevisionReader(request.semantic_repo, "semantic-layer repo")
     head = semantic.commit("HEAD").hexsha
+    check_folder(semantic, head, request.semantic_path, "--semantic-path")
     config = load_config(semantic, head, request)
     selection = select(semantic, head, request, config)
     semantic_label = request.origin[0] if request.origin else str(semantic.path)
@@ -163,14 +183,18 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         base = request.base or config.base_branch or ws.default_branch()
         branch = branch_name(config.branch_prefix, candidates or selection.requests)
         existed = ws.checkout(branch, base)
-        base_store = RevisionReader(ws.root, "dbt workspace").store(f"origin/{base}")
+        dbt_reader = RevisionReader(ws.root, "dbt repo")
+        check_folder(dbt_reader, f"origin/{base}", request.dbt_path, "--dbt-path")
+        base_store = project_store(dbt_reader.store(f"origin/{base}"), request.dbt_path)
+        in_repo = _InRepo(request.dbt_path, selection)
         if request.dry_run:
-            plan = PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
-                selection.requests)
+            plan = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
+                selection.requests))
             result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
             result.message = "dry run: nothing written"
             return result
-        plan = _plan_and_check(ws, selection.requests, config, base_store, request.profiles_dir, log)
+        plan = in_repo.plan(_plan_and_check(ws, request.dbt_path, selection.requests, config, base_store,
+                                            request.profiles_dir, log))
         result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
         changed = [p for p in plan.pushed if p.action != "unchanged"]
         if not plan.pushed or (not existed and not changed):
@@ -186,8 +210,8 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         result.branch = branch
         # The PR tells what it changes against its base, whatever earlier runs already pushed.
         pushed_ids = {p.id for p in plan.pushed}
-        described = PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
-            [r for r in selection.requests if r.field.id in pushed_ids]).pushed
+        described = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
+            [r for r in selection.requests if r.field.id in pushed_ids])).pushed
         body = pr_body.render(branch=branch, pushed=described, skipped=result.skipped,
                               semantic_repo=semantic_label,
                               semantic_commit=head, dbt_checked=config.dbt_check,
@@ -199,24 +223,55 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
     return result
 
 
-def _plan_and_check(ws: Workspace, requests: list[FieldRequest], config: Config, base_store: Any,
+class _InRepo:
+    """A plan made inside the dbt project (its paths relative to `dbt_project.yml`) as the repository
+    sees it: files to write and commit, and the paths PRs and results name, under the dbt folder."""
+
+    def __init__(self, dbt_path: str, selection: Selection):
+        self.root = dbt_path
+        self.semantic_files = {r.field.location.file for r in selection.requests} | {
+            r.view.file for r in selection.requests}
+
+    def path(self, path: str) -> str:
+        return repo_paths.join(self.root, path)
+
+    def plan(self, plan: PushPlan) -> PushPlan:
+        if not self.root:
+            return plan
+        return PushPlan(files={self.path(p): t for p, t in plan.files.items()},
+                        pushed=[replace(p, files=tuple(self.path(f) for f in p.files)) for p in plan.pushed],
+                        skipped=[self._skipped(s) for s in plan.skipped])
+
+    def _skipped(self, skipped: Skipped) -> Skipped:
+        """A dbt file a skip names (a YAML file that cannot be edited) under the dbt folder; the
+        semantic files are repository paths already."""
+        if skipped.file is None or skipped.file in self.semantic_files or skipped.file.startswith(self.root + "/"):
+            return skipped
+        return replace(skipped, file=self.path(skipped.file))
+
+
+def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], config: Config, base_store: Any,
                     profiles_dir: Path | None, log: Callable[[str], None]) -> PushPlan:
-    """Plan, then let dbt judge; fields on models dbt rejects are dropped and the rest re-planned."""
+    """Plan, then let dbt judge; fields on models dbt rejects are dropped and the rest re-planned.
+    The plan's paths are the dbt project's (`dbt_path` is its folder in the checkout)."""
     excluded: dict[str, Skipped] = {}
-    project = DbtProject(DirStore(ws.root))
+    project_dir = ws.root / dbt_path if dbt_path else ws.root
+    project = DbtProject(DirStore(project_dir))
     while True:  # each failed round excludes at least one field, so this ends
         live = [r for r in requests if r.field.id not in excluded]
-        planner = PushPlanner(DirStore(ws.root), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
+        planner = PushPlanner(DirStore(project_dir), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
                               base_store=base_store)
         plan = planner.plan(live)
         plan.skipped.extend(excluded.values())
         if not plan.files or not config.dbt_check:
             return plan
-        ws.write(plan.files)
+        written = [repo_paths.join(dbt_path, p) for p in plan.files]
+        ws.write({repo_paths.join(dbt_path, p): t for p, t in plan.files.items()})
         try:
-            check = check_project(ws.root, plan.models, profile=project.profile, profiles_dir=profiles_dir, log=log)
+            check = check_project(project_dir, plan.models, profile=project.profile, profiles_dir=profiles_dir,
+                                  log=log)
         finally:
-            ws.discard(list(plan.files))
+            ws.discard(written)
         if check.ok:
             return plan
         blamed = check.failing_models or set(plan.models)

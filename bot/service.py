@@ -113,7 +113,8 @@ def build_handler(config: ServiceConfig, forge: Forge | None = None) -> JobHandl
                         profiles_dir=config.profiles_dir, warehouse=config.warehouse,
                         prod_schema=config.prod_schema, prod_state=config.prod_state,
                         build_prod=config.build_prod, preview_db=config.preview_db,
-                        preview_max=config.preview_max)
+                        preview_max=config.preview_max, semantic_path=config.semantic_path,
+                        dbt_path=config.dbt_path)
     return JobHandler(Context(forge or make_forge(config), settings))
 
 

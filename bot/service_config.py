@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from ruamel.yaml import YAML
 
-from bot import redact
+from bot import redact, repo_paths
 from bot.errors import LayersyncError
 
 TRUE = {"1", "true", "yes", "on"}
@@ -38,6 +38,8 @@ class ServiceConfig:
     build_prod: bool = False              # layersync builds the base into prod (only for a warehouse it owns)
     preview_db: Path | None = None        # branch previews' registry (default: <data dir>/previews.sqlite)
     preview_max: int = 10                 # cap on concurrent preview schemas (per warehouse)
+    semantic_path: str = ""               # the semantic model's folder in its repo (monorepos; "": the root)
+    dbt_path: str = ""                    # the dbt project's folder in its repo (dbt runs there)
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback or log
         return (f"ServiceConfig(forge={self.forge!r}, dbt_repo={self.dbt_repo!r}, "
@@ -63,7 +65,7 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
     for key in ("webhook_secret", "dbt_repo", "semantic_repo", "queue_db", "forge", "github_api_url",
                 "github_token", "github_app_id", "github_private_key", "github_installation_id", "bot_login",
                 "auto_push", "state_db", "profiles_dir", "lease_seconds", "warehouse", "prod_schema",
-                "prod_state", "build_prod", "preview_db", "preview_max"):
+                "prod_state", "build_prod", "preview_db", "preview_max", "semantic_path", "dbt_path"):
         if env.get(f"LAYERSYNC_{key.upper()}"):
             values[key] = env[f"LAYERSYNC_{key.upper()}"]
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
@@ -96,7 +98,19 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         build_prod=str(values.get("build_prod", "")).lower() in TRUE or values.get("build_prod") is True,
         preview_db=Path(values["preview_db"]) if values.get("preview_db") else None,
         preview_max=_positive_int(values.get("preview_max"), "LAYERSYNC_PREVIEW_MAX", 10),
+        semantic_path=repo_paths.subdir(_text(values.get("semantic_path"), "LAYERSYNC_SEMANTIC_PATH"),
+                                        "LAYERSYNC_SEMANTIC_PATH"),
+        dbt_path=repo_paths.subdir(_text(values.get("dbt_path"), "LAYERSYNC_DBT_PATH"), "LAYERSYNC_DBT_PATH"),
     )
+
+
+def _text(value: Any, name: str) -> str:
+    """A folder setting: text (a YAML list or number there is a mistake, said so)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise LayersyncError(f"{name} must be a folder path, not a {type(value).__name__}")
+    return value
 
 
 def _register_secrets(values: Mapping[str, Any]) -> None:

@@ -29,7 +29,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
 from bot.dbt import model_sql
-from bot.dbt.project import YAML_SUFFIXES, DbtProject, FileStore, MemoryStore, config_alias
+from bot.dbt.project import YAML_SUFFIXES, DbtProject, FileStore, MemoryStore, config_alias, project_store
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
 from bot.yamlbounds import bounded
@@ -1070,8 +1070,8 @@ def _manifest(store: FileStore, problems: list[Problem]) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _snapshot_at(reader: RevisionReader, rev: str, dialect: str) -> ProjectSnapshot:
-    store = reader.store(rev)
+def _snapshot_at(reader: RevisionReader, rev: str, dialect: str, root: str = "") -> ProjectSnapshot:
+    store = project_store(reader.store(rev), root)
     problems: list[Problem] = []
     manifest = _manifest(store, problems)
     snapshot = snapshot_project(store, manifest, dialect)
@@ -1080,11 +1080,40 @@ def _snapshot_at(reader: RevisionReader, rev: str, dialect: str) -> ProjectSnaps
     return replace(snapshot, problems=tuple(problems) + snapshot.problems)
 
 
-def changes_between(repo_path: Path | str, base_rev: str, head_rev: str, dialect: str = "duckdb") -> ProjectChanges:
+def changes_between(repo_path: Path | str, base_rev: str, head_rev: str, dialect: str = "duckdb",
+                    root: str = "") -> ProjectChanges:
     """The dbt project's changes from `base_rev` to `head_rev`, read from git objects (no checkout),
-    with each revision's committed `target/manifest.json` when there is one."""
+    with each revision's committed `target/manifest.json` when there is one.
+
+    `root`: the project's folder in a monorepo. Only files under it are read (a change elsewhere in
+    the repository is no dbt change); the paths in the changes name the repository's files."""
     reader = RevisionReader(repo_path, "dbt repo")
-    return diff_projects(_snapshot_at(reader, base_rev, dialect), _snapshot_at(reader, head_rev, dialect))
+    try:
+        changes = diff_projects(_snapshot_at(reader, base_rev, dialect, root),
+                                _snapshot_at(reader, head_rev, dialect, root))
+    except RepoError as error:          # no dbt_project.yml in the folder: named as the repository has it
+        if not root or not error.file:
+            raise
+        raise RepoError(error.message, f"{root}/{error.file}", error.line) from None
+    return _in_repo(changes, root) if root else changes
+
+
+def _in_repo(changes: ProjectChanges, root: str) -> ProjectChanges:
+    """Project-relative paths (what dbt and the manifest say) as the repository's, for reviewers and links."""
+    def path(value: str | None) -> str | None:
+        return f"{root}/{value}" if value else value
+
+    def info(value: ColumnInfo | None) -> ColumnInfo | None:
+        return None if value is None else replace(value, file=path(value.file), yaml_file=path(value.yaml_file))
+
+    moved: list[ColumnChange | ModelChange] = []
+    for change in changes.changes:
+        if isinstance(change, ColumnChange):
+            moved.append(replace(change, file=path(change.file), before=info(change.before), after=info(change.after)))
+        else:
+            moved.append(replace(change, file=path(change.file)))
+    problems = [replace(p, file=path(p.file) or p.file) for p in changes.problems]
+    return replace(changes, changes=moved, problems=problems)
 
 
 def describe(change: ColumnChange | ModelChange) -> str:

@@ -63,6 +63,29 @@ class MemoryStore:
         return sorted(own | set(self.base.list_files(under) if self.base else []))
 
 
+class SubStore:
+    """A dbt project in a folder of its repository (a monorepo's `dbt-project/`), read through a
+    store of the whole repository: paths in and out are relative to the project, as dbt's are."""
+
+    def __init__(self, store: FileStore, root: str):
+        self.store = store
+        self.root = root.strip("/")
+
+    def read_text(self, path: str) -> str | None:
+        return self.store.read_text(f"{self.root}/{path}" if self.root else path)
+
+    def list_files(self, under: str) -> list[str]:
+        if not self.root:
+            return self.store.list_files(under)
+        prefix = self.root + "/"
+        return [p[len(prefix):] for p in self.store.list_files(prefix + under.strip("/")) if p.startswith(prefix)]
+
+
+def project_store(store: FileStore, root: str) -> FileStore:
+    """`store` itself for a project at the repository's root, else the project's folder of it."""
+    return SubStore(store, root) if root else store
+
+
 @dataclass(frozen=True)
 class Model:
     name: str

@@ -28,6 +28,8 @@ class Settings:
     build_prod: bool = False           # layersync builds the base into prod (a warehouse only layersync uses)
     preview_db: Path | None = None     # branch previews' registry (default: <data dir>/previews.sqlite)
     preview_max: int = 10              # at most this many preview schemas at once (per warehouse)
+    semantic_path: str = ""            # the semantic model's folder in its repo (monorepos; "": the root)
+    dbt_path: str = ""                 # the dbt project's folder in its repo (dbt runs there)
 
     def prod_env(self) -> "ProdEnv":
         """Prod as configured; without a warehouse each run has a scratch DuckDB, so prod is built there."""

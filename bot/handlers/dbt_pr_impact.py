@@ -42,7 +42,8 @@ def on_dbt_pr(event: Event, ctx: Context) -> None:
             try:
                 doc = run_impact(dbt.root, f"origin/{pull['base']['ref']}", sha,
                                  semantic_repo=semantic.root, workdir=workdir, pr=number,
-                                 warehouse=ctx.settings.warehouse, prod=ctx.settings.prod_env())
+                                 warehouse=ctx.settings.warehouse, prod=ctx.settings.prod_env(),
+                                 semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path)
                 body = to_markdown(doc, limit=BODY_LIMIT - len(section) - 2) + "\n" + section
                 state, description = doc["status"]["state"], doc["status"]["description"]
             except LayersyncError as exc:
@@ -64,7 +65,8 @@ def _warnings(ctx: Context, dbt: Workspace, semantic: Workspace, pull: dict, sha
     """Static: which semantic fields the PR breaks or alters. A failure here must not cost the report."""
     try:
         base = dbt.merge_base(f"origin/{pull['base']['ref']}", sha)
-        notes = semantic_warnings(dbt.root, base, sha, semantic.root)
+        notes = semantic_warnings(dbt.root, base, sha, semantic.root, semantic_path=ctx.settings.semantic_path,
+                                  dbt_path=ctx.settings.dbt_path)
     except LayersyncError as exc:
         return f"{TITLE}\n\nThe semantic layer could not be checked: {exc}"
     return warnings_markdown(notes, ctx.settings.semantic_repo, semantic_ref)

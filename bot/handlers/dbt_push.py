@@ -34,6 +34,7 @@ def on_dbt_push(event: Event, ctx: Context) -> None:
         job = PullJob(dbt_repo=dbt.root, semantic_forge_repo=ctx.settings.semantic_repo, head=after,
                       since=None if before in (None, NULL_SHA) else before, dbt_label=event.repo,
                       authors=commit_authors(payload), warehouse=ctx.settings.warehouse,
-                      prod=ctx.settings.prod_env())
+                      prod=ctx.settings.prod_env(), semantic_path=ctx.settings.semantic_path,
+                      dbt_path=ctx.settings.dbt_path)
         result = run(job, ctx.forge, log=lambda line: ctx.log.debug("pull | %s", line))
     ctx.log.info("pull-from-dbt for %s@%s: %s", event.repo, after[:12], result.message)

@@ -55,8 +55,8 @@ def preview_config(settings: Settings) -> PreviewConfig:
     return PreviewConfig(registry, target, settings.prod_env(), settings.preview_max)
 
 
-def _remote(ctx: Context, repo: str) -> Remote:
-    return Remote(ctx.forge.remote_url(repo), repo, ctx.forge.git_env(repo))
+def _remote(ctx: Context, repo: str, folder: str = "") -> Remote:
+    return Remote(ctx.forge.remote_url(repo), repo, ctx.forge.git_env(repo), path=folder)
 
 
 def _head(branch: str, body: str, marker: str) -> str:
@@ -68,7 +68,7 @@ def _run(ctx: Context, branch: str, *, base: str | None, reply: tuple[str, int] 
     (read when it is done, so a PR that asked meanwhile hears the newest result); anything else — a
     cancelled build, an error — only to the PR that asked this time (`reply`; None for a push)."""
     config = preview_config(ctx.settings)
-    dbt = _remote(ctx, ctx.settings.dbt_repo)
+    dbt = _remote(ctx, ctx.settings.dbt_repo, ctx.settings.dbt_path)
 
     def tell(body: str) -> None:
         if reply is not None:
@@ -77,7 +77,8 @@ def _run(ctx: Context, branch: str, *, base: str | None, reply: tuple[str, int] 
             ctx.log.warning("preview of %s: %s", branch, body)
 
     try:
-        result = build_preview(branch, dbt, config, semantic=_remote(ctx, ctx.settings.semantic_repo), base=base,
+        semantic = _remote(ctx, ctx.settings.semantic_repo, ctx.settings.semantic_path)
+        result = build_preview(branch, dbt, config, semantic=semantic, base=base,
                                log=lambda line: ctx.log.debug("dbt | %s", line), reply=reply)
     except PreviewCapReached as exc:
         return tell(f"🚫 No preview: {exc}.")

@@ -8,8 +8,7 @@ from bot.handlers.context import Context, can_write, is_bot, may_write
 from bot.handlers.router import Event, Router
 from bot.handlers.semantic_checkout import merge_base, semantic_clone
 from bot.push_to_dbt import PushRequest, PushResult, run
-from bot.selection import ViewSource
-from bot.semantic.reader import reader_for
+from bot.selection import ViewSource, format_at
 from bot.gitops import RevisionReader
 
 router = Router()
@@ -44,10 +43,13 @@ def render_result(result: PushResult) -> str:
     return "\n".join(lines)
 
 
-def _existing_fields(ws_root, candidates: list[str]) -> list[str]:
+def _existing_fields(ws_root, candidates: list[str], root: str = "") -> list[str]:
     """The `view.field` words of an issue that name real fields (issues mention other dotted things)."""
     reader = RevisionReader(ws_root, "semantic-layer repo")
-    source = ViewSource(reader, "HEAD", reader_for("omni"))
+    try:
+        source = ViewSource(reader, "HEAD", format_at(reader, "HEAD", root), root)
+    except LayersyncError:
+        return candidates  # a bad layersync.yml: the push itself reports it, with its line
     keep = []
     for candidate in candidates:
         view_name, _, field_name = candidate.partition(".")
@@ -100,10 +102,12 @@ def _push(ctx: Context, command: Command, issue: dict, repo: str, number: int) -
         if pr is not None:
             since = merge_base(ws, pr.base)
         elif not fields:
-            fields = _existing_fields(ws.root, field_ids_in_text(f"{issue.get('title', '')}\n{issue.get('body') or ''}"))
+            named = field_ids_in_text(f"{issue.get('title', '')}\n{issue.get('body') or ''}")
+            fields = _existing_fields(ws.root, named, ctx.settings.semantic_path)
             if not fields:
                 return PushResult(semantic_commit=ws.repo.head.commit.hexsha,
                                   message="this issue names no field; use `/push-to-dbt VIEW.FIELD`")
         request = PushRequest(semantic_repo=ws.root, fields=fields, since=since, dbt_forge_repo=ctx.settings.dbt_repo,
-                              profiles_dir=ctx.settings.profiles_dir, origin=(repo, number))
+                              profiles_dir=ctx.settings.profiles_dir, origin=(repo, number),
+                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path)
         return run(request, ctx.forge, log=lambda line: ctx.log.debug("dbt | %s", line))

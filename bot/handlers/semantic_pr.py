@@ -40,6 +40,7 @@ def on_semantic_pr(event: Event, ctx: Context) -> None:
     number = int(pr["number"])
     with semantic_clone(ctx.forge, event.repo, pr=number, head_sha=(pr.get("head") or {}).get("sha")) as ws:
         request = PushRequest(semantic_repo=ws.root, since=merge_base(ws, pr["base"]["ref"]),
-                              dbt_forge_repo=ctx.settings.dbt_repo, dry_run=True)
+                              dbt_forge_repo=ctx.settings.dbt_repo, dry_run=True,
+                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path)
         result = run(request, ctx.forge)
     ctx.forge.upsert_comment(event.repo, number, render_preview(result), preview_marker(number))

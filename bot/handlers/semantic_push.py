@@ -21,6 +21,7 @@ def on_semantic_push(event: Event, ctx: Context) -> None:
     before = payload.get("before")
     with semantic_clone(ctx.forge, event.repo, sha=payload["after"]) as ws:
         request = PushRequest(semantic_repo=ws.root, since=None if before in (None, NULL_SHA) else before,
-                              dbt_forge_repo=ctx.settings.dbt_repo, profiles_dir=ctx.settings.profiles_dir)
+                              dbt_forge_repo=ctx.settings.dbt_repo, profiles_dir=ctx.settings.profiles_dir,
+                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path)
         result = run(request, ctx.forge, log=lambda line: ctx.log.debug("dbt | %s", line))
     ctx.log.info("auto push-to-dbt for %s@%s: %s", event.repo, str(payload["after"])[:12], result.message)

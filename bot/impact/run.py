@@ -10,7 +10,7 @@ from typing import Any, Callable
 import git
 
 from bot.dbt.project import model_named_by
-from bot.errors import RepoError
+from bot.errors import LayersyncError, RepoError
 from bot.gitops import RevisionReader
 from bot.impact.build import Target, build_dev, dev_schema_name, reading_schema
 from bot.impact.lineage import lineage, mermaid
@@ -19,9 +19,9 @@ from bot.impact.report import SCHEMA_VERSION, gate
 from bot.impact.schema_diff import schema_and_rows
 from bot.impact.semantic_diff import semantic_diff
 from bot.impact.value_diff import value_diff
-from bot.selection import ViewSource
+from bot.push_to_dbt import check_folder
+from bot.selection import ViewSource, format_at
 from bot.semantic.model import View
-from bot.semantic.reader import reader_for
 
 PROD_SCHEMA = DEFAULT_PROD_SCHEMA
 
@@ -32,10 +32,15 @@ def _checkout(source: Path, sha: str, target: Path) -> Path:
     return target
 
 
-def _views(semantic_repo: Path | None, rev: str = "HEAD") -> list[View]:
+def _views(semantic_repo: Path | None, rev: str = "HEAD", root: str = "") -> list[View]:
     if semantic_repo is None:
         return []
-    source = ViewSource(RevisionReader(semantic_repo, "semantic-layer repo"), rev, reader_for("omni"))
+    reader = RevisionReader(semantic_repo, "semantic-layer repo")
+    check_folder(reader, rev, root, "--semantic-path")
+    try:
+        source = ViewSource(reader, rev, format_at(reader, rev, root), root)
+    except LayersyncError:  # a bad layersync.yml is the push/pull reports' business too
+        return []
     views = []
     for path in source.paths():
         try:
@@ -63,23 +68,26 @@ def _keys(manifest: dict, views: list[View]) -> dict[str, list[str]]:
     for view in views:
         pk = [f.name for f in view.fields.values() if f.primary_key and f.kind == "dimension"]
         if pk:
-            keys[model_named_by(view.table_name, aliases)] = pk
+            keys[model_named_by(view.model_name, aliases)] = pk
     return keys
 
 
 def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | None = None,
                workdir: Path | None = None, pr: Any = None, max_measure_move_pct: float | None = None,
                log: Callable[[str], None] | None = None, warehouse: str | Path | Target | None = None,
-               prod: ProdEnv | None = None) -> dict:
+               prod: ProdEnv | None = None, semantic_path: str = "", dbt_path: str = "") -> dict:
     """Build `head`'s changed models into the PR's dev schema, deferring to prod; compare; return the report.
 
     `warehouse`: a DuckDB file path or a `postgresql://user:pw@host:port/db` DSN (or a Target); None
     is a fresh DuckDB file in the workdir. `prod`: where prod is (see bot.impact.prod); by default the
     schema `prod`, read as it is in a given warehouse, and built from `base` in a scratch one (it has
-    nothing else to compare with). The comparisons open the warehouse read-only.
+    nothing else to compare with). The comparisons open the warehouse read-only. `semantic_path`,
+    `dbt_path`: the model's and the project's folders in their repos (monorepos; dbt runs in the latter).
     """
     reader = RevisionReader(dbt_repo, "dbt repo")
     base_sha, head_sha = reader.commit(base).hexsha, reader.commit(head).hexsha
+    for sha in (base_sha, head_sha):
+        check_folder(reader, sha, dbt_path, "--dbt-path")
     root = Path(workdir or tempfile.mkdtemp(prefix="layersync-impact-"))
     root.mkdir(parents=True, exist_ok=True)
     target = Target.parse(warehouse if warehouse is not None else root / "warehouse.duckdb")
@@ -89,6 +97,8 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
                          base_sha, root / "base")
     head_dir = _checkout(Path(reader.repo.git_dir if reader.repo.bare else reader.repo.working_tree_dir),
                          head_sha, root / "head")
+    if dbt_path:                                    # dbt runs in the project's folder of each checkout
+        base_dir, head_dir = base_dir / dbt_path, head_dir / dbt_path
     try:
         prod_state = prepare_prod(base_dir, target, prod, log=log)
     except RepoError as error:
@@ -99,12 +109,12 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
         after_path = dev_build.manifest
         after = json.loads(after_path.read_text()) if after_path is not None and after_path.exists() else before
         graph = lineage(before, after)
-        views = _views(semantic_repo)
+        views = _views(semantic_repo, root=semantic_path)
         changed = list(dict.fromkeys([*graph.modified, *graph.added, *graph.descendants]))
         prod_rel, dev_rel = relations(before), relations(after) if after is not before else {}
         aliases = models_by_relation(before, after)
-        reading = {v.name: model_named_by(v.table_name, aliases) for v in views
-                   if model_named_by(v.table_name, aliases) in changed}
+        reading = {v.name: model_named_by(v.model_name, aliases) for v in views
+                   if model_named_by(v.model_name, aliases) in changed}
         doc: dict[str, Any] = {
             "version": SCHEMA_VERSION, "pr": pr, "base": base_sha, "head": head_sha, "prod_schema": prod.schema,
             "dev_schema": dev_schema, "database": target.describe(), "warehouse": target.kind,

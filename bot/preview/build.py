@@ -46,9 +46,9 @@ from bot.preview.names import check_preview_schema, custom_suffix_reserve
 from bot.preview.pairing import (PreviewError, Remote, check_branch_name, clone_bare, remote_branch_sha,
                                  remote_default_branch, resolve, worktree)
 from bot.preview.registry import Claim, Registry
-from bot.selection import ViewSource
+from bot.push_to_dbt import check_folder
+from bot.selection import ViewSource, format_at
 from bot.semantic.model import View
-from bot.semantic.reader import reader_for
 
 DEFAULT_MAX_PREVIEWS = 10
 HEAD_POLL_SECONDS = 10.0        # how often a running build checks that its branch has not moved on
@@ -301,8 +301,16 @@ class _Canceller:
 def load_views(remote: Remote, sha: str, workdir: Path) -> tuple[list[View], list[str]]:
     """The views of the semantic repo at `sha`, and the files that could not be read (file:line: why)."""
     repo = clone_bare(remote, workdir)
-    source = ViewSource(RevisionReader(repo.git_dir, "semantic-layer repo"), sha, reader_for("omni"))
+    reader = RevisionReader(repo.git_dir, "semantic-layer repo")
+    try:
+        check_folder(reader, sha, remote.path, "the semantic path")
+    except LayersyncError as exc:           # the dbt preview stands; the semantic check says why it is empty
+        return [], [str(exc)]
     views, problems = [], []
+    try:
+        source = ViewSource(reader, sha, format_at(reader, sha, remote.path), remote.path)
+    except LayersyncError as exc:
+        return views, [str(exc)]
     for path in source.paths():
         try:
             view = source.read(path)
@@ -467,7 +475,9 @@ def _preview(branch: str, dbt_sha: str | None, dbt: Remote, config: PreviewConfi
     repo = clone_bare(dbt, root / "dbt")
     base_ref = base or remote_default_branch(dbt)
     base_sha = resolve(repo, base_ref, f"the dbt repo `{dbt.key}`")
-    base_dir = worktree(repo, base_sha, root / "base")
+    if dbt_sha is not None:        # before anything is claimed: a dbt path missing on the branch is a typo
+        check_folder(RevisionReader(repo.git_dir, "dbt repo"), dbt_sha, dbt.path, "the dbt path")
+    base_dir = _project_dir(dbt, repo, worktree(repo, base_sha, root / "base"), base_sha)
     early = config.registry.claim(config.warehouse, dbt.key, branch, dbt_sha, allocate=False, reply=reply) \
         if dbt_sha is not None else None           # an older build of the branch stops now, not once prod is read
     try:
@@ -490,7 +500,7 @@ def _preview(branch: str, dbt_sha: str | None, dbt: Remote, config: PreviewConfi
                                                     config.prod.schema)
         result.env_file = _env_file(result, config.prod.schema, views, prod_manifest, prod_manifest, sem_sha)
         return result
-    head_dir = worktree(repo, dbt_sha, root / "head")
+    head_dir = dbt.project_dir(worktree(repo, dbt_sha, root / "head"))
     head = (lambda: remote_branch_sha(dbt, branch)) if follow_head else None
     _build_branch(result, head_dir, dbt, config, prod_state, prod_manifest, head, log, early, reply)
     if result.status not in ("ready", "failed"):
@@ -503,6 +513,12 @@ def _preview(branch: str, dbt_sha: str | None, dbt: Remote, config: PreviewConfi
     if sem_sha is not None and row is not None:
         config.registry.finish(config.warehouse, row.schema, row.token, semantic_commit=sem_sha)
     return result
+
+
+def _project_dir(dbt: Remote, repo: Any, checkout: Path, sha: str) -> Path:
+    """The dbt project's folder of a checkout; a dbt path missing at `sha` is said in one line."""
+    check_folder(RevisionReader(repo.git_dir, "dbt repo"), sha, dbt.path, "the dbt path")
+    return dbt.project_dir(checkout)
 
 
 def _env_file(result: PreviewResult, environment: str, views: list[View], prod_manifest: dict, manifest: dict,

@@ -25,16 +25,22 @@ class PreviewError(LayersyncError):
 @dataclass(frozen=True)
 class Remote:
     """A git remote as layersync reaches it: what git clones (`url`), the forge's name for it (`key`:
-    `owner/name`, or the path for local remotes) and the environment carrying credentials."""
+    `owner/name`, or the path for local remotes), the environment carrying credentials, and the folder
+    of the repo the project lives in (monorepos)."""
     url: str
     key: str
     env: Mapping[str, str] = field(default_factory=dict)
+    path: str = ""          # the dbt project's / semantic model's folder in the repo ("": its root)
 
     @classmethod
-    def local(cls, path: str | Path) -> "Remote":
+    def local(cls, path: str | Path, folder: str = "") -> "Remote":
         from bot.gitops import remote_of
         resolved = remote_of(path)
-        return cls(resolved, resolved)
+        return cls(resolved, resolved, path=folder)
+
+    def project_dir(self, checkout: Path) -> Path:
+        """Where the project is in a checkout of this repo (dbt runs there)."""
+        return checkout / self.path if self.path else checkout
 
 
 def _git() -> git.Git:
