@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field as dc_field
 
 from bot.config import CONFIG_FILE, Config, parse_config
+from bot import repo_paths
 from bot.errors import EncodingError, LayersyncError, RepoError, SemanticError
 from bot.gitops import RevisionReader
 from bot.semantic.diff import diff_views
@@ -36,8 +37,9 @@ def format_at(reader: RevisionReader, rev: str | None, root: str = "", config: C
     """The semantic layer's format at `rev`: `format` in layersync.yml, else detected from the files
     under `root` (the model's folder, "" for the repo root). No revision: the older `views` layout.
     `config`: the settings already read (callers that look for layersync.yml beside the model pass it)."""
-    if config is None:
-        config = parse_config(reader.read(rev, CONFIG_FILE) if rev is not None else None, CONFIG_FILE)
+    if config is None:           # beside the model first, then at the repo's root (bot.repo_paths)
+        config = repo_paths.read_config(lambda path: reader.read(rev, path), root) if rev is not None \
+            else parse_config(None, CONFIG_FILE)
     if config.format is not None or rev is None:
         return config.semantic_format((), root)
     return config.semantic_format(reader.list_files(rev, lambda p: is_detection_path(p, root)), root)

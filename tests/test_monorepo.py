@@ -268,3 +268,15 @@ def test_the_handlers_settings_carry_both_folders() -> None:
                            semantic_path=BI, dbt_path=DBT)
     settings = build_handler(config).context.settings
     assert (settings.semantic_path, settings.dbt_path) == (BI, DBT)
+
+
+def test_the_format_is_read_from_layersync_yml_beside_the_model(mono) -> None:
+    from bot.gitops import RevisionReader
+    from bot.selection import format_at
+
+    mono.write("layersync.yml", "format: omni\n")                   # another model's settings, at the root
+    mono.write(f"{BI}/layersync.yml", "format: views\n")
+    mono.commit("settings")
+    reader = RevisionReader(mono.remote, "semantic-layer repo")
+    assert format_at(reader, "main", BI).name == "views"
+    assert format_at(reader, "main").name == "omni"
