@@ -20,16 +20,17 @@ class Adoption:
 
 
 def adopt(forge: Forge, semantic_repo: str, dbt_pr: PullRequest, fields: list[list[str]],
-          base: str | None = None) -> Adoption:
+          base: str | None = None, semantic_path: str = "") -> Adoption:
     """`fields` are [field id, view file, model, column] as the dbt PR recorded them; `base` is the
-    branch the fields live on (an open semantic PR's branch), else the default branch."""
+    branch the fields live on (an open semantic PR's branch), else the default branch; `semantic_path`
+    the model's folder in its repo."""
     outcome = Adoption()
     branch = f"layersync/adopt/dbt-pr-{dbt_pr.number}"
     with Workspace(forge.remote_url(semantic_repo), forge.git_env(semantic_repo)) as ws:
         base = base or forge.default_branch(semantic_repo)
         ws.checkout(branch, base)
         reader = RevisionReader(ws.root, "semantic-layer repo")
-        source = ViewSource(reader, "HEAD", format_at(reader, "HEAD"))
+        source = ViewSource(reader, "HEAD", format_at(reader, "HEAD", semantic_path), semantic_path)
         edits: dict[str, str] = {}
         for field_id, _file, _model, column in fields:
             view_name, _, field_name = field_id.partition(".")

@@ -280,3 +280,21 @@ def test_the_format_is_read_from_layersync_yml_beside_the_model(mono) -> None:
     reader = RevisionReader(mono.remote, "semantic-layer repo")
     assert format_at(reader, "main", BI).name == "views"
     assert format_at(reader, "main").name == "omni"
+
+
+def test_adoption_after_the_dbt_pr_merges_edits_the_models_view(mono) -> None:
+    from bot.adopt import adopt
+    from bot.forge.base import PullRequest
+
+    mono.add_large_order()
+    mono.edit(DECOY_VIEW, "  stale_field:", "  is_large_order:\n    sql: ${TABLE}.amount > 99\n  stale_field:")
+    mono.commit("the archived copy has the field too")
+    forge = LocalForge(mono.state_db)
+    dbt_pr = PullRequest(7, str(mono.remote), "push", "", "layersync/push/x", "main", "merged", "file:///pr/7", "", "")
+    outcome = adopt(forge, str(mono.remote), dbt_pr, [["orders.is_large_order", ORDERS_VIEW, "orders",
+                                                       "is_large_order"]], semantic_path=BI)
+
+    assert outcome.adopted == ["orders.is_large_order"] and outcome.problems == []
+    branch = "layersync/adopt/dbt-pr-7"
+    assert mono.changed_files(branch) == [ORDERS_VIEW]
+    assert "sql: ${TABLE}.is_large_order" in mono.file(branch, ORDERS_VIEW)

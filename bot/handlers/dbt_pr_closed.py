@@ -42,7 +42,7 @@ def on_dbt_pr_closed(event: Event, ctx: Context) -> None:
                    f"semantic layer. Comment `/push-to-dbt` to try again.")
     else:
         outcome = adopt(ctx.forge, ctx.settings.semantic_repo, dbt_pr, list(facts.get("fields") or []),
-                        base=_open_pr_branch(ctx, origin))
+                        base=_open_pr_branch(ctx, origin), semantic_path=ctx.settings.semantic_path)
         message = f"The dbt PR {dbt_pr.url} merged."
         if outcome.pr is not None:
             message += f" {outcome.pr.url} makes the semantic layer read the new dbt columns."
