@@ -388,3 +388,13 @@ def test_push_of_omni_self_referencing_dimensions_pushes_four_of_four(repos) -> 
     model = repos.dbt_file(result.branch, "models/marts/orders.sql")
     assert "amount > 20 as is_large_order" in model and "status in ('returned', 'return_pending')" in model.lower()
     assert result.to_json()["pushed"][0]["field"].startswith("omni_dbt_main__orders.")
+
+
+def test_a_view_that_now_reads_another_dbt_model_has_every_field_looked_at_again() -> None:
+    from bot.semantic.diff import diff_views
+
+    path = f"{ROOT}/omni_dbt_marts/fct_orders.view.yaml"
+    old = read_fct_orders()
+    new = omni().read(FCT_ORDERS.replace("  name: fct_orders", "  name: fct_orders_v2"), path)
+    changes = diff_views({old.name: old}, {new.name: new})
+    assert {c.field for c in changes} == set(new.fields) and {c.kind for c in changes} == {"changed"}

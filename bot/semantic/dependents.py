@@ -95,7 +95,7 @@ class DependencyIndex:
 
     def model_of(self, view: View) -> str:
         """The dbt model (lower case) a view reads."""
-        return model_named_by(view.table_name, self._relations)
+        return model_named_by(view.model_name, self._relations)
 
     def views_reading(self, model: str) -> list[View]:
         return [v for v in self.views.values() if self.model_of(v) == model.lower()]

@@ -58,7 +58,8 @@ def diff_views(old: Mapping[str, View], new: Mapping[str, View], dialect: str = 
     for view_name in sorted(set(old) | set(new)):
         before = old[view_name].fields if view_name in old else {}
         after = new[view_name].fields if view_name in new else {}
-        if view_name in old and view_name in new and old[view_name].table_name != new[view_name].table_name:
+        if view_name in old and view_name in new and (old[view_name].table_name, old[view_name].model_name) != (
+                new[view_name].table_name, new[view_name].model_name):
             # The view now reads another table: every field of it must be looked at again.
             for name in sorted(after):
                 changes.append(FieldChange(view_name, name, "changed", before.get(name), after[name], ("table_name",)))

@@ -151,7 +151,7 @@ class YamlViewParser:
     """What the YAML formats share: one file's `dimensions:` and `measures:` as `Field`s, every
     attribute kept as written. Formats differ in layout and naming, which they pass in."""
 
-    def load(self, text: str, path: str) -> CommentedMap:
+    def _load(self, text: str, path: str) -> CommentedMap:
         data = load_view_yaml(text, path)
         if data is None:
             raise SemanticError("empty view file", path, 1)
@@ -181,10 +181,10 @@ class YamlViewParser:
                         f"field `{field_name}` is declared twice (also at line {fields[str(field_name)].location.line})",
                         path, line,
                     )
-                fields[str(field_name)] = self.field(view, str(field_name), kind, spec, path, line, seen)
+                fields[str(field_name)] = self._field(view, str(field_name), kind, spec, path, line, seen)
         return fields
 
-    def field(self, view: str, name: str, kind: FieldKind, spec: Any, path: str, line: int,
+    def _field(self, view: str, name: str, kind: FieldKind, spec: Any, path: str, line: int,
               seen: dict[int, Any] | None = None) -> Field:
         if spec is None:
             spec = {}

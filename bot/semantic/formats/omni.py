@@ -85,7 +85,7 @@ class OmniFormat(YamlViewParser):
     # ------------------------------------------------------------------ one view
 
     def read(self, text: str, path: str) -> View:
-        data = self.load(text, path)
+        data = self._load(text, path)
         query = self.is_query_view(path)
         folder = self.schema_folder(path)
         if folder is None and not query:

@@ -37,7 +37,7 @@ class ViewsFormat(YamlViewParser):
         return strip_suffix(PurePosixPath(path).name, self.suffixes)
 
     def read(self, text: str, path: str) -> View:
-        data = self.load(text, path)
+        data = self._load(text, path)
         name = str(data.get("name") or self.view_name_from_path(path))
         table = data.get("table_name") or data.get("sql_table_name") or name
         return View(
