@@ -298,3 +298,25 @@ def test_adoption_after_the_dbt_pr_merges_edits_the_models_view(mono) -> None:
     branch = "layersync/adopt/dbt-pr-7"
     assert mono.changed_files(branch) == [ORDERS_VIEW]
     assert "sql: ${TABLE}.is_large_order" in mono.file(branch, ORDERS_VIEW)
+
+
+@pytest.mark.slow
+def test_impact_builds_the_dbt_folder_and_compares_the_models_measures(mono, tmp_path, capsys) -> None:
+    mono.repo.git.checkout("-b", "double")
+    mono.edit(ORDERS_SQL, "coalesce(payments_per_order.total_amount, 0) as amount",
+              "coalesce(payments_per_order.total_amount, 0) * 2 as amount")
+    mono.edit(DECOY_SQL, "as amount", "as amount_elsewhere")         # outside the dbt folder: no model of it
+    mono.repo.git.add("-A")
+    mono.repo.index.commit("double the amounts", author=ANALYST, committer=ANALYST)
+    mono.repo.git.push("origin", "double")
+
+    report = tmp_path / "impact.json"
+    code = main(["impact", "--dbt-repo", str(mono.remote), "--semantic-repo", str(mono.remote),
+                 "--semantic-path", BI, "--dbt-path", DBT, "--base", "main", "--head", "double", "--pr", "7",
+                 "--json", str(report), "--workdir", str(tmp_path / "impact")])
+    capsys.readouterr()
+    doc = json.loads(report.read_text())
+    assert code == 0 and doc["build"]["ok"] and doc["build"]["selected"] == ["orders"]
+    totals = [v for v in doc["semantic"]["measures"] if v["measure"] == "revenue" and v["dimension"] is None]
+    assert [(v["prod"], v["dev"]) for v in totals] == [(1672.0, 3344.0)]     # the model's view, not the archive's
+    assert doc["semantic"]["broken"] == []
