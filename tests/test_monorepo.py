@@ -320,3 +320,23 @@ def test_impact_builds_the_dbt_folder_and_compares_the_models_measures(mono, tmp
     totals = [v for v in doc["semantic"]["measures"] if v["measure"] == "revenue" and v["dimension"] is None]
     assert [(v["prod"], v["dev"]) for v in totals] == [(1672.0, 3344.0)]     # the model's view, not the archive's
     assert doc["semantic"]["broken"] == []
+
+
+@pytest.mark.slow
+def test_a_preview_builds_the_dbt_folder_and_checks_the_models_views(mono, tmp_path, capsys) -> None:
+    mono.repo.git.checkout("-b", "big-orders")
+    mono.edit(ORDERS_SQL, "coalesce(payments_per_order.total_amount, 0) as amount",
+              "coalesce(payments_per_order.total_amount, 0) as amount,\n"
+              "        coalesce(payments_per_order.total_amount, 0) > 40 as is_big")
+    mono.edit(DECOY_VIEW, "\nmeasures:", "\n  broken_field:\n    sql: ${TABLE}.no_such_column\nmeasures:")
+    mono.repo.git.add("-A")
+    mono.repo.index.commit("is_big", author=ANALYST, committer=ANALYST)
+    mono.repo.git.push("origin", "big-orders")
+
+    code = main(["preview", "--branch", "big-orders", "--dbt-repo", str(mono.remote), "--semantic-repo",
+                 str(mono.remote), "--dbt-path", DBT, "--semantic-path", BI, "--registry",
+                 str(tmp_path / "previews.sqlite"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["status"] == "ready", out
+    semantic = out["semantic"]
+    assert semantic["paired"] and semantic["views"] == 2 and semantic["broken"] == [] and semantic["problems"] == []
