@@ -186,7 +186,7 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         dbt_reader = RevisionReader(ws.root, "dbt repo")
         check_folder(dbt_reader, f"origin/{base}", request.dbt_path, "--dbt-path")
         base_store = project_store(dbt_reader.store(f"origin/{base}"), request.dbt_path)
-        in_repo = _InRepo(request.dbt_path, selection)
+        in_repo = _InRepo(request.dbt_path, base_store)
         if request.dry_run:
             plan = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
                 selection.requests))
@@ -227,10 +227,9 @@ class _InRepo:
     """A plan made inside the dbt project (its paths relative to `dbt_project.yml`) as the repository
     sees it: files to write and commit, and the paths PRs and results name, under the dbt folder."""
 
-    def __init__(self, dbt_path: str, selection: Selection):
+    def __init__(self, dbt_path: str, project: Any):
         self.root = dbt_path
-        self.semantic_files = {r.field.location.file for r in selection.requests} | {
-            r.view.file for r in selection.requests}
+        self.project = project            # the dbt project's files (a FileStore), to tell its paths apart
 
     def path(self, path: str) -> str:
         return repo_paths.join(self.root, path)
@@ -243,11 +242,20 @@ class _InRepo:
                         skipped=[self._skipped(s) for s in plan.skipped])
 
     def _skipped(self, skipped: Skipped) -> Skipped:
-        """A dbt file a skip names (a YAML file that cannot be edited) under the dbt folder; the
-        semantic files are repository paths already."""
-        if skipped.file is None or skipped.file in self.semantic_files or skipped.file.startswith(self.root + "/"):
-            return skipped
-        return replace(skipped, file=self.path(skipped.file))
+        """A dbt file a skip names (a model or YAML file that cannot be edited) under the dbt folder;
+        the semantic files (views, relationships) are repository paths already."""
+        reason = self._reason(skipped.reason)
+        if skipped.file is None or self.project.read_text(skipped.file) is None:
+            return replace(skipped, reason=reason)
+        return replace(skipped, file=self.path(skipped.file), reason=reason)
+
+    def _reason(self, reason: str) -> str:
+        """The dbt file a reason starts with (`models/x.sql:12: …`, `cannot edit models/x.yml: …`)."""
+        lead = "cannot edit " if reason.startswith("cannot edit ") else ""
+        path = reason[len(lead):].split(":", 1)[0]
+        if path and self.project.read_text(path) is not None:
+            return lead + self.path(path) + reason[len(lead) + len(path):]
+        return reason
 
 
 def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], config: Config, base_store: Any,

@@ -340,3 +340,12 @@ def test_a_preview_builds_the_dbt_folder_and_checks_the_models_views(mono, tmp_p
     assert code == 0 and out["status"] == "ready", out
     semantic = out["semantic"]
     assert semantic["paired"] and semantic["views"] == 2 and semantic["broken"] == [] and semantic["problems"] == []
+
+
+def test_a_model_layersync_cannot_edit_is_named_by_its_repository_path(mono) -> None:
+    mono.edit(ORDERS_SQL, "select * from final", "select * from final;\nselect 1")
+    mono.add_large_order()
+    result = _push(mono, dry_run=True)
+
+    (skipped,) = result.skipped
+    assert skipped.file == ORDERS_VIEW and skipped.reason.startswith(f"{ORDERS_SQL}: "), skipped
