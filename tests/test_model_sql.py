@@ -617,3 +617,92 @@ def test_jinja_calls_that_render_nothing_take_no_place_in_the_sql() -> None:
              "select order_id, amount from {{ ref('orders') }}\n")
     assert upsert_column(model, "doubled", "amount * 2").splitlines()[2] == (
         "select order_id, amount, amount * 2 as doubled from {{ ref('orders') }}")
+
+
+# --------------------------------------------------------------------------
+# Batches: many columns of one model for one parse
+# --------------------------------------------------------------------------
+
+from bot.dbt import model_sql  # noqa: E402
+from bot.dbt.model_sql import ModelEditor, upsert_columns  # noqa: E402
+
+
+def _batch_for(shape: Shape) -> list[tuple[str, str]]:
+    """The shape's own column, a second new column, a third that reads the first, and the
+    shape's column again with another expression (a second edit of one column)."""
+    return [(shape.name, shape.expression), ("zz_second", shape.expression),
+            ("zz_third", f"{shape.name} is null"), (shape.name, f"({shape.expression}) + 0")]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[s.id for s in SHAPES])
+def test_upsert_columns_writes_what_one_call_per_column_writes(shape: Shape) -> None:
+    batch = _batch_for(shape)
+    try:
+        one_by_one = shape.model
+        for name, expression in batch:
+            one_by_one = upsert_column(one_by_one, name, expression, shape.dialect)
+    except ModelSqlError as error:
+        with pytest.raises(ModelSqlError) as raised:
+            upsert_columns(shape.model, batch, shape.dialect)
+        assert raised.value.message == error.message
+        return
+    assert upsert_columns(shape.model, batch, shape.dialect) == one_by_one
+    assert upsert_columns(shape.model, batch[:3], shape.dialect) == upsert_column(
+        upsert_column(upsert_column(shape.model, *batch[0], shape.dialect), *batch[1], shape.dialect),
+        *batch[2], shape.dialect)
+
+
+def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = model_sql._load
+
+    def counting(text: str, dialect: str):
+        calls.append(len(text))
+        return real(text, dialect)
+
+    monkeypatch.setattr(model_sql, "_load", counting)
+    return calls
+
+
+def test_many_columns_parse_the_model_twice_not_per_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One parse to plan them all, one to validate the result: 200 columns cost what 2 do (the
+    model was re-parsed ~4 times per column, so planning a wide view was quadratic)."""
+    calls = _count_loads(monkeypatch)
+    columns = [(f"c{k}", f"amount * {k}") for k in range(200)]
+    result = upsert_columns("select\n    id,\n    amount\nfrom t\n", columns)
+    assert result.count(" as c") == 200 and result.endswith("    amount * 199 as c199\nfrom t\n")
+    assert len(calls) == 2
+
+
+def test_editor_plans_on_top_of_the_columns_before() -> None:
+    editor = ModelEditor("select id, amount from t\n")
+    first = editor.plan("doubled", "amount * 2")
+    editor.accept(first)
+    second = editor.plan("quadrupled", "doubled * 2")
+    assert (first.before, first.after, second.after) == (None, "amount * 2", "amount * 2 * 2")
+    assert editor.column_sql("doubled") == "amount * 2" and "doubled" in editor.shape().output_columns
+    editor.accept(second)
+    assert editor.finish() == "select id, amount, amount * 2 as doubled, amount * 2 * 2 as quadrupled from t\n"
+    assert editor.finish() == upsert_column(upsert_column("select id, amount from t\n", "doubled", "amount * 2"),
+                                            "quadrupled", "doubled * 2")
+
+
+def test_a_column_that_breaks_the_splice_fails_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the spliced model does not validate, the columns are written one at a time, so the one
+    at fault is known and the others still go in."""
+    real = model_sql._validate
+
+    def picky(text: str, names: list[str], dialect: str) -> None:
+        if "bad" in names:
+            raise ModelSqlError("the edited model does not project 'bad'")
+        real(text, names, dialect)
+
+    monkeypatch.setattr(model_sql, "_validate", picky)
+    editor = ModelEditor("select id, amount from t\n")
+    edits = [editor.plan(name, "amount + 1") for name in ("good", "bad", "fine")]
+    for edit in edits:
+        editor.accept(edit)
+    assert editor.finish() == "select id, amount, amount + 1 as good, amount + 1 as fine from t\n"
+    assert [editor.failure(e) is not None for e in edits] == [False, True, False]
+    with pytest.raises(ModelSqlError, match="does not project 'bad'"):
+        upsert_columns("select id, amount from t\n", [("good", "amount"), ("bad", "amount")])

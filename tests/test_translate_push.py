@@ -1,6 +1,8 @@
 """The push planner on in-memory dbt projects: pure, no git and no dbt."""
 from __future__ import annotations
 
+import pytest
+
 from bot.dbt.project import DbtProject, MemoryStore
 from bot.semantic.reader import OmniYamlReader
 from bot.translate.push import FieldRequest, PushPlanner
@@ -77,3 +79,43 @@ def test_project_index() -> None:
     assert project.find_model('"ORDERS"').name == "fct_orders"
     assert project.find_model("nothing") is None
     assert project.properties_file(project.models()["dim_customers"]) == ("models/marts/_marts__models.yml", True)
+
+
+def _wide_view(n: int) -> str:
+    return "table_name: dim_customers\ndimensions:\n" + "".join(
+        f"  f{k}:\n    sql: upper(${{name}}) || '{k}'\n    description: field {k}\n" for k in range(n))
+
+
+def test_a_models_fields_parse_it_twice_and_its_yaml_is_not_round_tripped(monkeypatch) -> None:
+    """Planning N new columns of one model re-parsed the growing model ~4 times per column (N²) and
+    round-tripped the YAML through ruamel: now one parse to plan, one to validate, no round trip."""
+    from bot.dbt import model_sql, schema_yaml
+
+    loads: list[int] = []
+    real_load = model_sql._load
+    monkeypatch.setattr(model_sql, "_load", lambda text, dialect: loads.append(1) or real_load(text, dialect))
+    monkeypatch.setattr(schema_yaml, "_parse", lambda text: pytest.fail("ruamel round trip"))
+    result = plan(_wide_view(40), *(f"f{k}" for k in range(40)))
+    assert len(result.pushed) == 40 and not result.skipped
+    assert len(loads) == 2
+    sql = result.files["models/marts/dim_customers.sql"]
+    assert sql.startswith("select id as customer_id, name, upper(name) || '0' as f0, ") and "as f39 from" in sql
+
+
+def test_a_column_its_models_splice_refuses_is_skipped_alone(monkeypatch) -> None:
+    from bot.dbt import model_sql
+
+    real = model_sql._validate
+
+    def picky(text: str, names: list[str], dialect: str):
+        if "f1" in names:
+            raise model_sql.ModelSqlError("the edited model does not project 'f1'")
+        return real(text, names, dialect)
+
+    monkeypatch.setattr(model_sql, "_validate", picky)
+    result = plan(_wide_view(3), "f0", "f1", "f2")
+    assert [p.id for p in result.pushed] == ["v.f0", "v.f2"]
+    (skip,) = result.skipped
+    assert skip.id == "v.f1" and skip.reason.startswith("models/marts/dim_customers.sql: ") and skip.line == 6
+    assert " as f1" not in result.files["models/marts/dim_customers.sql"]
+    assert "f1" not in result.files["models/marts/_marts__models.yml"]

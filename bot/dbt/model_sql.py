@@ -25,6 +25,9 @@ __all__ = [
     "column_sql",
     "mask_jinja",
     "upsert_column",
+    "upsert_columns",
+    "ModelEditor",
+    "ColumnEdit",
 ]
 
 
@@ -952,8 +955,9 @@ def _leading_whitespace(line: str) -> str:
     return line[:len(line) - len(line.lstrip(" \t"))]
 
 
-def _insertion(model: _Model, branch: _Branch, item: str) -> list[_Edit]:
-    """Edits appending `item` to the branch's select list in the file's style."""
+def _insertion(model: _Model, branch: _Branch, items: list[str]) -> list[_Edit]:
+    """Edits appending `items` to the branch's select list in the file's style: the text
+    appending them one call at a time writes, each new item styled like the last one."""
     text = model.text
     last = branch.projections[-1]
     line_end = _line_end_after(model, last.end, branch.list_end)
@@ -964,14 +968,15 @@ def _insertion(model: _Model, branch: _Branch, item: str) -> list[_Edit]:
     if line_end is not None and before.strip() == "":
         _check_balanced(model, branch.keyword_start, line_end, "the end of the final select list")
         indent = _leading_whitespace(text[line_start:last.start])
-        return [_Edit(last.end, last.end, ","), _Edit(line_end, line_end, f"{newline}{indent}{item}")]
+        return [_Edit(last.end, last.end, ","),
+                _Edit(line_end, line_end, newline + indent + f",{newline}{indent}".join(items))]
     if line_end is not None and comma is not None and before.strip() == "," and comma >= line_start:
         _check_balanced(model, branch.keyword_start, line_end, "the end of the final select list")
         indent = _leading_whitespace(text[line_start:comma])
         gap = text[comma + 1:last.start]
-        return [_Edit(line_end, line_end, f"{newline}{indent},{gap}{item}")]
+        return [_Edit(line_end, line_end, "".join(f"{newline}{indent},{gap}{item}" for item in items))]
     _check_balanced(model, branch.keyword_start, last.end, "the end of the final select list")
-    return [_Edit(last.end, last.end, f", {item}")]
+    return [_Edit(last.end, last.end, "".join(f", {item}" for item in items))]
 
 
 def _replacement(model: _Model, branch: _Branch, index: int, new_sql: str, alias: str, named: bool) -> list[_Edit]:
@@ -1034,15 +1039,179 @@ def _check_no_new_jinja(model: _Model, result: str) -> None:
                                 _line_of(result, region.start))
 
 
-def _validate(text: str, name: str, dialect: str) -> None:
+def _validate(text: str, names: list[str], dialect: str) -> _Model:
     """Re-read the edited text the same way, so a bad splice fails here, not in dbt."""
     try:
         model = _load(text, dialect)
     except ModelSqlError as error:
         raise ModelSqlError(f"the edited model is not valid SQL: {error.message}", error.line) from error
     branches = model.branches if model.by_name else model.branches[:1]
-    if any(branch.index_of(name) is None for branch in branches):
-        raise ModelSqlError(f"the edited model does not project {name!r}")
+    for name in names:
+        if any(branch.index_of(name) is None for branch in branches):
+            raise ModelSqlError(f"the edited model does not project {name!r}")
+    return model
+
+
+@dataclass(frozen=True)
+class ColumnEdit:
+    """One column's planned edit of a loaded model: what `upsert_column` would do, not done yet."""
+
+    name: str
+    expression: exp.Expression | str
+    before: str | None          # the projection's SQL as written (first branch); None for a new column
+    after: str                  # its SQL once edited
+    replacements: tuple[_Edit, ...]
+    items: tuple[str | None, ...]  # per branch, the select item to append (None: replaced in place)
+    substitutes: tuple[_Substitute, ...]  # per branch, what a later column reading this one writes
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.replacements) or any(item is not None for item in self.items)
+
+
+class ModelEditor:
+    """Many columns of one model for one parse: each `plan` reads the model loaded once (and the
+    columns accepted before it, as if they were written), `finish` splices all of them and
+    re-reads the result once. Planning a view's N fields one `upsert_column` at a time parsed
+    the growing model several times per field, N² in all.
+    """
+
+    def __init__(self, text: str, dialect: str = "duckdb") -> None:
+        self.dialect = dialect
+        self.failures: dict[int, ModelSqlError] = {}   # id(ColumnEdit) -> why it was not written
+        self._reset(text)
+
+    def _reset(self, text: str, model: _Model | None = None) -> None:
+        self.text = text
+        self.model = model or _load(text, self.dialect)
+        self.lowercase = _prefers_lowercase(self.model)
+        self.accepted: list[ColumnEdit] = []
+        self._written: dict[str, ColumnEdit] = {}
+
+    def column_sql(self, name: str) -> str | None:
+        """`column_sql` of the model as the accepted edits leave it."""
+        written = self._written.get(name.lower())
+        if written is not None:
+            return written.after
+        first = self.model.branches[0]
+        index = first.index_of(name)
+        if index is None:
+            return None
+        projection = first.projections[index]
+        return self.text[projection.start:projection.inner_end]
+
+    def shape(self) -> ModelShape:
+        """`analyse` of the model as the accepted edits leave it."""
+        first = self.model.branches[0]
+        names = [p.display for p in first.projections if p.display is not None]
+        known = {n.lower() for n in names}
+        names += [e.name for e in self.accepted if e.name.lower() not in known and e.items[0] is not None]
+        return ModelShape(output_columns=names, has_star=bool(first.stars) or first.dynamic)
+
+    def plan(self, name: str, expression: exp.Expression | str) -> ColumnEdit:
+        """The edit writing `<expression> as <name>`; ModelSqlError when it cannot be written."""
+        if name.lower() in self._written:
+            self._flush()  # a second edit of one column reads the first as written
+        model = self.model
+        _check_name(name)
+        node = _parse_expression(expression, self.dialect)
+        references = _column_refs(node)
+        if any(column.name.lower() == name.lower() for column in references):
+            raise ModelSqlError(f"the expression for {name!r} references {name!r} itself")
+        _check_set_operation(model)
+        alias = _alias_sql(name, self.dialect)
+        first = model.branches[0]
+        replacements: list[_Edit] = []
+        items: list[str | None] = []
+        substitutes: list[_Substitute] = []
+        after = ""
+        for position, branch in enumerate(model.branches):
+            reference = branch if model.by_name else first
+            found = [self._substitute(column, branch, reference, position) for column in references]
+            new_sql = _render(node, found, self.dialect, self.lowercase)
+            _check_one_item(mask_jinja(new_sql), self.dialect, f"the new column {name!r}")
+            target = reference.index_of(name)
+            if target is None:
+                item = f"{new_sql} {'as' if self.lowercase else 'AS'} {alias}"
+                _insertion(model, branch, [item])  # refuses a list ending inside Jinja, for this column
+                items.append(item)
+                written = new_sql
+            else:
+                edits = _replacement(model, branch, target, new_sql, alias, named=branch is reference)
+                replacements += edits
+                items.append(None)
+                projection = branch.projections[target]
+                written = new_sql if edits else self.text[projection.start:projection.inner_end]
+            substitutes.append(_Substitute(written, _masked_node(written, self.dialect)))
+            if position == 0:
+                after = written
+        return ColumnEdit(name, expression, self.column_sql(name), after, tuple(replacements), tuple(items),
+                          tuple(substitutes))
+
+    def _substitute(self, column: exp.Column, branch: _Branch, reference: _Branch, position: int) -> _Substitute:
+        written = self._written.get(column.name.lower())
+        if written is not None:
+            return written.substitutes[position]
+        return _resolve(column, self.model, branch, reference)
+
+    def accept(self, edit: ColumnEdit) -> None:
+        """Write `edit` (at `finish`); the columns planned after it read it as written."""
+        self.accepted.append(edit)
+        if edit.changed:
+            self._written[edit.name.lower()] = edit
+
+    def _splice(self) -> tuple[str, _Model]:
+        """The text with the accepted columns, and that text as validated (loaded)."""
+        edits = [e for edit in self.accepted for e in edit.replacements]
+        for position, branch in enumerate(self.model.branches):
+            items = [item for edit in self.accepted if (item := edit.items[position]) is not None]
+            if items:
+                edits += _insertion(self.model, branch, items)
+        if not edits:
+            return self.text, self.model
+        result = _apply(self.text, edits)
+        _check_no_placeholder_leak(self.model, result)
+        _check_no_new_jinja(self.model, result)
+        return result, _validate(result, [edit.name for edit in self.accepted if edit.changed], self.dialect)
+
+    def _flush(self) -> None:
+        """Splice what is accepted; when the splice fails as a whole, write the columns one at a time
+        so each one that fails is known (and the others still go in)."""
+        try:
+            text, model = self._splice()
+        except ModelSqlError:
+            text, model = self.text, None
+            for edit in self.accepted:
+                try:
+                    text = upsert_column(text, edit.name, edit.expression, self.dialect)
+                except ModelSqlError as error:
+                    self.failures[id(edit)] = error
+        self._reset(text, model)
+
+    def finish(self) -> str:
+        """The model with every accepted column written; those that could not be are in `failures`."""
+        if self.accepted:
+            self._flush()
+        return self.text
+
+    def failure(self, edit: ColumnEdit) -> ModelSqlError | None:
+        return self.failures.get(id(edit))
+
+
+def upsert_columns(text: str, columns: list[tuple[str, exp.Expression | str]], dialect: str = "duckdb") -> str:
+    """`upsert_column` for several columns, one parse and one validation for all of them; the
+    result is the text calling it once per column writes. ModelSqlError for the first column
+    that cannot be written (nothing is written then)."""
+    editor = ModelEditor(text, dialect)
+    edits = []
+    for name, expression in columns:
+        edits.append(editor.plan(name, expression))
+        editor.accept(edits[-1])
+    result = editor.finish()
+    failed = next((editor.failure(edit) for edit in edits if editor.failure(edit) is not None), None)
+    if failed is not None:
+        raise failed
+    return result
 
 
 def upsert_column(
@@ -1055,31 +1224,6 @@ def upsert_column(
     portably reference its own aliases). An existing projection named `name`
     has its expression replaced in place; everything else is byte-identical.
     """
-    model = _load(text, dialect)
-    _check_name(name)
-    node = _parse_expression(expression, dialect)
-    references = _column_refs(node)
-    if any(column.name.lower() == name.lower() for column in references):
-        raise ModelSqlError(f"the expression for {name!r} references {name!r} itself")
-    _check_set_operation(model)
-    alias = _alias_sql(name, dialect)
-    first = model.branches[0]
-    lowercase = _prefers_lowercase(model)
-    edits: list[_Edit] = []
-    for branch in model.branches:
-        reference = branch if model.by_name else first
-        substitutes = [_resolve(column, model, branch, reference) for column in references]
-        new_sql = _render(node, substitutes, dialect, lowercase)
-        _check_one_item(mask_jinja(new_sql), dialect, f"the new column {name!r}")
-        target = reference.index_of(name)
-        if target is None:
-            edits += _insertion(model, branch, f"{new_sql} {'as' if lowercase else 'AS'} {alias}")
-        else:
-            edits += _replacement(model, branch, target, new_sql, alias, named=branch is reference)
-    if not edits:
-        return text
-    result = _apply(text, edits)
-    _check_no_placeholder_leak(model, result)
-    _check_no_new_jinja(model, result)
-    _validate(result, name, dialect)
-    return result
+    editor = ModelEditor(text, dialect)
+    editor.accept(editor.plan(name, expression))
+    return editor._splice()[0]

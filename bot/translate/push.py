@@ -81,6 +81,7 @@ class _Draft:
     dbt_sql: str | None = None
     previous_dbt_sql: str | None = None
     yaml_changed: bool = False
+    sql_edit: model_sql.ColumnEdit | None = None   # the column it writes, spliced with its model's others
 
     def pushed(self) -> PushedField:
         field = self.request.field
@@ -186,6 +187,13 @@ def unsafe_expression(expression: exp.Expression, dialect: str) -> str | None:
     return None
 
 
+def _model_error(request: FieldRequest, model: Model, exc: model_sql.ModelSqlError) -> TranslationError:
+    """Name the dbt file too: the problem may sit in the model, not in the analyst's SQL."""
+    where = f"{model.path}:{exc.line}" if exc.line else model.path
+    loc = request.field.location
+    return TranslationError(f"{where}: {exc.message}", loc.file, loc.line)
+
+
 def _is_plain_column(expression: exp.Expression) -> str | None:
     if isinstance(expression, exp.Column) and not expression.table:
         return expression.name
@@ -203,6 +211,8 @@ class PushPlanner:
         self.dialect = dialect
         self.dbt_dialect = dbt_dialect
         self._resolvers: dict[int, tuple[View, Resolver]] = {}
+        self._editors: dict[str, model_sql.ModelEditor] = {}
+        self._base_editors: dict[str, model_sql.ModelEditor | None] = {}
 
     def _resolver(self, view: View) -> Resolver:
         """One per view, so a field's references are parsed once per plan, not once per field reaching them."""
@@ -212,17 +222,21 @@ class PushPlanner:
         return held[1]
 
     def plan(self, requests: Iterable[FieldRequest]) -> PushPlan:
-        """SQL edits field by field, then each YAML file edited once for all its fields.
+        """SQL edits field by field, each model spliced once for all its fields, then each YAML
+        file edited once for all its fields.
 
-        One round trip per YAML file, not per field, keeps a batch's cost at what it touches.
-        A YAML file that cannot be edited fails its fields, and the plan is made again
-        without them, so their SQL edits do not stay behind either.
+        One parse per model and one edit per YAML file, not per field, keeps a batch's cost at
+        what it touches. A field whose column does not survive its model's splice is skipped
+        with its reason, the others still go in; a YAML file that cannot be edited fails its
+        fields, and the plan is made again without them, so their SQL edits do not stay behind.
         """
         requests = list(requests)
         failed: dict[str, Skipped] = {}
         while True:
             self.overlay.files.clear()
+            self._editors.clear()
             drafts, skipped = self._draft_all([r for r in requests if r.field.id not in failed])
+            drafts = self._write_models(drafts, skipped)
             yaml_failures = self._apply_yaml(drafts)
             if not yaml_failures:
                 break
@@ -276,16 +290,14 @@ class PushPlanner:
                 return self._document_plain(request, model, plain)
             return self._add_column(request, model, expression)
         except model_sql.ModelSqlError as exc:
-            # Name the dbt file too: the problem may sit in the model, not in the analyst's SQL.
-            where = f"{model.path}:{exc.line}" if exc.line else model.path
-            raise TranslationError(f"{where}: {exc.message}", field.location.file, field.location.line) from None
+            raise _model_error(request, model, exc) from None
 
     def _document_plain(self, request: FieldRequest, model: Model, column: str) -> "Skipped | _Draft":
         field = request.field
         if column.lower() != field.name.lower():
             return skip_for(request, f"`{field.name}` only renames column `{column}` of `{model.name}`; "
                                      f"there is no logic to push", "nothing-to-push")
-        shape = model_sql.analyse(self._read(model.path), self.dbt_dialect)
+        shape = self._editor(model).shape()
         if not shape.has_star and column.lower() not in {c.lower() for c in shape.output_columns}:
             raise TranslationError(f"unknown column `{column}`: model `{model.name}` has "
                                    f"{', '.join(shape.output_columns)}", field.location.file, field.location.line)
@@ -294,20 +306,40 @@ class PushPlanner:
                             "nothing-to-push")
         return _Draft(request, model, column, self._column_doc(model, column, field), self._yaml_path(model))
 
+    def _editor(self, model: Model) -> model_sql.ModelEditor:
+        """The model parsed once per plan; its fields' columns are planned on it in turn."""
+        editor = self._editors.get(model.path)
+        if editor is None:
+            editor = self._editors[model.path] = model_sql.ModelEditor(self._read(model.path), self.dbt_dialect)
+        return editor
+
     def _add_column(self, request: FieldRequest, model: Model, expression: exp.Expression) -> "_Draft":
         field = request.field
-        text = self._read(model.path)
-        before = model_sql.column_sql(text, field.name, self.dbt_dialect)
-        new_text = model_sql.upsert_column(text, field.name, expression, self.dbt_dialect)
-        if before is not None and new_text != text and not self._may_replace(request, model, text, expression):
+        editor = self._editor(model)
+        edit = editor.plan(field.name, expression)
+        if edit.before is not None and edit.changed and not self._may_replace(request, model, editor):
             raise TranslationError(
-                f"model `{model.name}` already has a column `{field.name}` (`{before}`) that layersync did not "
+                f"model `{model.name}` already has a column `{field.name}` (`{edit.before}`) that layersync did not "
                 f"write; rename the field or change the column in dbt", field.location.file, field.location.line)
-        if new_text != text:
-            self.overlay.files[model.path] = new_text
-        after = model_sql.column_sql(new_text, field.name, self.dbt_dialect)
+        editor.accept(edit)
         return _Draft(request, model, field.name, self._column_doc(model, field.name, field), self._yaml_path(model),
-                      sql_changed=new_text != text, dbt_sql=after, previous_dbt_sql=before)
+                      sql_changed=edit.changed, dbt_sql=edit.after, previous_dbt_sql=edit.before, sql_edit=edit)
+
+    def _write_models(self, drafts: list["_Draft"], skipped: list[Skipped]) -> list["_Draft"]:
+        """Splice each model's accepted columns; a field whose column failed there is skipped."""
+        for path, editor in self._editors.items():
+            text = editor.finish()
+            if text != self._read(path):
+                self.overlay.files[path] = text
+        kept: list[_Draft] = []
+        for draft in drafts:
+            error = self._editors[draft.model.path].failure(draft.sql_edit) if draft.sql_edit else None
+            if error is None:
+                kept.append(draft)
+                continue
+            exc = _model_error(draft.request, draft.model, error)
+            skipped.append(Skipped(draft.request.field.id, exc.file, exc.line, exc.message))
+        return kept
 
     def _column_doc(self, model: Model, column: str, field: Field) -> schema_yaml.ColumnDoc:
         tests = ("unique", "not_null") if field.primary_key else ()
@@ -342,19 +374,27 @@ class PushPlanner:
                 d.yaml_changed = before.get(key) != after.get(key)
         return failures
 
-    def _may_replace(self, request: FieldRequest, model: Model, text: str, expression: exp.Expression) -> bool:
+    def _may_replace(self, request: FieldRequest, model: Model, editor: model_sql.ModelEditor) -> bool:
         """Replace a column only when it is ours: added on the bot's branch, or the old field's translation."""
-        base_text = self.base_store.read_text(model.path)
-        if base_text is None or model_sql.column_sql(base_text, request.field.name, self.dbt_dialect) is None:
+        base = self._base_editor(model)
+        if base is None or base.column_sql(request.field.name) is None:
             return True
         previous = request.previous
         if previous is None or previous.kind != "dimension":
             return False
         try:
             old_expression = Resolver(request.view, self.dialect).resolve(previous)
-            return model_sql.upsert_column(text, request.field.name, old_expression, self.dbt_dialect) == text
+            return not editor.plan(request.field.name, old_expression).changed
         except (LayersyncError, model_sql.ModelSqlError):
             return False  # an old translation that cannot be written was never layersync's column
+
+    def _base_editor(self, model: Model) -> model_sql.ModelEditor | None:
+        """The model as the base revision has it, parsed once per planner (it does not change)."""
+        if model.path not in self._base_editors:
+            base_text = self.base_store.read_text(model.path)
+            self._base_editors[model.path] = (None if base_text is None
+                                              else model_sql.ModelEditor(base_text, self.dbt_dialect))
+        return self._base_editors[model.path]
 
     def _read(self, path: str) -> str:
         text = self.overlay.read_text(path)
