@@ -770,3 +770,15 @@ def test_edits_the_fast_path_refuses_go_through_the_round_trip(text: str, docs: 
 def test_fast_path_descriptions_match_the_round_trip(description: str) -> None:
     for docs in ([ColumnDoc("orders", "amount", description)], [ColumnDoc("orders", "order_id", description)]):
         assert upsert_columns(COLUMN_WITH_FRIENDS, docs) == schema_yaml._round_trip_upsert(COLUMN_WITH_FRIENDS, docs)
+
+
+@pytest.mark.parametrize("text, docs", [*FAST_CASES, (JAFFLE, [ColumnDoc("stg_payments", "id", "x")]),
+                                        (JAFFLE, [ColumnDoc("customers", "customer_id", None, ("relationships",))]),
+                                        (None, [ColumnDoc("m", "a", "A"), ColumnDoc("m", "b")])])
+def test_changes_name_exactly_the_entries_that_changed(text: str | None, docs: list[ColumnDoc]) -> None:
+    """Spliced or round-tripped, the changed entries are the ones a re-read tells apart."""
+    updated, changed = schema_yaml.upsert_columns_changes(text, docs)
+    before, after = schema_yaml._column_entries(text or ""), schema_yaml._column_entries(updated)
+    assert changed == {key for key, entry in after.items() if before.get(key) != entry}
+    assert updated == upsert_columns(text, docs)
+    assert schema_yaml.upsert_columns_changes(updated, docs) == (updated, set())

@@ -56,6 +56,8 @@ __all__ = [
     "model_names",
     "remove_column",
     "upsert_column",
+    "upsert_columns",
+    "upsert_columns_changes",
 ]
 
 Indent = tuple[int, int, int]  # (mapping, sequence, offset) as in YAML.indent()
@@ -1201,6 +1203,7 @@ class _FastEdit:
         self.column_seqs: dict[int, _FastSeq] = {}
         self.new_models: dict[str, CommentedMap] = {}
         self.touched: set[tuple[str, str]] = set()
+        self.changed: set[tuple[str, str]] = set()   # (model, column lower-cased) whose entry changed
         self.tests_key = self._tests_key()
         self.meta_in_config = self._meta_in_config()
 
@@ -1245,12 +1248,13 @@ class _FastEdit:
             seq = self._column_seq(node)
             seq.pending.append(self._new_column(doc))
             columns.append(_plain(seq.pending[-1]))
+            self.changed.add((doc.model, doc.column.lower()))
             return
         if doc.tests or doc.meta:
             raise _NoFastPath
-        if doc.description is not None:
-            self._set_description(columns[index], _fast_block_seq(_fast_value(node, "columns")).value[index],
-                                  doc.description)
+        if doc.description is not None and self._set_description(
+                columns[index], _fast_block_seq(_fast_value(node, "columns")).value[index], doc.description):
+            self.changed.add((doc.model, str(columns[index]["name"]).lower()))
 
     def _new_column(self, doc: ColumnDoc) -> CommentedMap:
         return _new_column(doc.column, doc.description, doc.tests, doc.meta, self.tests_key, self.meta_in_config,
@@ -1264,6 +1268,7 @@ class _FastEdit:
             self.models_seq.pending.append(entry)
             self.data["models"].append({"name": doc.model, "columns": []})
         entry["columns"].append(self._new_column(doc))
+        self.changed.add((doc.model, doc.column.lower()))
         next(m for m in reversed(self.data["models"]) if m["name"] == doc.model)["columns"].append(
             _plain(entry["columns"][-1]))
 
@@ -1274,10 +1279,10 @@ class _FastEdit:
             seq = self.column_seqs[id(model_node)] = _FastSeq(nodes, self._key_column(model_node, "columns"), False)
         return seq
 
-    def _set_description(self, column: dict, node: pyyaml.Node, description: str) -> None:
+    def _set_description(self, column: dict, node: pyyaml.Node, description: str) -> bool:
         old = column.get("description")
         if old is not None and str(old) == description:
-            return
+            return False
         value_node = _fast_value(node, "description")
         name_node = _fast_value(node, "name")
         if value_node is not None:
@@ -1295,6 +1300,7 @@ class _FastEdit:
                 raise _NoFastPath  # comments under `name:`: which side the key goes is the round trip's call
             self.replacements.append(_Edit(at, at, f"{' ' * key_column}description: {text}\n"))
         column["description"] = description
+        return True
 
     def _replace_keeping_comment(self, node: pyyaml.ScalarNode, text: str) -> _Edit:
         """Replace a one-line value; a comment after it keeps its column while the value leaves
@@ -1347,13 +1353,33 @@ def _apply_edits(text: str, edits: list[_Edit]) -> str:
 
 def _fast_upsert(body: str, columns: Sequence[ColumnDoc]) -> str | None:
     """The edited body by splicing, or None when the round-trip engine must decide."""
+    done = _fast_upsert_changes(body, columns)
+    return None if done is None else done[0]
+
+
+def _fast_upsert_changes(body: str, columns: Sequence[ColumnDoc]) -> tuple[str, set[tuple[str, str]]] | None:
     try:
         edit = _FastEdit(body)
         for doc in columns:
             edit.add(doc)
-        return edit.result()
+        return edit.result(), edit.changed
     except _NoFastPath:
         return None
+
+
+def _column_entries(text: str) -> dict[tuple[str, str], Any]:
+    """(model, column lower-cased) → the column's entry, read fast: only to tell which changed."""
+    try:
+        data = bounded(pyyaml.load(text, Loader=_FAST_LOADER)) if text.strip() else None
+    except pyyaml.YAMLError:
+        data = None
+    found: dict[tuple[str, str], Any] = {}
+    for model in (data.get("models") if isinstance(data, dict) else None) or []:
+        if isinstance(model, dict) and isinstance(model.get("columns"), list):
+            for column in model["columns"]:
+                if isinstance(column, dict) and column.get("name") is not None:
+                    found[(str(model.get("name")), str(column["name"]).lower())] = column
+    return found
 
 
 # --------------------------------------------------------------------------
@@ -1402,19 +1428,36 @@ class ColumnDoc:
 def upsert_columns(text: str | None, columns: Sequence[ColumnDoc]) -> str:
     """`upsert_column` for several columns in one round trip: a batch that touches one file many
     times costs one parse and one splice, not one per column. Same result as calling it in turn."""
-    columns = list(columns)
+    return upsert_columns_changes(text, columns)[0]
+
+
+def upsert_columns_changes(text: str | None, columns: Sequence[ColumnDoc]) -> tuple[str, set[tuple[str, str]]]:
+    """`upsert_columns`, and which entries it changed, as (model, column lower-cased): a planner
+    reports a field as documented only when its entry changed. Known without re-reading the file
+    when the edit was spliced."""
+    updated, changed = _upsert_columns(text, list(columns))
+    if changed is None:
+        before, after = _column_entries(text or ""), _column_entries(updated)
+        changed = {key for key, entry in after.items() if before.get(key) != entry}
+    return updated, changed
+
+
+def _upsert_columns(text: str | None, columns: list[ColumnDoc]) -> tuple[str, set[tuple[str, str]] | None]:
+    """The edited text, and the entries changed when the fast path knows them."""
     if not columns:
-        return text or ""
+        return text or "", set()
+    created: set[tuple[str, str]] = set()
     if text is None or not text.strip():
         first = columns.pop(0)
         text = _fresh_file(first.model, first.column, first.description, first.tests, first.meta)
+        created.add((first.model, first.column.lower()))
         if not columns:
-            return text
+            return text, created
     envelope, body = _Envelope.of(text)
-    fast = _fast_upsert(body, columns)
+    fast = _fast_upsert_changes(body, columns)
     if fast is not None:
-        return text if fast == body else envelope.wrap(fast)
-    return _round_trip_upsert(text, columns)
+        return (text if fast[0] == body else envelope.wrap(fast[0])), fast[1] | created
+    return _round_trip_upsert(text, columns), None
 
 
 def _round_trip_upsert(text: str, columns: list[ColumnDoc]) -> str:

@@ -11,7 +11,7 @@ from typing import Iterable, Literal
 from sqlglot import exp
 
 from bot.dbt import model_sql, schema_yaml
-from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model, fast_yaml
+from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model
 from bot.errors import LayersyncError, TranslationError
 from bot.semantic.model import Field, View
 from bot.semantic.refs import Ref, Resolver, scan
@@ -93,18 +93,6 @@ class _Draft:
                       if changed)
         return PushedField(field.id, field.location.file, field.location.line, self.model.name, self.column, action,
                            field.sql, self.dbt_sql, self.previous_dbt_sql if action == "replaced" else None, files)
-
-
-def column_docs(text: str | None) -> dict[tuple[str, str], object]:
-    """(model, column) → the column's YAML entry, read fast: only to tell which fields changed it."""
-    data = fast_yaml(text) if text else None
-    found: dict[tuple[str, str], object] = {}
-    for model in (data.get("models") if isinstance(data, dict) else None) or []:
-        if isinstance(model, dict):
-            for column in model.get("columns") or []:
-                if isinstance(column, dict) and column.get("name") is not None:
-                    found[(str(model.get("name")), str(column["name"]).lower())] = column
-    return found
 
 
 def skip_for(request: FieldRequest, reason: str, code: str = "error") -> Skipped:
@@ -357,7 +345,7 @@ class PushPlanner:
         for path, group in by_path.items():
             current = self.overlay.read_text(path)
             try:
-                updated = schema_yaml.upsert_columns(current, [d.doc for d in group])
+                updated, changed = schema_yaml.upsert_columns_changes(current, [d.doc for d in group])
             except schema_yaml.SchemaYamlError as exc:
                 where = f"{path}:{exc.line}" if exc.line else path
                 for d in group:
@@ -368,10 +356,8 @@ class PushPlanner:
             if updated == current:
                 continue
             self.overlay.files[path] = updated
-            before, after = column_docs(current), column_docs(updated)
             for d in group:
-                key = (d.model.name, d.column.lower())
-                d.yaml_changed = before.get(key) != after.get(key)
+                d.yaml_changed = (d.model.name, d.column.lower()) in changed
         return failures
 
     def _may_replace(self, request: FieldRequest, model: Model, editor: model_sql.ModelEditor) -> bool:
