@@ -144,9 +144,9 @@ def select(reader: RevisionReader, head: str, request: PushRequest, config: Conf
     return bounded_selection(select_changed(reader, head, since, config.dialect, fmt, root=root))
 
 
-# Planning a column re-reads its model (each added column grows it), so one push costs about the
-# square of its dimensions: 300 take half a minute, 5,000 (one view file's bound) hours. Every PR
-# gets a dry run, so the bound is what keeps any PR author from holding a worker for hours.
+# Every PR gets a dry run and every push a dbt check: one event's work is bounded so that no PR author
+# can hold a worker for long with a file of thousands of fields (planning is linear, the dbt check and the
+# PR that a reviewer must read are not).
 MAX_FIELDS_PER_PUSH = 300
 
 
