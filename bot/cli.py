@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run push-to-dbt end to end on a generated jaffle_shop project")
     demo.add_argument("--workdir", type=Path, help="keep the demo's repos here instead of a temp dir")
+    demo.add_argument("--layout", choices=("omni", "views"), default="omni",
+                      help="the semantic model's layout: Omni's own (default) or the older views/ folder")
     _add_preview_parser(sub)
     return parser
 
@@ -247,7 +249,7 @@ def _cmd_impact(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo.run import run_demo
 
-    return run_demo(args.workdir)
+    return run_demo(args.workdir, args.layout)
 
 
 def _worker(config, threads: int):

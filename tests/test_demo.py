@@ -16,7 +16,9 @@ def test_demo_pushes_builds_and_verifies_values(tmp_path, capsys) -> None:
     assert "ok       customers.customer_tier: 100/100 rows" in out
     assert "MISMATCH" not in out
     assert "not pushed (aggregate)" in out
+    assert "pushed   omni_dbt_marts__orders.is_large_order -> orders.is_large_order (added)" in out
     assert out.rstrip().splitlines()[-1].startswith("demo ok")
-    assert "the field is renamed to `customers.order_count` and keeps `number_of_orders` as an alias" in out
+    assert ("the field is renamed to `omni_dbt_marts__customers.order_count` and keeps `number_of_orders` as an "
+            "alias") in out                                   # Omni's view names, in Omni's layout
     # The impact report for the PR it opened: three new columns, no row moved, no field broken.
     assert "<!-- layersync:impact pr=1 -->" in out and "| 2 | 3 | 0 | 0 | 0 |" in out

@@ -47,6 +47,37 @@ CUSTOMERS_EDIT = """\
     sql: case when ${customer_lifetime_value} >= 50 then 'gold' else 'standard' end
 """
 
+# The same edit in Omni's own layout and references: self-references fully qualified, as Omni writes
+# them, a raw column by its bare name, and a filtered measure.
+OMNI_ORDERS = "omni_dbt_marts/orders.view.yaml"
+OMNI_CUSTOMERS = "omni_dbt_marts/customers.view.yaml"
+OMNI_ORDERS_EDIT = """\
+  is_large_order:
+    label: Large order
+    description: Orders of more than 20 dollars
+    sql: ${omni_dbt_marts__orders.amount} > 20
+  order_size:
+    label: Order size
+    description: small (< 10), medium (< 30) or large
+    sql: CASE WHEN ${omni_dbt_marts__orders.amount} >= 30 THEN 'large' WHEN ${omni_dbt_marts__orders.amount} >= 10 THEN 'medium' ELSE 'small' END
+"""
+OMNI_ORDERS_MEASURE = """\
+  large_order_revenue:
+    label: Revenue from large orders
+    sql: ${omni_dbt_marts__orders.amount}
+    aggregate_type: sum
+    filters:
+      is_large_order:
+        is: true
+"""
+OMNI_CUSTOMERS_EDIT = """\
+  customer_tier:
+    label: Customer tier
+    description: gold from 50 dollars of lifetime value
+    sql: CASE WHEN customer_lifetime_value >= 50 THEN 'gold' ELSE 'standard' END
+"""
+LAYOUTS = ("omni", "views")      # Omni's real layout (the demo's), and the older `views/` one
+
 
 def package_dir(name: str) -> Path:
     return Path(str(resources.files("bot.demo") / name))
@@ -73,10 +104,12 @@ def create_dbt_repo(root: Path) -> Path:
     return remote
 
 
-def create_semantic_repo(root: Path) -> Path:
+def create_semantic_repo(root: Path, layout: str = "views") -> Path:
+    """The semantic-layer repo over jaffle_shop: Omni's real layout (`omni`: model.yaml, relationships,
+    a topic, `omni_dbt_marts/<table>.view.yaml`) or the older `views/<name>.view.yaml` one."""
     path = root / "semantic"
     repo = git.Repo.init(path, initial_branch="main")
-    _copy_tree(package_dir("semantic"), path)
+    _copy_tree(package_dir("omni" if layout == "omni" else "semantic"), path)
     repo.git.add("-A")
     repo.index.commit("Semantic layer over jaffle_shop", author=ANALYST, committer=ANALYST)
     return path
@@ -87,13 +120,20 @@ def _insert_before(text: str, marker: str, addition: str) -> str:
     return text[:index] + addition + text[index:]
 
 
-def analyst_edit(semantic: Path) -> str:
+def analyst_edit(semantic: Path, layout: str = "views") -> str:
     """The analyst adds dimensions (and a measure) and commits, as they would in their BI tool."""
-    orders = semantic / "views" / "orders.view.yaml"
-    text = _insert_before(orders.read_text(), "\nmeasures:", ORDERS_EDIT)
-    orders.write_text(text.rstrip("\n") + "\n" + ORDERS_MEASURE)
-    customers = semantic / "views" / "customers.view.yaml"
-    customers.write_text(_insert_before(customers.read_text(), "\nmeasures:", CUSTOMERS_EDIT))
+    if layout == "omni":
+        orders = semantic / OMNI_ORDERS
+        text = _insert_before(orders.read_text(), "\nmeasures:", OMNI_ORDERS_EDIT)
+        orders.write_text(_insert_before(text, "\ndbt:", OMNI_ORDERS_MEASURE))
+        customers = semantic / OMNI_CUSTOMERS
+        customers.write_text(_insert_before(customers.read_text(), "\nmeasures:", OMNI_CUSTOMERS_EDIT))
+    else:
+        orders = semantic / "views" / "orders.view.yaml"
+        text = _insert_before(orders.read_text(), "\nmeasures:", ORDERS_EDIT)
+        orders.write_text(text.rstrip("\n") + "\n" + ORDERS_MEASURE)
+        customers = semantic / "views" / "customers.view.yaml"
+        customers.write_text(_insert_before(customers.read_text(), "\nmeasures:", CUSTOMERS_EDIT))
     repo = git.Repo(semantic)
     repo.git.add("-A")
     return repo.index.commit("Add order size, large orders and customer tier", author=ANALYST,
@@ -141,15 +181,17 @@ def verify(semantic: Path, database: Path, result: PushResult) -> bool:
     return ok
 
 
-def run_demo(workdir: Path | None = None) -> int:
+def run_demo(workdir: Path | None = None, layout: str = "omni") -> int:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="layersync-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    print(f"layersync demo in {root}\n")
+    print(f"layersync demo in {root} ({'Omni model layout' if layout == 'omni' else 'views/ layout'})\n")
     remote = create_dbt_repo(root)
-    semantic = create_semantic_repo(root)
-    commit = analyst_edit(semantic)
-    print(f"analyst committed {commit[:12]} to the semantic layer: orders.is_large_order, orders.order_size, "
-          f"orders.large_order_revenue (a measure), customers.customer_tier\n")
+    semantic = create_semantic_repo(root, layout)
+    commit = analyst_edit(semantic, layout)
+    orders, customers = ("omni_dbt_marts__orders", "omni_dbt_marts__customers") if layout == "omni" else \
+        ("orders", "customers")
+    print(f"analyst committed {commit[:12]} to the semantic layer: {orders}.is_large_order, {orders}.order_size, "
+          f"{orders}.large_order_revenue (a measure), {customers}.customer_tier\n")
     forge = LocalForge(root / "state.sqlite")
     print(f"$ layersync push-to-dbt --semantic-repo {semantic} --dbt-repo {remote}")
     result = run(PushRequest(semantic_repo=semantic, dbt_repo=remote), forge)
