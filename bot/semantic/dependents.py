@@ -3,20 +3,26 @@ named like the column with no `sql:`, an undeclared `${col}`) or through chains 
 `${view.field}` references, across every view. Pure: the views in, the dependants out.
 
 A dbt change that removes, renames or retypes a column is judged by what reads it; the chain is kept
-so a PR can say *why* `orders.revenue` breaks when `orders.amount` goes.
+so a PR can say *why* `orders.revenue` breaks when `orders.amount` goes. A measure's `filters:` read
+the fields they name too. Topics and relationships name fields as well (`model_mentions`), so a
+broken field breaks the topics that list it and the joins that read it.
 """
 from __future__ import annotations
 
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from pathlib import PurePosixPath
+from typing import Any, Iterable, Mapping
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from bot.dbt.project import model_named_by
+from bot.errors import SemanticError
+from bot.semantic.formats import TOPIC_SUFFIXES, relative, strip_suffix
 from bot.semantic.model import Field, Location, View
-from bot.semantic.refs import TABLE_PLACEHOLDER, parse_field_sql
+from bot.semantic.reader import _line_of, load_view_yaml
+from bot.semantic.refs import TABLE_PLACEHOLDER, Ref, parse_field_sql, scan
 
 FieldKey = tuple[str, str]          # (view, field)
 
@@ -49,7 +55,8 @@ class Dependent:
 def reads(view: View, item: Field, dialect: str, views: dict[str, View] | None = None) -> Reads:
     """What `item` reads. A measure without `sql:` (a plain count) reads no column."""
     if item.sql is None:
-        return Reads(frozenset({item.name.lower()}) if item.kind == "dimension" else frozenset(), frozenset())
+        return Reads(frozenset({item.name.lower()}) if item.kind == "dimension" else frozenset(),
+                     frozenset(_filtered_on(view, item, views)))
     try:
         expression, refs = parse_field_sql(item.sql, dialect)
     except (ValueError, ParseError, TokenError):
@@ -67,7 +74,19 @@ def reads(view: View, item: Field, dialect: str, views: dict[str, View] | None =
             fields.add((owner.name, target.name))
         elif ref.view is None:
             columns.add(ref.field.lower())          # an undeclared `${col}` is the table's column
-    return Reads(frozenset(columns), frozenset(fields))
+    return Reads(frozenset(columns), frozenset(fields | _filtered_on(view, item, views)))
+
+
+def _filtered_on(view: View, item: Field, views: Mapping[str, View] | None) -> set[FieldKey]:
+    """The fields a measure's `filters:` name (`{is_churned: {is: 1}}`): it counts only the rows they keep."""
+    found: set[FieldKey] = set()
+    for name in item.filters:
+        owner_name, dot, field_name = str(name).rpartition(".")
+        owner = view if not dot or owner_name == view.name else (views or {}).get(owner_name)
+        target = owner.field_named(field_name) if owner is not None else None
+        if target is not None and (owner.name, target.name) != (view.name, item.name):
+            found.add((owner.name, target.name))
+    return found
 
 
 class DependencyIndex:
@@ -125,3 +144,98 @@ class DependencyIndex:
             item = self.views[view].fields[name]
             found.append(Dependent(view, name, item.kind, item.location, via, item.aggregate_type))
         return sorted(found, key=lambda d: (len(d.via), d.location.file, d.location.line))
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A place outside the views that names a field: a topic's `fields`, filters or SQL, or a join's SQL."""
+
+    field: str                       # the field's id, as its view names it (an alias resolved)
+    file: str
+    line: int
+    what: str                        # "topic `Shop` lists it in `fields`", "the join a → b reads it in `on_sql`"
+
+
+def model_mentions(texts: Mapping[str, str], views: Mapping[str, View], root: str = "") -> dict[str, list[Mention]]:
+    """Every field the model's topics and `relationships.yaml` name, by field id, with file and line.
+    Files that do not read are skipped here: reading the model reports them."""
+    found: dict[str, list[Mention]] = defaultdict(list)
+    for path in sorted(texts):
+        rel = relative(path, root)
+        if rel is None or not (rel.endswith(TOPIC_SUFFIXES) or rel in ("relationships.yaml", "relationships.yml")):
+            continue
+        try:
+            data = load_view_yaml(texts[path], path)
+        except SemanticError:
+            continue
+        mentions = _topic_mentions(data, path, views) if rel.endswith(TOPIC_SUFFIXES) else \
+            _relationship_mentions(data, path, views)
+        for mention in mentions:
+            found[mention.field].append(mention)
+    return dict(found)
+
+
+def _field_id(text: str, views: Mapping[str, View]) -> str | None:
+    view_name, dot, name = text.strip().lstrip("-").strip().partition(".")
+    view = views.get(view_name) if dot else None
+    target = view.field_named(name) if view is not None and name != "*" else None
+    return target.id if target is not None else None
+
+
+def _sql_mentions(sql: Any, path: str, line: int, what: str, views: Mapping[str, View]) -> list[Mention]:
+    try:
+        parts = scan(str(sql))
+    except ValueError:
+        return []
+    ids = {_field_id(p.target, views) for p in parts if isinstance(p, Ref) and not p.is_table}
+    return [Mention(i, path, line, what) for i in sorted(i for i in ids if i)]
+
+
+def _topic_mentions(data: Any, path: str, views: Mapping[str, View]) -> list[Mention]:
+    if not isinstance(data, dict):
+        return []
+    name = str(data.get("name") or strip_suffix(PurePosixPath(path).name, TOPIC_SUFFIXES))
+    topic = f"topic `{name}`"
+    found = []
+    listed = data.get("fields")
+    if isinstance(listed, list):
+        for index, entry in enumerate(listed):
+            field_id = _field_id(entry, views) if isinstance(entry, str) else None
+            if field_id is not None:
+                excluded = entry.strip().startswith("-")
+                found.append(Mention(field_id, path, _item_line(listed, index, _line_of(data, "fields", 1)),
+                                     f"{topic} {'excludes' if excluded else 'lists'} it in `fields`"))
+    for key in ("default_filters", "always_where_filters"):
+        block = data.get(key)
+        if isinstance(block, dict):
+            for filter_key in block:
+                field_id = _field_id(str(filter_key), views)
+                if field_id is not None:
+                    found.append(Mention(field_id, path, _line_of(block, filter_key, 1),
+                                         f"{topic} filters on it in `{key}`"))
+    for key, value in data.items():
+        if str(key).endswith("_sql") and isinstance(value, str):
+            found += _sql_mentions(value, path, _line_of(data, key, 1), f"{topic} reads it in `{key}`", views)
+    return found
+
+
+def _relationship_mentions(data: Any, path: str, views: Mapping[str, View]) -> list[Mention]:
+    if not isinstance(data, list):
+        return []
+    found = []
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            continue
+        join = f"the join {entry.get('join_from_view')} → {entry.get('join_to_view')}"
+        for key, value in entry.items():
+            if str(key).endswith("_sql") and isinstance(value, str):
+                found += _sql_mentions(value, path, _line_of(entry, key, _item_line(data, index, 1)),
+                                       f"{join} reads it in `{key}`", views)
+    return found
+
+
+def _item_line(seq: Any, index: int, default: int) -> int:
+    try:
+        return int(seq.lc.item(index)[0]) + 1
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return default

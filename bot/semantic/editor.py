@@ -42,20 +42,24 @@ from dataclasses import dataclass
 from functools import cmp_to_key
 from typing import Any, Callable
 
+import sqlglot
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from sqlglot.errors import TokenError
+from sqlglot.tokens import TokenType
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bot.errors import SemanticError
 from bot.semantic.model import View
-from bot.semantic.reader import FIELD_SECTIONS, OmniYamlReader
+from bot.semantic.reader import FIELD_SECTIONS, OmniYamlReader, load_view_yaml
 from bot.semantic.refs import Ref, scan
 from bot.yamlbounds import bounded
 
 __all__ = [
     "add_dimension", "set_description", "rename_column_refs", "rename_field", "rename_field_refs",
     "mark_broken", "unmark", "set_primary_key", "set_allowed_values", "label_from_name",
-    "BROKEN_PREFIX",
+    "BROKEN_PREFIX", "DBT_DESCRIPTION_MARK", "description_from_dbt", "rename_field_in_topic",
+    "rename_field_in_relationships",
 ]
 
 BROKEN_PREFIX = "# layersync: broken — "
@@ -66,7 +70,11 @@ _BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
 _LINE_ENDS = ("\n", "\r", "\x85", "\u2028", "\u2029")
 
 # Key order when the file's own fields give no evidence; keys not listed go after these.
-_DEFAULT_ORDER = ("primary_key", "sql", "label", "description", "type", "aliases", "allowed_values")
+_DEFAULT_ORDER = ("primary_key", "sql", "label", "description", "type", "aliases", "allowed_values", "all_values")
+# Omni writes this comment line right above a `description:` it copied from dbt: a description so
+# marked is dbt's (a later dbt change may replace it); an unmarked one is the analyst's.
+DBT_DESCRIPTION_MARK = "#This description was pulled from dbt."
+_DBT_MARK_RE = re.compile(r"^\s*#\s*This description was pulled from dbt\.?\s*$", re.IGNORECASE)
 _ACRONYMS = {"id", "ids", "url", "uri", "ip", "utc", "sku", "usd", "api", "uuid", "ltv", "kpi"}
 _YAML11_SPECIAL = re.compile(
     r"(?:y|n|yes|no|true|false|on|off|null|~|[-+]?\.?\d[\d_.:eE+-]*|0[xob][0-9a-fA-F_]+|[-+]?\.(?:inf|nan))",
@@ -350,8 +358,8 @@ def _normalized(data: Any) -> Any:
     return data
 
 
-class _Reader(OmniYamlReader):
-    """The view reader, also handing back the data it loaded (one YAML parse instead of two)."""
+class _Capture:
+    """A format's view reader, also handing back the data it loaded (one YAML parse instead of two)."""
 
     def _load(self, text: str, path: str) -> Any:
         data = super()._load(text, path)
@@ -367,6 +375,29 @@ class _Reader(OmniYamlReader):
         return view, data
 
 
+class _Reader(_Capture, OmniYamlReader):
+    """The `views` layout's reader (the default when no format is given)."""
+
+
+@lru_cache(maxsize=None)
+def _reader_class(fmt_class: type) -> type:
+    """`fmt_class` reading as `_Reader` does: the format names the view (Omni: `<schema>__<stem>`)
+    and says what its SQL may hold, so edits resolve references as that format reads them."""
+    if fmt_class is OmniYamlReader or not hasattr(fmt_class, "_load"):
+        return _Reader
+    return type(f"_{fmt_class.__name__}Reader", (_Capture, fmt_class), {})
+
+
+def _reader_for(fmt: Any) -> _Capture:
+    """The reader of `fmt` (a `bot.semantic.formats.SemanticFormat`); None: the `views` layout."""
+    if fmt is None:
+        return _Reader()
+    cls = _reader_class(type(fmt))
+    if cls is _Reader and not isinstance(fmt, OmniYamlReader):
+        raise SemanticError(f"the `{getattr(fmt, 'name', fmt)}` format is not a YAML view format", None)
+    return cls(getattr(fmt, "root", ""))
+
+
 @dataclass
 class _Field:
     name: str
@@ -378,10 +409,10 @@ class _Field:
 class _Doc:
     """One view file being edited: its lines, its composed YAML nodes and the pending splices."""
 
-    def __init__(self, text: str, path: str):
+    def __init__(self, text: str, path: str, fmt: Any = None):
         self.original = text
         self.path = path
-        self.reader = _Reader()
+        self.reader = _reader_for(fmt)
         self.view, data = self.reader.read_with_data(text, path)  # invalid -> SemanticError with line
         self.data = _plain(data)
         match = _BREAK.search(text)
@@ -668,11 +699,27 @@ class _Doc:
         self.delete_lines(first_line, last_line + 1)
         self.insert_lines(first_line, lines)
 
-    def add_key(self, field: _Field, key: str, value: Any) -> None:
+    def add_key(self, field: _Field, key: str, value: Any, comment: str | None = None) -> None:
+        """`comment`: a line written right above the new key (Omni's dbt-description marker)."""
         pairs = self.pairs(field)
         existing = [name for name, _k, _v in pairs]
         position = self.insert_position(existing, key)
+        above = [] if comment is None else [" " * self.key_column(field) + comment]
+        if isinstance(field.value, MappingNode) and field.value.flow_style and not pairs \
+                and self.view.format == "omni":
+            # Omni writes a bare column as `name: {}` and its attributes in block style: `{}` opens up.
+            self.key_prefix(field)
+            start = field.value.start_mark.index
+            while start > 0 and self.text[start - 1] == " ":
+                start -= 1
+            self.replace(start, field.value.end_mark.index, "")
+            self.insert_lines(field.key.start_mark.line + 1,
+                              above + self.render_pair(self.key_column(field), _render_key(key), value))
+            return
         if isinstance(field.value, MappingNode) and field.value.flow_style:
+            if comment is not None:
+                raise SemanticError(f"field `{field.name}` is written in flow style; layersync cannot put "
+                                    f"`{comment}` above its `{key}`", self.path, self.field_line(field))
             inline = _inline(value, flow=True) or _double_quoted(str(value))
             item = f"{_render_key(key)}: {inline}"
             spans = [(k.start_mark.index, (k if self.is_empty(v) else v).end_mark.index) for _n, k, v in pairs]
@@ -683,7 +730,7 @@ class _Doc:
                                 self.field_line(field))
         self.key_prefix(field)
         self.insert_lines(self.key_insert_line(field, pairs, position),
-                          self.render_pair(self.key_column(field), _render_key(key), value))
+                          above + self.render_pair(self.key_column(field), _render_key(key), value))
 
     def ends_open_block(self, node: Node) -> bool:
         """A `|`/`>` scalar (clip chomping) that ends the file with no line break: a line added
@@ -789,23 +836,68 @@ def _rewrite_every_sql(doc: _Doc, expected: Any, rewrite: Callable[[str, bool], 
 # 1. add_dimension
 
 
-def _is_own_column(sql: str, name: str) -> bool:
+def _own_column_style(sql: str, name: str) -> str | None:
+    """How `sql` names the column `name` on its own: `table` (`${TABLE}.name`), `bare` (`name`),
+    `quoted` (`"NAME"`, any case), else None (an expression, or another column)."""
     spans = _ref_spans(sql)
-    if not spans or len(spans) != 1 or spans[0][0] != sql.index("${") or not spans[0][2].is_table:
-        return False
+    if spans is None:
+        return None
+    if not spans:
+        text = sql.strip()
+        if _SIMPLE_IDENT.fullmatch(text):
+            return "bare" if text.lower() == name.lower() else None
+        if len(text) > 2 and text[0] == text[-1] == '"' and '"' not in text[1:-1].replace('""', ""):
+            return "quoted" if text[1:-1].replace('""', '"').lower() == name.lower() else None
+        return None
+    if len(spans) != 1 or spans[0][0] != sql.index("${") or not spans[0][2].is_table:
+        return None
     if sql[: spans[0][0]].strip():
-        return False
+        return None
     match = _COLUMN_PLAIN.match(sql, spans[0][1])
     if match is None or sql[match.end():].strip():
-        return False
+        return None
     written = match.group("bare") or (match.group("dq") or "").replace('""', '"') or match.group("bt") or ""
-    return written.lower() == name.lower()
+    return "table" if written.lower() == name.lower() else None
+
+
+def _is_own_column(sql: str, name: str) -> bool:
+    return _own_column_style(sql, name) == "table"
+
+
+def _omni(doc: _Doc) -> bool:
+    """Omni's own files: no `${TABLE}`, no `type:`, `all_values`, dbt's descriptions marked."""
+    return doc.view.format == "omni"
+
+
+def _values_key(doc: _Doc) -> str:
+    """Where dbt's `accepted_values` go: Omni's `all_values`; layersync's own key in the `views` layout."""
+    return "all_values" if _omni(doc) else "allowed_values"
+
+
+def _column_sql(doc: _Doc, dims: list[_Field], name: str) -> str | None:
+    """`sql:` for a new dimension reading the column `name`, written the way the file's dimensions
+    that read their own column write it; None when most of them leave `sql:` out (the column of the
+    field's name, in both layouts)."""
+    omitted = sum(1 for f in dims if doc.pair(f, "sql") is None)
+    styles = Counter(style for f in dims if (s := _sql_of(doc, f)) is not None
+                     and (style := _own_column_style(s, f.name)) is not None and (style != "table") == _omni(doc))
+    if sum(styles.values()) <= omitted:
+        return None
+    if not _omni(doc):
+        return f"${{TABLE}}.{name}" if _SIMPLE_IDENT.fullmatch(name) else '${TABLE}."' + name.replace('"', '""') + '"'
+    if styles["bare"] >= styles["quoted"] and _SIMPLE_IDENT.fullmatch(name):
+        return name
+    quoted = [str(_sql_of(doc, f)).strip()[1:-1] for f in dims if (s := _sql_of(doc, f)) is not None
+              and _own_column_style(s, f.name) == "quoted"]
+    upper = bool(quoted) and all(q == q.upper() and q != q.lower() for q in quoted)
+    column = name.upper() if upper else name
+    return '"' + column.replace('"', '""') + '"'
 
 
 def add_dimension(text: str, path: str, name: str, *, sql: str | None = None, label: str | None = None,
-                  description: str | None = None, type: str | None = None,  # noqa: A002 - Omni's key
+                  description: str | None = None, type: str | None = None,  # noqa: A002 - the views key
                   primary_key: bool = False, allowed_values: list[str] | None = None,
-                  meta_comment: str | None = None) -> str:
+                  meta_comment: str | None = None, dbt_description: bool = False, fmt: Any = None) -> str:
     """Add dimension `name`, placed and written like the view's existing dimensions.
 
     * appended after the last dimension (after its own deeper-indented comments, so comments and
@@ -813,15 +905,20 @@ def add_dimension(text: str, path: str, name: str, *, sql: str | None = None, la
       `measures:`, with the file's blank-line convention between top-level sections) when missing;
     * indentation of the field and of its keys, blank lines between fields and the order of keys
       follow the neighbours (majority vote of the key orders written in the file);
-    * `sql` None or `${TABLE}.<name>` is omitted when the view's other plain-column dimensions
-      omit it (Omni reads `${TABLE}.<name>` by default), else written out;
+    * `sql` None or the column of the field's own name is omitted when the view's other
+      plain-column dimensions omit it, else written as they write it: `${TABLE}.<name>` in the
+      `views` layout; in Omni's (`fmt` omni) the bare name or the quoted one (`"NAME"`), never `${TABLE}`;
     * without `label`, one is derived from the name (`label_from_name`) only when most existing
       dimensions have a label;
-    * `allowed_values` is written as a flow list, `meta_comment` as `# ...` line(s) above the key;
+    * `allowed_values` is written as a flow list under `allowed_values:` (`all_values:` in Omni's
+      files), `meta_comment` as `# ...` line(s) above the key;
+    * `type` is never written in Omni's files (Omni takes types from the warehouse);
+      `dbt_description`: the description is dbt's, and in Omni's files gets Omni's marker line
+      (`DBT_DESCRIPTION_MARK`) right above `description:`, as Omni writes it;
     * a dimension already named `name` (case-insensitively) makes this a no-op (its attributes are
       left alone: use the `set_*` functions); a measure or an alias by that name raises SemanticError.
     """
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     clash = doc.view.field_named(name)
     if clash is not None:
         if clash.kind == "dimension" and clash.name.lower() == name.lower():
@@ -831,13 +928,11 @@ def add_dimension(text: str, path: str, name: str, *, sql: str | None = None, la
                             clash.location.line)
     dims = [f for f in doc.fields.values() if f.section == "dimensions"]
     values: dict[str, Any] = {}
-    omitted = sum(1 for f in dims if doc.pair(f, "sql") is None)
-    explicit = sum(1 for f in dims if (s := _sql_of(doc, f)) is not None and _is_own_column(s, f.name))
-    if sql is not None and not _is_own_column(sql, name):
+    own = sql is not None and (_own_column_style(sql, name) is not None if _omni(doc) else _is_own_column(sql, name))
+    if sql is not None and not own:
         values["sql"] = sql
-    elif explicit > omitted:
-        values["sql"] = sql if sql is not None else (
-            f"${{TABLE}}.{name}" if _SIMPLE_IDENT.fullmatch(name) else '${TABLE}."' + name.replace('"', '""') + '"')
+    elif (column_sql := _column_sql(doc, dims, name)) is not None:
+        values["sql"] = column_sql if sql is None or _omni(doc) else sql
     if label is None and dims:
         labelled = sum(1 for f in dims if doc.pair(f, "label") is not None)
         if labelled * 2 > len(dims):
@@ -846,13 +941,15 @@ def add_dimension(text: str, path: str, name: str, *, sql: str | None = None, la
         values["label"] = label
     if description is not None:
         values["description"] = description
-    if type is not None:
+    if type is not None and not _omni(doc):
         values["type"] = type
     if primary_key:
         values["primary_key"] = True
     if allowed_values:
-        values["allowed_values"] = [str(v) for v in allowed_values]
+        values[_values_key(doc)] = [str(v) for v in allowed_values]
     ordered = {key: values[key] for key in doc.order_keys(list(values))}
+    marks = {"description": DBT_DESCRIPTION_MARK} if dbt_description and description is not None and _omni(doc) \
+        else {}
 
     section = doc.sections.get("dimensions")
     step = doc.key_step()
@@ -876,7 +973,7 @@ def add_dimension(text: str, path: str, name: str, *, sql: str | None = None, la
         empty_style = " {}" if any(isinstance(f.value, MappingNode) for f in dims if not doc.pairs(f)) \
             or not any(doc.is_empty(f.value) for f in dims) else ""
         lines = [""] if separated else []
-        lines += _field_lines(doc, name, ordered, field_col, key_col, meta_comment, empty_style)
+        lines += _field_lines(doc, name, ordered, field_col, key_col, meta_comment, empty_style, marks)
         doc.insert_lines(at, lines)
     elif section is not None:
         key, value = section
@@ -889,11 +986,11 @@ def add_dimension(text: str, path: str, name: str, *, sql: str | None = None, la
             raise SemanticError("`dimensions` must be a mapping of field names", path, key.start_mark.line + 1)
         field_col = key.start_mark.column + step
         doc.insert_lines(key.start_mark.line + 1,
-                         _field_lines(doc, name, ordered, field_col, field_col + step, meta_comment, " {}"))
+                         _field_lines(doc, name, ordered, field_col, field_col + step, meta_comment, " {}", marks))
     else:
         top = doc.root.value[0][0].start_mark.column if doc.root.value else 0
         lines = [" " * top + "dimensions:"] + _field_lines(doc, name, ordered, top + step, top + 2 * step,
-                                                           meta_comment, " {}")
+                                                           meta_comment, " {}", marks)
         measures = doc.sections.get("measures")
         if measures is not None:
             at = doc.leading_comments_start(measures[0])
@@ -915,7 +1012,7 @@ def add_dimension(text: str, path: str, name: str, *, sql: str | None = None, la
 
 
 def _field_lines(doc: _Doc, name: str, values: dict[str, Any], field_col: int, key_col: int,
-                 meta_comment: str | None, empty_style: str) -> list[str]:
+                 meta_comment: str | None, empty_style: str, marks: dict[str, str] | None = None) -> list[str]:
     pad = " " * field_col
     lines = []
     if meta_comment:
@@ -927,6 +1024,8 @@ def _field_lines(doc: _Doc, name: str, values: dict[str, Any], field_col: int, k
         return lines + [f"{pad}{key}:{empty_style}"]
     lines.append(f"{pad}{key}:")
     for attribute, value in values.items():
+        if attribute in (marks or {}):
+            lines.append(" " * key_col + (marks or {})[attribute])
         lines += doc.render_pair(key_col, attribute, value)
     return lines
 
@@ -935,53 +1034,144 @@ def _field_lines(doc: _Doc, name: str, values: dict[str, Any], field_col: int, k
 # 2. set_description
 
 
-def set_description(text: str, path: str, field: str, description: str | None) -> str:
-    """Add or replace the field's `description:` (None removes it).
+def _dbt_mark_lines(doc: _Doc, key: ScalarNode) -> list[int]:
+    """Omni's `#This description was pulled from dbt.` among the comment lines right above `key`."""
+    found = []
+    index = key.start_mark.line - 1
+    while index >= 0 and doc.is_comment(index):
+        if _DBT_MARK_RE.match(doc.line_text(index)):
+            found.append(index)
+        index -= 1
+    return found
+
+
+def description_from_dbt(text: str, path: str, field: str, *, fmt: Any = None) -> bool:
+    """Whether the field's description carries Omni's marker line, which says dbt wrote it (so a later
+    dbt change may replace it); an unmarked description is the analyst's."""
+    doc = _Doc(text, path, fmt)
+    found = doc.pair(doc.field(field), "description")
+    return found is not None and bool(_dbt_mark_lines(doc, found[0]))
+
+
+def set_description(text: str, path: str, field: str, description: str | None, *, from_dbt: bool = False,
+                    fmt: Any = None) -> str:
+    """Add or replace the field's `description:` (None removes it, with Omni's marker above it if any).
 
     A one-line value replaces the old one in place (a trailing comment survives); a multi-line
     description becomes a literal block scalar (`|`, `|-` or `|+`, indented one step deeper than
     the key), or a double-quoted string when no block scalar can hold it exactly. A new key goes
-    where the file's key order puts it.
+    where the file's key order puts it. `from_dbt` in Omni's files: the description is dbt's, so
+    Omni's marker line (`DBT_DESCRIPTION_MARK`) is kept, or written, right above the key.
     """
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     target = doc.field(field)
     spec = _spec(doc.expected(), target)
+    found = doc.pair(target, "description")
+    marks = _dbt_mark_lines(doc, found[0]) if found is not None else []
+    want_mark = from_dbt and description is not None and _omni(doc)
     if description is None:
-        if doc.pair(target, "description") is None:
+        if found is None:
             return text
         doc.remove_key(target, "description")
+        for index in marks:
+            doc.delete_lines(index, index + 1)
     else:
-        if spec.get("description") == description and isinstance(spec.get("description"), str):
+        same = spec.get("description") == description and isinstance(spec.get("description"), str)
+        if same and (marks or not want_mark):
             return text
-        doc.set_key(target, "description", description)
+        if found is None:
+            doc.add_key(target, "description", description, DBT_DESCRIPTION_MARK if want_mark else None)
+        else:
+            if not same:
+                doc.replace_value(target, found[0], found[1], description)
+            if want_mark and not marks:
+                if doc.line_text(found[0].start_mark.line)[: found[0].start_mark.column].strip():
+                    raise SemanticError(f"field `{target.name}` is written in flow style; layersync cannot put "
+                                        f"`{DBT_DESCRIPTION_MARK}` above its description", path, doc.field_line(target))
+                doc.insert_lines(found[0].start_mark.line, [" " * found[0].start_mark.column + DBT_DESCRIPTION_MARK])
     expected = doc.expected()
     if description is None:
         _spec(expected, target).pop("description", None)
     else:
         _spec(expected, target)["description"] = description
-    return doc.finish(expected, f"setting the description of `{target.name}`")
+    result = doc.finish(expected, f"setting the description of `{target.name}`")
+    if want_mark and not description_from_dbt(result, path, target.name, fmt=fmt):
+        raise SemanticError(f"setting the description of `{target.name}`: Omni's dbt marker did not land above "
+                            f"it", path, doc.field_line(target))
+    return result
 
 
 # --------------------------------------------------------------------------------------------
 # 3. rename_column_refs
 
 
-def rename_column_refs(text: str, path: str, old: str, new: str) -> str:
-    """Rewrite every `${TABLE}.old` in any field's `sql:` (dimensions and measures) to `${TABLE}.new`.
+def rename_column_refs(text: str, path: str, old: str, new: str, *, fmt: Any = None, dialect: str = "duckdb") -> str:
+    """Rewrite every reference to column `old` in any field's `sql:` (dimensions and measures) to `new`.
 
+    The `views` layout names columns `${TABLE}.old`; Omni's files (`fmt` omni) by their bare or
+    quoted name (`old`, `"OLD"`), found with the SQL tokenizer of `dialect` (string literals,
+    functions, qualified names `t.old` and types `AS old`/`::old` are not columns of the view).
     References are found with `refs.scan`; the column name matches case-insensitively, bare or
     quoted (`${TABLE}."old"`, `${TABLE}.\\`old\\``), and is rewritten in the case and quoting it
     was written in (`OLD` -> `NEW`), so renaming back restores the text byte for byte. The value is
     edited inside its YAML scalar, whatever its style. A dimension with no `sql:` whose name is `old`
-    reads `${TABLE}.old` implicitly and is NOT changed here: the caller either renames the field
+    reads the column implicitly and is NOT changed here: the caller either renames the field
     too (`rename_field`) or pins it to the new column (`writer.set_field_sql`).
     """
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     if old == new:
         return text
     expected = doc.expected()
-    _rewrite_every_sql(doc, expected, lambda src, esc: _rewrite_table_refs(src, old, new, esc), new)
+    if _omni(doc):
+        _rewrite_every_sql(doc, expected, lambda src, esc: _rewrite_bare_columns(src, old, new, esc, dialect), new)
+    else:
+        _rewrite_every_sql(doc, expected, lambda src, esc: _rewrite_table_refs(src, old, new, esc), new)
     return doc.finish(expected, f"renaming column `{old}` to `{new}`")
+
+
+_NOT_A_COLUMN_BEFORE = {TokenType.DOT, TokenType.ALIAS, TokenType.DCOLON}
+_NOT_A_COLUMN_AFTER = {TokenType.DOT, TokenType.L_PAREN}
+
+
+def _rewrite_bare_columns(text: str, old: str, new: str, escaped: bool, dialect: str) -> tuple[str, int]:
+    """Omni's raw columns, `old` or `"OLD"` in the SQL between `${...}` references -> `new`, in the case
+    and quoting they were written in. The source of a double-quoted YAML scalar (`escaped`) is
+    left to the caller's re-rendering (its `\\"` are no SQL)."""
+    spans = _ref_spans(text)
+    if spans is None or escaped:
+        return text, 0
+    pieces, pos = [], 0
+    for start, end, _ref in spans:
+        pieces.append((pos, start))
+        pos = end
+    pieces.append((pos, len(text)))
+    tokenizer = sqlglot.Dialect.get_or_raise(dialect)
+    edits = []
+    for first, last in pieces:
+        chunk = text[first:last]
+        if not chunk.strip():
+            continue
+        try:
+            tokens = tokenizer.tokenize(chunk)
+        except (TokenError, ValueError):
+            return text, 0
+        for index, token in enumerate(tokens):
+            raw = chunk[token.start:token.end + 1]
+            quoted = token.token_type == TokenType.IDENTIFIER and raw[:1] == '"'
+            if not quoted and not _SIMPLE_IDENT.fullmatch(raw):
+                continue
+            written = token.text if quoted else raw
+            if written.lower() != old.lower():
+                continue
+            before = tokens[index - 1].token_type if index else None
+            after = tokens[index + 1].token_type if index + 1 < len(tokens) else None
+            if before in _NOT_A_COLUMN_BEFORE or after in _NOT_A_COLUMN_AFTER:
+                continue
+            renamed = _case_like(written, old, new)
+            if quoted or not _SIMPLE_IDENT.fullmatch(renamed):
+                renamed = '"' + renamed.replace('"', '""') + '"'
+            edits.append((first + token.start, first + token.end + 1, renamed))
+    return _apply_spans(text, edits), len(edits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1066,7 +1256,7 @@ def _edit_aliases(doc: _Doc, target: _Field, old: str, new: str, keep_alias: boo
     return aliases + [old]
 
 
-def rename_field(text: str, path: str, old: str, new: str, *, keep_alias: bool = True) -> str:
+def rename_field(text: str, path: str, old: str, new: str, *, keep_alias: bool = True, fmt: Any = None) -> str:
     """Rename field `old` to `new` (its key only: position, quoting style and comments stay).
 
     * `keep_alias`: `old` is appended to the field's `aliases:` (the key is created in the flow or
@@ -1083,7 +1273,7 @@ def rename_field(text: str, path: str, old: str, new: str, *, keep_alias: bool =
       or already appearing as `${new}` (a table column) -> SemanticError, since the rename would
       change what existing SQL means.
     """
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     if old == new:
         return text
     target = doc.fields.get(old)
@@ -1121,10 +1311,10 @@ def rename_field(text: str, path: str, old: str, new: str, *, keep_alias: bool =
     return doc.finish(expected, f"renaming field `{old}` to `{new}`")
 
 
-def rename_field_refs(text: str, path: str, view: str, old: str, new: str) -> str:
+def rename_field_refs(text: str, path: str, view: str, old: str, new: str, *, fmt: Any = None) -> str:
     """In another view file: `${view.old}` -> `${view.new}` in every `sql:` (unqualified `${old}`
     there means that file's own field or column and is left alone)."""
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     if old == new:
         return text
     expected = doc.expected()
@@ -1154,13 +1344,13 @@ def _comment_text(reason: str) -> str:
                                                   f"\\u{ord(char):04x}") for char in folded)
 
 
-def mark_broken(text: str, path: str, field: str, reason: str) -> str:
+def mark_broken(text: str, path: str, field: str, reason: str, *, fmt: Any = None) -> str:
     """Put `# layersync: broken — <reason>` on the line above the field's key, at its indentation.
 
     The reason is folded onto one line (characters a YAML file cannot hold are escaped). An existing `# layersync: broken` comment right above the
     key is replaced (never stacked), so re-marking with the same reason changes nothing.
     """
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     target = doc.field(field)
     prefix = doc.key_prefix(target)
     line = prefix + BROKEN_PREFIX + _comment_text(reason)
@@ -1172,16 +1362,16 @@ def mark_broken(text: str, path: str, field: str, reason: str) -> str:
         doc.delete_lines(index, index + 1)
     doc.insert_lines(key_line, [line])
     result = doc.finish(doc.expected(), f"marking `{target.name}` broken")
-    check = _Doc(result, path)
+    check = _Doc(result, path, fmt)
     marked = check.fields[target.name]
     if _marker_lines(check, marked) != [marked.key.start_mark.line - 1]:
         raise SemanticError(f"marking `{target.name}` broken: the comment did not land above the field", path)
     return result
 
 
-def unmark(text: str, path: str, field: str) -> str:
+def unmark(text: str, path: str, field: str, *, fmt: Any = None) -> str:
     """Remove the `# layersync: broken` comment(s) right above the field's key (no-op if none)."""
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     target = doc.field(field)
     markers = _marker_lines(doc, target)
     if not markers:
@@ -1195,14 +1385,14 @@ def unmark(text: str, path: str, field: str) -> str:
 # 6. set_primary_key, set_allowed_values
 
 
-def set_primary_key(text: str, path: str, field: str, value: bool = True) -> str:
+def set_primary_key(text: str, path: str, field: str, value: bool = True, *, fmt: Any = None) -> str:
     """`primary_key: true` on the field (added where the key order puts it, or `false` replaced).
 
     `value=False` removes a `primary_key: true` (false is the default), so set(True) then
     set(False) restores the file; an existing `primary_key: false` is left alone. Other fields'
     primary keys are not touched (a view may have a composite key).
     """
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     target = doc.field(field)
     current = _spec(doc.expected(), target).get("primary_key")
     if value:
@@ -1221,38 +1411,40 @@ def set_primary_key(text: str, path: str, field: str, value: bool = True) -> str
     return doc.finish(expected, f"setting the primary key of `{target.name}`")
 
 
-def set_allowed_values(text: str, path: str, field: str, values: list[str]) -> str:
-    """Write `allowed_values: [a, b]` (flow style, items quoted only where YAML needs it).
+def set_allowed_values(text: str, path: str, field: str, values: list[str], *, fmt: Any = None) -> str:
+    """Write dbt's `accepted_values` as a flow list (items quoted only where YAML needs it).
 
-    Omni has no standard key for the values a dimension may take (its `suggestion_list` is for
-    the UI), so layersync keeps dbt's `accepted_values` under its own `allowed_values:` key; the
-    reader keeps it in the field's attributes. An empty list removes the key.
+    In Omni's files (`fmt` omni) the key is Omni's `all_values`. The `views` layout has no standard
+    key for them, so layersync keeps them under its own `allowed_values:` there; the reader keeps
+    either in the field's attributes. An empty list removes the key.
     """
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     target = doc.field(field)
+    key = _values_key(doc)
     wanted = [str(v) for v in values]
-    current = _spec(doc.expected(), target).get("allowed_values")
+    current = _spec(doc.expected(), target).get(key)
     if not wanted:
-        if doc.pair(target, "allowed_values") is None:
+        if doc.pair(target, key) is None:
             return text
-        doc.remove_key(target, "allowed_values")
+        doc.remove_key(target, key)
     else:
         if isinstance(current, list) and [str(v) for v in current] == wanted and \
                 all(isinstance(v, str) for v in current):
             return text
-        doc.set_key(target, "allowed_values", wanted)
+        doc.set_key(target, key, wanted)
     expected = doc.expected()
     if wanted:
-        _spec(expected, target)["allowed_values"] = wanted
+        _spec(expected, target)[key] = wanted
     else:
-        _spec(expected, target).pop("allowed_values", None)
-    return doc.finish(expected, f"setting the allowed values of `{target.name}`")
+        _spec(expected, target).pop(key, None)
+    return doc.finish(expected, f"setting the {'values' if key == 'all_values' else 'allowed values'} of "
+                                f"`{target.name}`")
 
 
-def set_table_name(text: str, path: str, relation: str) -> str:
+def set_table_name(text: str, path: str, relation: str, *, fmt: Any = None) -> str:
     """Point the view at the relation dbt now builds: the last part of `table_name` becomes
     `relation`; a schema (or database.schema) before it and the quoting of that part are kept."""
-    doc = _Doc(text, path)
+    doc = _Doc(text, path, fmt)
     found = next(((k, v) for k, v in doc.root.value
                   if isinstance(k, ScalarNode) and k.value in ("table_name", "sql_table_name")), None)
     if found is None or not isinstance(found[1], ScalarNode):
@@ -1268,3 +1460,137 @@ def set_table_name(text: str, path: str, relation: str) -> str:
     expected = doc.expected()
     expected[key.value] = new
     return doc.finish(expected, f"pointing `{key.value}` at `{relation}`")
+
+
+# --------------------------------------------------------------------------------------------
+# 7. topics and relationships: a renamed field followed where the model names it
+
+
+_FIELD_ENTRY = re.compile(r"(\s*-?\s*)([^.\s]+)(\s*\.\s*)(.+?)(\s*)", re.DOTALL)
+_FILTER_KEYS = ("default_filters", "always_where_filters")
+
+
+def _ordered(value: Any) -> Any:
+    """Plain data with every mapping's key order made part of its value (a rename keeps its place)."""
+    if isinstance(value, dict):
+        return [(key, _ordered(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [_ordered(item) for item in value]
+    return value
+
+
+def _scalar_like(node: ScalarNode, value: str, flow: bool) -> str:
+    """`value` in the quoting style of the scalar it replaces (plain only where YAML keeps it text)."""
+    if node.style == '"':
+        return _double_quoted(value)
+    if node.style is None and _plain_ok(value, flow):
+        return value
+    if _printable(value) and "\n" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return _double_quoted(value)
+
+
+class _ModelFile:
+    """A topic or `relationships.yaml` being edited: splices at composed nodes' marks, then a re-read
+    that must equal the expected data (in key order), as for view files."""
+
+    def __init__(self, text: str, path: str):
+        self.text, self.path = text, path
+        self.data = _plain(load_view_yaml(text, path))   # bounded, alias-free; invalid -> SemanticError
+        try:
+            self.root = YAML(typ="rt").compose(text)
+        except YAMLError as exc:
+            raise SemanticError(f"invalid YAML: {exc}", path) from None
+        self.expected = copy.deepcopy(self.data)
+        self.edits: list[tuple[int, int, str]] = []
+
+    def rename_scalar(self, node: Node, value: str, flow: bool) -> None:
+        self.edits.append((node.start_mark.index, node.end_mark.index, _scalar_like(node, value, flow)))
+
+    def rewrite_sql(self, node: Node, view: str, old: str, new: str) -> str | None:
+        """`${view.old}` -> `${view.new}` in one SQL scalar, edited inside its source (any style)."""
+        if not isinstance(node, ScalarNode) or not isinstance(node.value, str):
+            return None
+        value, count = _rewrite_field_refs(node.value, view, old, new, local=False)
+        if not count:
+            return None
+        start, end = node.start_mark.index, node.end_mark.index
+        source, found = _rewrite_field_refs(self.text[start:end], view, old, new, False, node.style == '"')
+        if found == count and _SIMPLE_IDENT.fullmatch(new):
+            self.edits.append((start, end, source))
+        elif "\n" not in self.text[start:end]:
+            self.rename_scalar(node, value, flow=False)
+        else:
+            raise SemanticError(f"cannot rewrite `${{{view}.{old}}}` inside this multi-line value; rename it by "
+                                f"hand", self.path, node.start_mark.line + 1)
+        return value
+
+    def finish(self, what: str) -> str:
+        if not self.edits:
+            return self.text
+        result = _apply_spans(self.text, self.edits)
+        try:
+            after = _plain(load_view_yaml(result, self.path))
+        except SemanticError as exc:
+            raise SemanticError(f"{what}: the edited file would not read back ({exc.message})", self.path,
+                                exc.line) from None
+        if _ordered(after) != _ordered(self.expected):
+            raise SemanticError(f"{what}: could not edit the file without touching anything else", self.path)
+        return result
+
+
+def _renamed_entry(entry: str, view: str, old: str, new: str) -> str | None:
+    """A topic's `view.old` / `-view.old` entry with the field renamed (None: it names another field)."""
+    match = _FIELD_ENTRY.fullmatch(entry)
+    if match is None or match.group(2) != view or match.group(4).lower() != old.lower():
+        return None
+    return entry[:match.start(4)] + _case_like(match.group(4), old, new) + entry[match.end(4):]
+
+
+def rename_field_in_topic(text: str, path: str, view: str, old: str, new: str) -> str:
+    """Follow the rename of field `view.old` to `view.new` in a `<Name>.topic.yaml`: its `fields:`
+    entries (`view.old`, `-view.old`), the keys of `default_filters` / `always_where_filters`, and
+    `${view.old}` in every `*_sql` value (`always_where_sql`). Byte-identical elsewhere."""
+    doc = _ModelFile(text, path)
+    if old == new or not isinstance(doc.root, MappingNode):
+        return text
+    for key, value in doc.root.value:
+        name = str(key.value)
+        if name == "fields" and isinstance(value, SequenceNode):
+            for index, item in enumerate(value.value):
+                if isinstance(item, ScalarNode) and isinstance(doc.data["fields"][index], str):
+                    renamed = _renamed_entry(doc.data["fields"][index], view, old, new)
+                    if renamed is not None:
+                        doc.rename_scalar(item, renamed, flow=bool(value.flow_style))
+                        doc.expected["fields"][index] = renamed
+        elif name in _FILTER_KEYS and isinstance(value, MappingNode):
+            block = doc.expected[name]
+            renames = {}
+            for filter_key, _condition in value.value:
+                renamed = _renamed_entry(str(filter_key.value), view, old, new)
+                if renamed is not None and isinstance(filter_key, ScalarNode):
+                    doc.rename_scalar(filter_key, renamed, flow=bool(value.flow_style))
+                    renames[str(filter_key.value)] = renamed
+            doc.expected[name] = {renames.get(k, k): v for k, v in block.items()}
+        elif name.endswith("_sql"):
+            rewritten = doc.rewrite_sql(value, view, old, new)
+            if rewritten is not None:
+                doc.expected[name] = rewritten
+    return doc.finish(f"renaming `{view}.{old}` to `{view}.{new}` in the topic")
+
+
+def rename_field_in_relationships(text: str, path: str, view: str, old: str, new: str) -> str:
+    """Follow the rename of field `view.old` in `relationships.yaml`: `${view.old}` in each join's
+    `on_sql` (and any other `*_sql`). Byte-identical elsewhere."""
+    doc = _ModelFile(text, path)
+    if old == new or not isinstance(doc.root, SequenceNode):
+        return text
+    for index, entry in enumerate(doc.root.value):
+        if not isinstance(entry, MappingNode):
+            continue
+        for key, value in entry.value:
+            if str(key.value).endswith("_sql"):
+                rewritten = doc.rewrite_sql(value, view, old, new)
+                if rewritten is not None:
+                    doc.expected[index][str(key.value)] = rewritten
+    return doc.finish(f"renaming `{view}.{old}` to `{view}.{new}` in relationships")
