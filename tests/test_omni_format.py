@@ -398,3 +398,23 @@ def test_a_view_that_now_reads_another_dbt_model_has_every_field_looked_at_again
     new = omni().read(FCT_ORDERS.replace("  name: fct_orders", "  name: fct_orders_v2"), path)
     changes = diff_views({old.name: old}, {new.name: new})
     assert {c.field for c in changes} == set(new.fields) and {c.kind for c in changes} == {"changed"}
+
+
+def test_a_views_header_names_it_when_omni_named_it_by_its_table_alone() -> None:
+    # Seen in a real model: views of the connection's default schema are referenced by table name only.
+    from bot.semantic.formats import format_for
+    text = ("# Reference this view as dim_users\nschema: estore_marts\ntable_name: dim_users\ndimensions:\n"
+            "  total_revenue: {}\n  revenue_bin:\n    sql: CASE WHEN ${dim_users.total_revenue} > 100 THEN 'high' END\n")
+    view = format_for("omni").read(text, "estore_marts/dim_users.view.yaml")
+    assert view.name == "dim_users"
+    from bot.semantic.refs import Resolver
+    assert Resolver(view, "duckdb").resolve(view.fields["revenue_bin"]).sql() == \
+        "CASE WHEN total_revenue > 100 THEN 'high' END"
+
+
+def test_a_topic_without_default_filters_reads() -> None:
+    from bot.semantic.formats import format_for
+    texts = {"model.yaml": "{}\n", "s/orders.view.yaml": "dimensions:\n  id: {}\n",
+             "Orders.topic.yaml": "base_view: s__orders\nfields: [s__orders.*]\n"}
+    model = format_for("omni").read_model(texts)
+    assert list(model.topics) == ["Orders"] and model.problems == []

@@ -13,6 +13,7 @@ on a dimension (Omni takes types from the warehouse), so none is relied on.
 """
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
@@ -79,6 +80,8 @@ class OmniFormat(YamlViewParser):
         return strip_suffix(name, QUERY_VIEW_SUFFIXES if self.is_query_view(name) else VIEW_SUFFIXES)
 
     def view_name_from_path(self, path: str) -> str:
+        """The name Omni gives a view in a schema folder; the file's own header, when it has one, wins
+        (`read`): Omni names views of a connection's default schema by the table alone."""
         folder = self.schema_folder(path)
         return f"{folder}__{self.file_stem(path)}" if folder else self.file_stem(path)
 
@@ -92,7 +95,7 @@ class OmniFormat(YamlViewParser):
             where = f"`{self.root}/`" if self.root else "the model root"
             raise SemanticError(f"view file outside any schema folder: Omni keeps each view in the folder of its "
                                 f"warehouse schema (`<schema>/{PurePosixPath(path).name}` under {where})", path, 1)
-        name = self.text_key(data, "name", path) or self.view_name_from_path(path)
+        name = self.text_key(data, "name", path) or header_name(text) or self.view_name_from_path(path)
         fields = self.fields(data, name, path)
         dbt = data.get("dbt")
         problems: list[Problem] = []
@@ -264,11 +267,11 @@ class OmniFormat(YamlViewParser):
             model.problems.append(Problem(f"{what}: base_view `{base}` names no view of the model", path,
                                           _line_of(data, "base_view", 1)))
         joins = plain.get("joins") or {}
-        if isinstance(joins, dict):
-            self._check_joins(data.get("joins"), what, path, model)
+        if isinstance(joins, dict) and joins:
+            self._check_joins(data["joins"], what, path, model)
         fields = self._topic_fields(data, what, path, model)
         filters = plain.get("default_filters") or {}
-        if isinstance(filters, dict):
+        if isinstance(filters, dict) and filters:
             block = data["default_filters"]
             for key in filters:
                 self._check_field_id(key, f"{what}'s default_filters", path, _line_of(block, key, 1), model)
@@ -314,3 +317,20 @@ class OmniFormat(YamlViewParser):
                 continue
             self._check_field_id(target, what, path, line, model)
         return tuple(kept)
+
+
+_HEADER = re.compile(r"#\s*Reference this view as\s+([A-Za-z0-9_]+)\s*$")
+
+
+def header_name(text: str) -> str | None:
+    """The name in the `# Reference this view as <name>` line Omni writes above a view's keys."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("#"):
+            return None                       # the header comes before the first key
+        found = _HEADER.match(stripped)
+        if found:
+            return found.group(1)
+    return None
