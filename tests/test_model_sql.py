@@ -706,3 +706,13 @@ def test_a_column_that_breaks_the_splice_fails_alone(monkeypatch: pytest.MonkeyP
     assert [editor.failure(e) is not None for e in edits] == [False, True, False]
     with pytest.raises(ModelSqlError, match="does not project 'bad'"):
         upsert_columns("select id, amount from t\n", [("good", "amount"), ("bad", "amount")])
+
+
+def test_a_macro_that_writes_ctes_is_not_taken_for_a_column() -> None:
+    # Shaped like an incremental model in a real project: a macro emits the first CTE of the WITH list.
+    text = ("{{ config(materialized='incremental', unique_key='id') }}\n\nwith\n\n"
+            "{{ max_loaded_cte('events') }}\n\nsource as (\n\n    select * from {{ ref('events') }}\n"
+            "    {{ incremental_filter() }}\n\n),\n\nfinal as (\n    select id, amount from source\n)\n\n"
+            "select * from final\n")
+    out = model_sql.upsert_column(text, "is_big", "amount > 10", "bigquery")
+    assert out == text.replace("select * from final\n", "select *, amount > 10 as is_big from final\n")

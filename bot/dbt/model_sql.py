@@ -11,6 +11,7 @@ every edit is a splice into the untouched original text.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 import sqlglot
@@ -230,12 +231,26 @@ def _mask_region(src: str, region: _Jinja) -> str:
     return _placeholder(src, len(first)) + (newline + _blank(rest, " ") if newline else "")
 
 
+# A macro that writes whole CTEs (`with {{ incremental_max_date_cte('x') }} events as (...)`, seen in
+# real projects) stands where a CTE starts, and is followed by one: as an identifier it would break the
+# WITH list, so it is masked as whitespace, like a statement tag.
+_BEFORE_CTE = re.compile(r"(?is)(?:\bwith|,)\s*$")
+_CTE_AFTER = re.compile(r"(?is)^\s*[A-Za-z_][A-Za-z0-9_]*\s+as\s*\(")
+
+
+def _writes_ctes(text: str, region: _Jinja) -> bool:
+    return (region.kind == "expr" and region.context not in ("literal", "block_comment", "line_comment")
+            and bool(_BEFORE_CTE.search(text[max(0, region.start - 64):region.start]))
+            and bool(_CTE_AFTER.match(text[region.end:region.end + 256])))
+
+
 def _mask(text: str, regions: list[_Jinja]) -> str:
     pieces: list[str] = []
     pos = 0
     for region in regions:
         pieces.append(text[pos:region.start])
-        pieces.append(_mask_region(text[region.start:region.end], region))
+        src = text[region.start:region.end]
+        pieces.append(_blank(src, " ") if _writes_ctes(text, region) else _mask_region(src, region))
         pos = region.end
     pieces.append(text[pos:])
     return "".join(pieces)
