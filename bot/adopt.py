@@ -1,6 +1,7 @@
 """After a push-to-dbt PR merges, the semantic layer reads the new dbt columns instead of computing
-them: one PR on the semantic repo replaces each pushed field's SQL by `${TABLE}.<column>`, keeping
-its name, label and description — the logic now lives in one place, dbt."""
+them: one PR on the semantic repo replaces each pushed field's SQL by the column, written as the
+view's format writes one (Omni: its bare name; the `views` layout: `${TABLE}.<column>`), keeping its
+name, label and description — the logic now lives in one place, dbt."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
@@ -9,7 +10,7 @@ from bot.errors import LayersyncError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace
 from bot.selection import ViewSource, format_at
-from bot.semantic.writer import set_field_sql
+from bot.semantic.writer import column_sql, set_field_sql
 
 
 @dataclass
@@ -30,7 +31,8 @@ def adopt(forge: Forge, semantic_repo: str, dbt_pr: PullRequest, fields: list[li
         base = base or forge.default_branch(semantic_repo)
         ws.checkout(branch, base)
         reader = RevisionReader(ws.root, "semantic-layer repo")
-        source = ViewSource(reader, "HEAD", format_at(reader, "HEAD", semantic_path), semantic_path)
+        fmt = format_at(reader, "HEAD", semantic_path)
+        source = ViewSource(reader, "HEAD", fmt, semantic_path)
         edits: dict[str, str] = {}
         for field_id, _file, _model, column in fields:
             view_name, _, field_name = field_id.partition(".")
@@ -39,7 +41,7 @@ def adopt(forge: Forge, semantic_repo: str, dbt_pr: PullRequest, fields: list[li
                 if view is None or field_name not in view.fields:
                     raise LayersyncError(f"`{field_id}` no longer exists")
                 text = edits.get(view.file) or (ws.root / view.file).read_text(encoding="utf-8")
-                target = f"${{TABLE}}.{column}"
+                target = column_sql(fmt.name, column)
                 if view.fields[field_name].sql == target:
                     outcome.adopted.append(field_id)
                     continue
@@ -57,7 +59,7 @@ def adopt(forge: Forge, semantic_repo: str, dbt_pr: PullRequest, fields: list[li
         body = (f"<!-- layersync:adopt dbt-pr={dbt_pr.number} -->\n"
                 f"{dbt_pr.url} merged: these fields' logic now lives in dbt, so the semantic layer reads the "
                 f"columns instead of computing them again (names, labels and descriptions unchanged).\n\n"
-                + "\n".join(f"- `{field_id}` → `${{TABLE}}.{column}` (dbt model `{model}`)"
+                + "\n".join(f"- `{field_id}` → `{column_sql(fmt.name, column)}` (dbt model `{model}`)"
                             for field_id, _f, model, column in fields if field_id in outcome.adopted))
         outcome.pr, _ = forge.open_or_update_pr(semantic_repo, head=branch, base=base,
                                                 title=f"layersync: read fields pushed in dbt PR #{dbt_pr.number}",

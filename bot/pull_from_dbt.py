@@ -97,10 +97,11 @@ def marker(branch: str) -> str:
 
 
 def view_texts(reader: RevisionReader, rev: str, fmt_name: str, root: str = "") -> dict[str, str]:
-    """The semantic model's view files at `rev` by repository path (the pull edits them there)."""
+    """The semantic model's files at `rev` by repository path (the pull edits them there): its views,
+    and the topics and relationships that follow a renamed field (Omni's layout)."""
     fmt = format_at(reader, rev, root, config=Config(format=fmt_name))
     inside = repo_paths.under(root)
-    paths = reader.list_files(rev, lambda p: inside(p) and fmt.is_view_file(p))
+    paths = reader.list_files(rev, lambda p: inside(p) and (fmt.is_view_file(p) or fmt.is_model_file(p)))
     return {p: t for p, t in reader.read_many(rev, paths).items() if t is not None}
 
 
@@ -130,9 +131,11 @@ def render_body(*, branch: str, dbt_label: str, dbt_commit: str, commit_line: st
         lines.append("")
         if kind == "broken":
             ask = " ".join(mention(a) for a in authors) or "the author of the dbt commit"
+            named = " Topics and joins listed above name a broken field: they break with it (not edited)." \
+                if any(n.file and not n.file.endswith((".view.yaml", ".view.yml")) for n in notes) else ""
             lines += [f"{ask}: this dbt change breaks the fields above. Please restore the column(s), or "
                       "update or remove these fields here; layersync marked them with a `# layersync: broken` "
-                      "comment and deleted nothing.", ""]
+                      f"comment and deleted nothing.{named}", ""]
     if changes.changes:
         lines += ["<details><summary>Every dbt change considered</summary>", "",
                   *[f"- {describe(c)}" for c in changes.changes], "", "</details>"]

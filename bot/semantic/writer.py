@@ -5,11 +5,22 @@ the result is read back to prove that only that field's SQL changed.
 """
 from __future__ import annotations
 
+import re
+
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bot.errors import SemanticError
 from bot.semantic.reader import FIELD_SECTIONS, OmniYamlReader, load_view_yaml
+
+
+def column_sql(format_name: str, column: str) -> str:
+    """A field's `sql:` reading the view's column `column`, as the format writes it: Omni names a raw
+    column bare (quoted when it is no plain identifier) and has no `${TABLE}`; the `views` layout
+    writes `${TABLE}.<column>`."""
+    if format_name == "omni":
+        return column if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column) else '"' + column.replace('"', '""') + '"'
+    return f"${{TABLE}}.{column}"
 
 
 def _key_lines(mapping, keys) -> list[int]:
