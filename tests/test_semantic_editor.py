@@ -645,3 +645,140 @@ def test_set_table_name_without_a_table_name_is_an_error_with_the_file() -> None
     with pytest.raises(SemanticError) as caught:
         set_table_name("dimensions:\n  id: {}\n", "v.view.yaml", "x")
     assert caught.value.file == "v.view.yaml"
+
+
+# ---------------------------------------------------------------------- Omni's own files (`fmt` omni)
+
+OMNI_PATH = "omni/Shop/omni_dbt_marts/fct_orders.view.yaml"
+OMNI = """\
+# Reference this view as omni_dbt_marts__fct_orders
+schema: omni_dbt_marts
+table_name: fct_orders
+dbt:
+  name: fct_orders
+  target_schema: marts
+  description: One row per order.
+  config:
+    materialized: table
+
+dimensions:
+  order_id:
+    primary_key: true
+  status: {}
+  amount_cents: {}   # in cents
+  amount:
+    sql: ${omni_dbt_marts__fct_orders.amount_cents} / 100.0
+  is_big:
+    sql: CASE WHEN amount_cents > 2000 THEN 'big' ELSE lower('amount_cents') END
+
+measures:
+  revenue:
+    sql: ${omni_dbt_marts__fct_orders.amount}
+    aggregate_type: sum
+"""
+
+
+def omni_fmt():
+    from bot.semantic.formats import format_for
+    return format_for("omni", "omni/Shop")
+
+
+def test_omni_add_dimension_writes_bare_columns_as_omni_does_with_no_type_and_all_values() -> None:
+    added = add_dimension(OMNI, OMNI_PATH, "channel", type="string", allowed_values=["web", "store"],
+                          description="Where it was sold.", dbt_description=True, fmt=omni_fmt())
+    new = ("  channel:\n    #This description was pulled from dbt.\n    description: Where it was sold.\n"
+           "    all_values: [web, store]\n")
+    assert added == OMNI.replace("\nmeasures:", new + "\nmeasures:", 1)
+    assert add_dimension(OMNI, OMNI_PATH, "region", fmt=omni_fmt()) == OMNI.replace(
+        "\nmeasures:", "  region: {}\n\nmeasures:", 1)
+    view = omni_fmt().read(added, OMNI_PATH)
+    assert view.fields["channel"].type is None and view.name == "omni_dbt_marts__fct_orders"
+
+
+@pytest.mark.parametrize("written, new", [("sql: status", "sql: channel"), ("sql: '\"STATUS\"'", "sql: '\"CHANNEL\"'")])
+def test_omni_add_dimension_follows_a_file_that_writes_its_columns(written: str, new: str) -> None:
+    text = OMNI.replace("  status: {}\n", f"  status:\n    {written}\n").replace(
+        "  amount_cents: {}   # in cents\n", f"  amount_cents:   # in cents\n    {written.replace('status', 'amount_cents').replace('STATUS', 'AMOUNT_CENTS')}\n")
+    text = text.replace("  order_id:\n    primary_key: true\n", f"  order_id:\n    primary_key: true\n    "
+                        f"{written.replace('status', 'order_id').replace('STATUS', 'ORDER_ID')}\n")
+    added = add_dimension(text, OMNI_PATH, "channel", sql="${TABLE}.channel", fmt=omni_fmt())
+    assert added == text.replace("\nmeasures:", f"  channel:\n    {new}\n\nmeasures:", 1)
+
+
+def test_omni_dbt_descriptions_are_marked_kept_marked_and_unmarked_with_their_key() -> None:
+    from bot.semantic.editor import description_from_dbt
+    fmt = omni_fmt()
+    marked = set_description(OMNI, OMNI_PATH, "status", "Fulfilment status.", from_dbt=True, fmt=fmt)
+    assert marked == OMNI.replace("  status: {}\n", "  status:\n    #This description was pulled from dbt.\n"
+                                                    "    description: Fulfilment status.\n")
+    assert description_from_dbt(marked, OMNI_PATH, "status", fmt=fmt)
+    replaced = set_description(marked, OMNI_PATH, "status", "Where the order is.", from_dbt=True, fmt=fmt)
+    assert replaced == marked.replace("Fulfilment status.", "Where the order is.")
+    assert set_description(replaced, OMNI_PATH, "status", None, fmt=fmt) == OMNI
+    analysts = set_description(OMNI, OMNI_PATH, "amount", "Dollars.", fmt=fmt)      # not from dbt: no marker
+    assert not description_from_dbt(analysts, OMNI_PATH, "amount", fmt=fmt)
+    remarked = set_description(analysts, OMNI_PATH, "amount", "Dollars.", from_dbt=True, fmt=fmt)
+    assert remarked == analysts.replace("    description: Dollars.\n",
+                                        "    #This description was pulled from dbt.\n    description: Dollars.\n")
+    # the `views` layout has no marker
+    assert "#This" not in set_description(ORDERS, ORDERS_PATH, "status", "x", from_dbt=True)
+
+
+def test_omni_column_renames_rewrite_bare_columns_not_strings_and_renaming_back_restores_the_bytes() -> None:
+    fmt = omni_fmt()
+    renamed = rename_column_refs(OMNI, OMNI_PATH, "amount_cents", "cents", fmt=fmt)
+    assert renamed == OMNI.replace("WHEN amount_cents > 2000", "WHEN cents > 2000")
+    assert rename_column_refs(renamed, OMNI_PATH, "cents", "amount_cents", fmt=fmt) == OMNI
+    assert rename_column_refs(OMNI, OMNI_PATH, "amount_cents", "cents") == OMNI        # views: only ${TABLE}.col
+
+
+def test_omni_rename_field_follows_self_qualified_references() -> None:
+    """Omni qualifies even a view's own fields: read as the `views` layout, the view is `fct_orders` and
+    `${omni_dbt_marts__fct_orders.amount}` was left pointing at the old name."""
+    renamed = rename_field(OMNI, OMNI_PATH, "amount", "amount_usd", fmt=omni_fmt())
+    assert renamed == OMNI.replace("  amount:\n", "  amount_usd:\n").replace(
+        "/ 100.0\n", "/ 100.0\n    aliases: [amount]\n").replace(
+        "sql: ${omni_dbt_marts__fct_orders.amount}\n", "sql: ${omni_dbt_marts__fct_orders.amount_usd}\n")
+    assert rename_field(renamed, OMNI_PATH, "amount_usd", "amount", fmt=omni_fmt()) == OMNI
+
+
+def test_omni_accepted_values_are_all_values_and_the_views_layout_keeps_allowed_values() -> None:
+    edited = set_allowed_values(OMNI, OMNI_PATH, "status", ["placed", "shipped"], fmt=omni_fmt())
+    assert edited == OMNI.replace("  status: {}\n", "  status:\n    all_values: [placed, shipped]\n")
+    assert set_allowed_values(edited, OMNI_PATH, "status", [], fmt=omni_fmt()) == OMNI
+    assert "allowed_values: [a]" in set_allowed_values(ORDERS, ORDERS_PATH, "status", ["a"])
+
+
+TOPIC_TEXT = """\
+# the shop topic
+base_view: omni_dbt_marts__fct_orders
+fields: [omni_dbt_marts__fct_orders.*, -omni_dbt_marts__fct_orders.amount, "omni_dbt_marts__fct_orders.AMOUNT"]
+default_filters:
+  omni_dbt_marts__fct_orders.amount:   # positive only
+    greater_than: 0
+always_where_sql: |
+  ${omni_dbt_marts__fct_orders.amount} > 0
+  AND ${omni_dbt_marts__other.amount} > 0
+"""
+
+
+def test_a_topic_follows_a_rename_in_fields_filters_and_sql_and_nothing_else() -> None:
+    from bot.semantic.editor import rename_field_in_topic
+    edited = rename_field_in_topic(TOPIC_TEXT, "Shop.topic.yaml", "omni_dbt_marts__fct_orders", "amount", "usd")
+    assert edited == TOPIC_TEXT.replace("-omni_dbt_marts__fct_orders.amount,", "-omni_dbt_marts__fct_orders.usd,") \
+        .replace('"omni_dbt_marts__fct_orders.AMOUNT"', '"omni_dbt_marts__fct_orders.USD"') \
+        .replace("  omni_dbt_marts__fct_orders.amount:", "  omni_dbt_marts__fct_orders.usd:") \
+        .replace("  ${omni_dbt_marts__fct_orders.amount} > 0", "  ${omni_dbt_marts__fct_orders.usd} > 0")
+    assert rename_field_in_topic(TOPIC_TEXT, "Shop.topic.yaml", "omni_dbt_marts__fct_orders", "status", "x") \
+        is TOPIC_TEXT
+
+
+def test_relationships_follow_a_rename_in_on_sql() -> None:
+    from bot.semantic.editor import rename_field_in_relationships
+    text = ("- join_from_view: a   # orders\n  join_to_view: b\n  on_sql: '${a.key} = ${b.key}'\n"
+            "- join_from_view: b\n  join_to_view: c\n  on_sql: ${b.key} = ${c.b_key}\n")
+    assert rename_field_in_relationships(text, "relationships.yaml", "b", "key", "id") == text.replace(
+        "${b.key}", "${b.id}")
+    with pytest.raises(SemanticError) as caught:
+        rename_field_in_relationships("- on_sql: [\n", "relationships.yaml", "b", "key", "id")
+    assert caught.value.file == "relationships.yaml"

@@ -195,3 +195,17 @@ def test_views_on_seeds_and_sources_are_not_missing_models_but_unknown_tables_ar
     plan = plan_pull(changes_between(dbt.repo, base, head), views, dbt_commit=head)
     assert [(n.file, n.line) for n in plan.problems] == [("views/ghost.view.yaml", 1)]
     assert "`ghost_table`, which is no model, seed, source" in plan.problems[0].text
+
+
+def test_the_views_layout_keeps_its_own_keys_and_no_dbt_marker(dbt) -> None:
+    """Omni's writes (no type:, all_values, the dbt marker) are the omni format's: this layout keeps today's."""
+    plan = _plan(dbt, {
+        ORDERS_SQL: lambda t: t.replace("as amount\n", "as amount,\n    'web' as channel\n", 1),
+        MARTS_YML: lambda t: t.replace("      - name: amount\n", "      - name: channel\n        description: Where.\n"
+                                       "        data_type: varchar\n        data_tests:\n          - accepted_values:\n"
+                                       "              arguments:\n                values: ['web', 'store']\n"
+                                       "      - name: amount\n", 1)})
+    text = plan.files["views/orders.view.yaml"]
+    assert "  channel:\n    label: Channel\n    description: Where.\n    type: string\n" \
+           "    allowed_values: [web, store]\n" in text
+    assert "pulled from dbt" not in text and "all_values" not in text

@@ -758,6 +758,10 @@ class _Doc:
                 self._flow_remove(spans, index)
             else:
                 self.delete_lines(key_node.start_mark.line, self.pair_last_line(key_node, value_node) + 1)
+                colon = self.text.find(":", field.key.end_mark.index)
+                if len(pairs) == 1 and self.view.format == "omni" and colon >= 0 \
+                        and self.line_at(colon) == field.key.start_mark.line:
+                    self.replace(colon + 1, colon + 1, " {}")     # Omni's bare column: `name: {}`
             return
 
     def _flow_insert(self, node: Node, spans: list[tuple[int, int]], position: int, item: str) -> None:
