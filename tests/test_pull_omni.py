@@ -364,3 +364,27 @@ def test_pull_from_dbt_end_to_end_on_omnis_layout(dbt, tmp_path) -> None:
     body = forge.get_pr(str(semantic.resolve()), result.pr.number).body
     assert f"{TOPIC}:" in body and "`omni_dbt_marts__orders.amount`" in body
     json.dumps(doc)
+
+
+def test_adoption_reads_the_pushed_column_the_way_omni_names_a_column(tmp_path) -> None:
+    """After the push-to-dbt PR merges, the field reads the new column: its bare name, no `${TABLE}`."""
+    from bot.adopt import adopt
+    from bot.forge.base import PullRequest
+
+    semantic = _semantic_repo(tmp_path)
+    large = "  is_large_order:\n    sql: ${omni_dbt_marts__orders.amount} > 20\n"
+    path = semantic / ORDERS
+    before = path.read_text().replace("\nmeasures:", large + "\nmeasures:", 1)
+    path.write_text(before)
+    repo = git.Repo(semantic)
+    repo.git.add("-A")
+    repo.index.commit("large orders", author=ANALYST, committer=ANALYST)
+    forge = LocalForge(tmp_path / "state.sqlite")
+    dbt_pr = PullRequest(7, "acme/dbt", "push", "", "layersync/push/x", "main", "merged", "file:///pr/7", "", "")
+    outcome = adopt(forge, str(semantic), dbt_pr, [["omni_dbt_marts__orders.is_large_order", ORDERS, "orders",
+                                                     "is_large_order"]], semantic_path=ROOT)
+
+    assert outcome.adopted == ["omni_dbt_marts__orders.is_large_order"] and outcome.problems == []
+    after = (repo.commit(outcome.pr.head).tree / ORDERS).data_stream.read().decode()
+    unedited(after, before, ("    sql: ${omni_dbt_marts__orders.amount} > 20\n", "    sql: is_large_order\n"))
+    assert "→ `is_large_order`" in outcome.pr.body and "${TABLE}" not in outcome.pr.body
