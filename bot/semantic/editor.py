@@ -1,4 +1,4 @@
-"""Minimal, comment-preserving edits of Omni-style view files, for "pull from dbt".
+"""Minimal, comment-preserving edits of semantic-layer view files, for "pull from dbt".
 
 When the dbt project changes, layersync opens a PR on the semantic-layer repo. Its edits must touch
 only the lines they need: users' comments, key order, quoting, indentation, blank lines and line
@@ -9,27 +9,38 @@ endings (CRLF included) all survive. Every function here is a pure `text -> text
    regular expressions;
 2. the edit is spliced into the original text (whole new lines for new keys, characters for
    values, keys and list items);
-3. the result is read back with `OmniYamlReader` and compared with the expected data: the intended
-   field(s) changed as intended and nothing else did, or `SemanticError` is raised.
+3. the result is read back with the view's format (`fmt`, a `bot.semantic.formats.SemanticFormat`;
+   None is the older `views` layout) and compared with the expected data: the intended field(s)
+   changed as intended and nothing else did, or `SemanticError` is raised.
 
 Every function returns `text` unchanged (the very same string) when there is nothing to do, so
 calling it twice is the same as calling it once. Invalid YAML, or a file that is no view, raises
 `SemanticError` with the file and line (as the reader does).
+
+The format decides what is written. Omni's own files (`fmt` omni) never get `${TABLE}` (Omni has
+none) or `type:` (Omni takes types from the warehouse); their columns are bare or quoted names and
+a bare column is `name: {}`; dbt's `accepted_values` are `all_values:`; a description copied from
+dbt carries Omni's marker line `#This description was pulled from dbt.` right above the key; the
+view's name is Omni's (`<schema>__<stem>`), so its self-qualified `${view.field}` follow renames; the
+read-only `dbt:` block is never touched. The `views` layout keeps `${TABLE}.col`, `type:` and
+`allowed_values:`. Topics and `relationships.yaml` follow a renamed field through
+`rename_field_in_topic` / `rename_field_in_relationships`.
 
 Decisions (see each function for details):
 
 * `add_dimension` on a name that is already a dimension (case-insensitively) is a no-op, so "pull
   from dbt" can run repeatedly; its attributes are not compared (use the `set_*` functions). A name
   that is a measure or another field's alias raises `SemanticError`.
-* `rename_column_refs` only rewrites explicit `${TABLE}.col` references. A dimension without `sql:`
-  whose name is the column reads `${TABLE}.<name>` implicitly: the caller decides whether the field
-  follows the column (`rename_field`, which needs no `sql:` then: the implicit column follows the
-  name) or keeps its name (`set_field_sql` with `${TABLE}.<new>`).
+* `rename_column_refs` only rewrites explicit references (`${TABLE}.col`; Omni's bare `col` /
+  `"COL"`). A dimension without `sql:` whose name is the column reads it implicitly: the caller
+  decides whether the field follows the column (`rename_field`, which needs no `sql:` then: the
+  implicit column follows the name) or keeps its name (`set_field_sql` with the new column).
 * `rename_field` keeps the old name in `aliases:` (so saved content keeps working) and renaming back
   to an alias removes it again; `rename(a -> b)` then `rename(b -> a)` restores the original bytes
   (for both functions, and for the pair used together), as long as `b` is a fresh name.
 * `mark_broken` writes `# layersync: broken — <reason>` on the line above the field's key.
-* `set_allowed_values` writes `allowed_values: [a, b]` (flow style): Omni has no standard key.
+* `set_allowed_values` writes `all_values: [a, b]` in Omni's files and `allowed_values: [a, b]` in
+  the `views` layout (flow style).
 """
 from __future__ import annotations
 
