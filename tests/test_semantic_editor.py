@@ -782,3 +782,12 @@ def test_relationships_follow_a_rename_in_on_sql() -> None:
     with pytest.raises(SemanticError) as caught:
         rename_field_in_relationships("- on_sql: [\n", "relationships.yaml", "b", "key", "id")
     assert caught.value.file == "relationships.yaml"
+
+
+def test_a_key_quoted_only_because_yaml_needed_it_is_plain_again_when_renamed_back() -> None:
+    """`n` must be quoted (YAML 1.1 reads it as false); renaming back to `order_date` wrote `'order_date'`."""
+    there = rename_field(ORDERS, ORDERS_PATH, "order_date", "n")
+    assert "  'n':\n" in there
+    assert rename_field(there, ORDERS_PATH, "n", "order_date") == ORDERS
+    chosen = HAND.replace("'status':", "'state':")                  # quoted by choice: stays quoted
+    assert "  'status':" in rename_field(chosen, "hand.view.yaml", "state", "status")

@@ -1310,7 +1310,9 @@ def rename_field(text: str, path: str, old: str, new: str, *, keep_alias: bool =
                 raise SemanticError(
                     f"cannot rename `{old}` to `{new}`: `{field.name}` already refers to `${{{new}}}`, "
                     f"which would then mean the renamed field", path, doc.field_line(field))
-    doc.replace(target.key.start_mark.index, target.key.end_mark.index, _render_key(new, target.key.style))
+    # A key quoted because YAML needed it (`'n'`, which YAML 1.1 reads as false) is no chosen style.
+    style = target.key.style if _render_key(old) == old else None
+    doc.replace(target.key.start_mark.index, target.key.end_mark.index, _render_key(new, style))
     aliases = _edit_aliases(doc, target, old, new, keep_alias)
 
     expected = doc.expected()
