@@ -388,3 +388,14 @@ def test_adoption_reads_the_pushed_column_the_way_omni_names_a_column(tmp_path) 
     after = (repo.commit(outcome.pr.head).tree / ORDERS).data_stream.read().decode()
     unedited(after, before, ("    sql: ${omni_dbt_marts__orders.amount} > 20\n", "    sql: is_large_order\n"))
     assert "→ `is_large_order`" in outcome.pr.body and "${TABLE}" not in outcome.pr.body
+
+
+def test_a_topic_that_cannot_follow_a_rename_is_a_problem_and_the_rest_still_follows(dbt) -> None:
+    broken_topic = TOPIC_YAML + "sorts: [\n"                          # invalid YAML: the topic cannot be edited
+    texts = {**model_texts(), TOPIC: broken_topic}
+    result = plan(dbt, RENAME_AMOUNT, texts)
+    assert TOPIC not in result.files and {ORDERS, CUSTOMERS} <= set(result.files)
+    (problem,) = [n for n in result.problems if n.file == TOPIC]
+    assert "could not follow the rename of `omni_dbt_marts__orders.amount`" in problem.text and problem.line
+    assert [n.field for n in result.notes if n.kind == "renamed" and n.file == ORDERS][0] == \
+        "omni_dbt_marts__orders.amount"

@@ -321,7 +321,13 @@ class PullPlanner:
                 [(path, editor.rename_field_in_relationships, "relationships") for path in self.relationship_files]
         for path, edit, what in edits:
             before = self.files.texts[path]
-            if not self.files.apply(path, edit, view.name, old, new):
+            try:
+                if not self.files.apply(path, edit, view.name, old, new):
+                    continue
+            except SemanticError as exc:      # this file is left as it is; the views' renames stand
+                self.notes.append(Note("problem", f"{what} `{path}` could not follow the rename of "
+                                       f"`{view.name}.{old}` to `{new}`: {exc.message}", *_where(change),
+                                       file=exc.file or path, line=exc.line))
                 continue
             self.notes.append(Note("renamed", f"{what} `{path.rsplit('/', 1)[-1]}` follows: `{view.name}.{old}` is "
                                    f"now `{view.name}.{new}`", *_where(change), file=path,
