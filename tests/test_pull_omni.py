@@ -399,3 +399,11 @@ def test_a_topic_that_cannot_follow_a_rename_is_a_problem_and_the_rest_still_fol
     assert "could not follow the rename of `omni_dbt_marts__orders.amount`" in problem.text and problem.line
     assert [n.field for n in result.notes if n.kind == "renamed" and n.file == ORDERS][0] == \
         "omni_dbt_marts__orders.amount"
+
+
+def test_the_dbt_block_names_the_model_a_view_follows(dbt) -> None:
+    """`dbt.name` says which dbt model the view is, whatever its table is called in the warehouse."""
+    texts = {**model_texts(), ORDERS: ORDERS_VIEW.replace("table_name: orders\n", "table_name: ORDERS_PROD_V2\n", 1)}
+    result = plan(dbt, NEW_COLUMN, texts)
+    assert "  is_recent:\n" in result.files[ORDERS] and not result.problems
+    assert dbt_block(result.files[ORDERS]) == dbt_block(ORDERS_VIEW)
