@@ -29,7 +29,7 @@ import io
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -448,8 +448,12 @@ def _tests_key(entry: CommentedMap | None, root: CommentedMap | None) -> str:
 
 def _meta_in_config(entry: CommentedMap | None, root: CommentedMap | None) -> bool:
     """dbt ≥ 1.10 wants `config: {meta: ...}`; keep a file's older `meta:` habit."""
-    candidates = ([entry] if entry is not None else []) + list(_walk_entries(root))
-    for node in candidates:
+    return _prefers_config_meta(([entry] if entry is not None else []) + list(_walk_entries(root)))
+
+
+def _prefers_config_meta(nodes: Iterable[Mapping]) -> bool:
+    """The first model or column entry that writes `meta` says how the file writes it (either tree)."""
+    for node in nodes:
         if "meta" in node:
             return False
         config = node.get("config")
@@ -1222,13 +1226,7 @@ class _FastEdit:
         return next((str(k) for node in self._entries() for k in node if k in _TEST_KEYS), "data_tests")
 
     def _meta_in_config(self) -> bool:
-        for node in self._entries():
-            if "meta" in node:
-                return False
-            config = node.get("config")
-            if isinstance(config, Mapping) and "meta" in config:
-                return True
-        return True
+        return _prefers_config_meta(self._entries())
 
     def add(self, doc: ColumnDoc) -> None:
         key = (doc.model, doc.column.casefold())
