@@ -616,6 +616,21 @@ def _load(text: str, dialect: str) -> _Model:
     return _Model(text, masked, dialect, regions, branches, _is_by_name(tree))
 
 
+def model_ctes(select: exp.Select) -> list[exp.CTE]:
+    """The CTEs of the query the final select belongs to (their names are taken in its scope)."""
+    node: exp.Expression | None = select
+    while node is not None and not node.args.get("with_") and not node.args.get("with"):
+        node = node.parent
+    with_ = node.args.get("with_") or node.args.get("with") if node is not None else None
+    return list(with_.expressions) if with_ is not None else []
+
+
+def analyse_model(model: _Model) -> ModelShape:
+    first = model.branches[0]
+    return ModelShape(output_columns=[p.display for p in first.projections if p.display is not None],
+                      has_star=bool(first.stars) or first.dynamic)
+
+
 # --------------------------------------------------------------------------
 # Public read-only API
 # --------------------------------------------------------------------------
@@ -727,9 +742,11 @@ def _only_projection(select: exp.Select) -> bool:
     return not others and len(items) == 1 and items[0].alias == _PROBE
 
 
-def _column_refs(node: exp.Expression) -> list[exp.Column]:
-    """Output-column references; lambda parameters parse as identifiers, not columns."""
-    return [column for column in node.find_all(exp.Column) if not isinstance(column.this, exp.Star)]
+def _column_refs(node: exp.Expression, foreign: frozenset[str] = frozenset()) -> list[exp.Column]:
+    """Output-column references; lambda parameters parse as identifiers, not columns. A column qualified
+    by a `foreign` name (the alias of a relation joined in) is that relation's, written as it is."""
+    return [column for column in node.find_all(exp.Column) if not isinstance(column.this, exp.Star)
+            and not (column.table and column.table.lower() in foreign)]
 
 
 def _masked_node(text: str, dialect: str) -> exp.Expression:
@@ -844,14 +861,14 @@ def _lowercase_keywords(sql: str, dialect: str) -> str:
 
 def _render_attempt(
     expression: exp.Expression, substitutes: list[_Substitute], dialect: str, policy: str,
-    lowercase: bool = False,
+    lowercase: bool = False, foreign: frozenset[str] = frozenset(),
 ) -> tuple[str, bool]:
     """Render the expression with substitutes; report whether the result
     parses back to the intended tree (i.e. the parentheses were enough)."""
     tree = expression.copy()
     texts: dict[str, str] = {}
     expected: dict[str, exp.Expression] = {}
-    for index, (column, substitute) in enumerate(zip(_column_refs(tree), substitutes)):
+    for index, (column, substitute) in enumerate(zip(_column_refs(tree, foreign), substitutes)):
         placeholder = f"__layersync_{index}__"
         wrap = _needs_parens(column, substitute, policy)
         texts[placeholder] = f"({substitute.text})" if wrap else substitute.text
@@ -871,15 +888,15 @@ def _render_attempt(
 
 
 def _render(expression: exp.Expression, substitutes: list[_Substitute], dialect: str,
-            lowercase: bool = False) -> str:
+            lowercase: bool = False, foreign: frozenset[str] = frozenset()) -> str:
     """Fewest parentheses that provably keep the meaning (the result must
     parse back to the intended tree); every non-atomic substitute is
     parenthesised when nothing lighter can be verified."""
     for policy in ("none", "calls"):
-        result, verified = _render_attempt(expression, substitutes, dialect, policy, lowercase)
+        result, verified = _render_attempt(expression, substitutes, dialect, policy, lowercase, foreign)
         if verified:
             return result
-    return _render_attempt(expression, substitutes, dialect, "all", lowercase)[0]
+    return _render_attempt(expression, substitutes, dialect, "all", lowercase, foreign)[0]
 
 
 def _alias_sql(name: str, dialect: str) -> str:
@@ -1044,10 +1061,11 @@ def _check_name(name: str) -> None:
         raise ModelSqlError(f"the column name {name!r} has {problem}; it must be a plain name")
 
 
-def _check_no_new_jinja(model: _Model, result: str) -> None:
+def _check_no_new_jinja(model: _Model, result: str, allowed: frozenset[str] = frozenset()) -> None:
     """Every Jinja tag of the edited model was already in the model (a substituted projection
-    brings its own along): layersync adds SQL, never a template."""
-    before = {model.text[r.start:r.end] for r in model.regions}
+    brings its own along): layersync adds SQL, never a template, except the exact `{{ ref('m') }}`
+    of a join it was asked to write (`allowed`)."""
+    before = {model.text[r.start:r.end] for r in model.regions} | allowed
     for region in _scan_jinja(result):
         if result[region.start:region.end] not in before:
             raise ModelSqlError("the edit would add Jinja to the model; dbt would run it as a template",
@@ -1078,6 +1096,7 @@ class ColumnEdit:
     replacements: tuple[_Edit, ...]
     items: tuple[str | None, ...]  # per branch, the select item to append (None: replaced in place)
     substitutes: tuple[_Substitute, ...]  # per branch, what a later column reading this one writes
+    foreign: frozenset[str] = frozenset()  # aliases of joined relations its expression reads as written
 
     @property
     def changed(self) -> bool:
@@ -1123,14 +1142,17 @@ class ModelEditor:
         names += [e.name for e in self.accepted if e.name.lower() not in known and e.items[0] is not None]
         return ModelShape(output_columns=names, has_star=bool(first.stars) or first.dynamic)
 
-    def plan(self, name: str, expression: exp.Expression | str) -> ColumnEdit:
-        """The edit writing `<expression> as <name>`; ModelSqlError when it cannot be written."""
+    def plan(self, name: str, expression: exp.Expression | str, foreign: frozenset[str] = frozenset()
+             ) -> ColumnEdit:
+        """The edit writing `<expression> as <name>`; ModelSqlError when it cannot be written. Columns
+        qualified by a `foreign` alias (a relation `join` added) are that relation's, not output columns."""
         if name.lower() in self._written:
             self._flush()  # a second edit of one column reads the first as written
         model = self.model
         _check_name(name)
         node = _parse_expression(expression, self.dialect)
-        references = _column_refs(node)
+        foreign = frozenset(f.lower() for f in foreign)
+        references = _column_refs(node, foreign)
         if any(column.name.lower() == name.lower() for column in references):
             raise ModelSqlError(f"the expression for {name!r} references {name!r} itself")
         _check_set_operation(model)
@@ -1143,7 +1165,7 @@ class ModelEditor:
         for position, branch in enumerate(model.branches):
             reference = branch if model.by_name else first
             found = [self._substitute(column, branch, reference, position) for column in references]
-            new_sql = _render(node, found, self.dialect, self.lowercase)
+            new_sql = _render(node, found, self.dialect, self.lowercase, foreign)
             _check_one_item(mask_jinja(new_sql), self.dialect, f"the new column {name!r}")
             target = reference.index_of(name)
             if target is None:
@@ -1161,13 +1183,151 @@ class ModelEditor:
             if position == 0:
                 after = written
         return ColumnEdit(name, expression, self.column_sql(name), after, tuple(replacements), tuple(items),
-                          tuple(substitutes))
+                          tuple(substitutes), foreign)
 
     def _substitute(self, column: exp.Column, branch: _Branch, reference: _Branch, position: int) -> _Substitute:
         written = self._written.get(column.name.lower())
         if written is not None:
             return written.substitutes[position]
         return _resolve(column, self.model, branch, reference)
+
+    def join(self, ref_name: str, on: exp.Expression, marker: str, joined_columns: list[str] | None) -> str:
+        """Join `{{ ref('<ref_name>') }}` to the final SELECT (written now) and return its alias; a join
+        to that model the final SELECT already has (a left one, on the same condition) is reused.
+
+        `on` compares output columns of this model (unqualified) with the joined model's, qualified
+        by `marker`; `joined_columns` are the joined model's columns (None: unknown, it selects `*`).
+        Refused (ModelSqlError) when the new relation could change what the select's other columns
+        mean: a set operation, aggregation, DISTINCT, a subquery to qualify, or an unqualified column
+        the joined model also has. A bare `*` becomes `<relation>.*`, so the join adds no columns.
+        """
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref_name):
+            raise ModelSqlError(f"cannot join model {ref_name!r}: its name is no plain identifier")
+        if self.accepted:
+            self._flush()
+        model = self.model
+        if len(model.branches) != 1:
+            raise ModelSqlError("the final query is a set operation; a join cannot be added to it safely",
+                                model.line(model.branches[0].keyword_start))
+        branch = model.branches[0]
+        select = branch.select
+        where = model.line(branch.keyword_start)
+        for key, what in (("group", "GROUP BY"), ("having", "HAVING"), ("distinct", "DISTINCT")):
+            if select.args.get(key):
+                raise ModelSqlError(f"the final select has {what}; a joined column would have to be grouped too",
+                                    where)
+        source = (select.args.get("from_") or select.args.get("from"))
+        relation = source.this if source is not None else None
+        if not isinstance(relation, exp.Table) or not relation.name:
+            raise ModelSqlError("the final select reads no single named relation (a subquery, or nothing) "
+                                "that the join's columns could be qualified by", where)
+        jinja_names = {model.masked[r.start:r.end].split("\n")[0]: r for r in model.regions if r.kind == "expr"}
+        qualifier = relation.alias or relation.name
+        if qualifier in jinja_names:
+            raise ModelSqlError("the final select reads a Jinja relation without an alias; give it one "
+                                "(`from {{ ref('x') }} as x`) so the join's columns can be told apart", where)
+        joins = select.args.get("joins") or []
+        wanted = f"ref('{ref_name.lower()}')"
+        for existing in joins:
+            table = existing.this
+            region = jinja_names.get(table.name) if isinstance(table, exp.Table) else None
+            if region is None or re.sub(r"[\s\"]", "", region.inner.replace('"', "'")).lower() != wanted.replace(" ", ""):
+                continue
+            alias = table.alias or table.name
+            rendered = self._join_condition(on, marker, alias, qualifier, branch)
+            if (existing.side or "").upper() == "LEFT" and existing.args.get("on") is not None and \
+                    _masked_node(mask_jinja(rendered), self.dialect) == existing.args["on"]:
+                return alias
+            raise ModelSqlError(f"the final select already joins ref('{ref_name}') (as `{alias}`) by another "
+                                f"kind of join or on another condition; layersync does not add a second one", where)
+        taken = {qualifier.lower(), relation.name.lower()} | {
+            (j.this.alias or j.this.name).lower() for j in joins if isinstance(j.this, exp.Table)}
+        taken |= {cte.alias.lower() for cte in (model_ctes(select))}
+        alias = ref_name.lower() if ref_name.lower() not in taken else f"layersync_{ref_name.lower()}"
+        if alias in taken:
+            raise ModelSqlError(f"the names {ref_name.lower()!r} and {alias!r} are both taken in the final select",
+                                where)
+        self._check_unambiguous(branch, bool(joins), joined_columns, where)
+        condition = self._join_condition(on, marker, alias, qualifier, branch)
+        edits = [_Edit(p.start, p.start, f"{qualifier}.") for p in branch.projections
+                 if p.star and isinstance(p.node, exp.Star)]
+        if edits and joins:
+            raise ModelSqlError("the final select has `*` and joins already: which relation's columns it means "
+                                "cannot be kept apart from the new join's", where)
+        edits.append(self._join_edit(branch, ref_name, alias, condition))
+        result = _apply(self.text, edits)
+        _check_no_placeholder_leak(model, result)
+        _check_no_new_jinja(model, result, frozenset({"{{ ref('" + ref_name + "') }}"}))
+        joined = _validate(result, [], self.dialect)
+        before, after = analyse_model(model), analyse_model(joined)
+        if before != after:
+            raise ModelSqlError("internal error: the join would change the model's columns", where)
+        self._reset(result, joined)
+        return alias
+
+    def _join_condition(self, on: exp.Expression, marker: str, alias: str, qualifier: str, branch: _Branch) -> str:
+        """The ON text: this model's columns as the final select's relation has them, qualified."""
+        node = on.copy()
+        for column in node.find_all(exp.Column):
+            if column.table == marker:
+                column.set("table", exp.to_identifier(alias))
+        found = []
+        for column in _column_refs(node, frozenset({alias.lower()})):
+            substitute = _resolve(column, self.model, branch, branch)
+            if isinstance(substitute.node, exp.Column) and not substitute.node.table:
+                text = f"{qualifier}.{substitute.text}"
+                substitute = _Substitute(text, _masked_node(text, self.dialect))
+            found.append(substitute)
+        rendered = _render(node, found, self.dialect, self.lowercase, frozenset({alias.lower()}))
+        _check_one_item(mask_jinja(rendered), self.dialect, "the join condition")
+        return rendered
+
+    def _check_unambiguous(self, branch: _Branch, has_joins: bool, joined_columns: list[str] | None,
+                           where: int) -> None:
+        """An unqualified column of the final select must stay this relation's once the join is there."""
+        names = sorted({c.name.lower() for c in branch.select.find_all(exp.Column)
+                        if not c.table and not isinstance(c.this, exp.Star)
+                        and not c.name.startswith(("__j", "_j"))})
+        if not names:
+            return
+        if has_joins:
+            raise ModelSqlError(f"the final select joins other relations and names `{names[0]}` without "
+                                f"qualifying it; qualify its columns so a new join cannot make them ambiguous", where)
+        clash = names if joined_columns is None else sorted(set(names) & {c.lower() for c in joined_columns})
+        if clash:
+            why = "may also be one (it selects `*`)" if joined_columns is None else "also has it"
+            raise ModelSqlError(f"the final select names `{clash[0]}` without qualifying it, and the joined model "
+                                f"{why}: the join would make it ambiguous", where)
+
+    def _join_edit(self, branch: _Branch, ref_name: str, alias: str, condition: str) -> _Edit:
+        """`left join {{ ref('m') }} as m on ...` after the FROM clause (and its joins), in the file's style."""
+        model = self.model
+        tokens = _tokenize(model.masked, _dialect(self.dialect))
+        start = next(i for i, t in enumerate(tokens) if t.start == branch.list_end)
+        stop = _scan_depth0(tokens, start + 1, len(tokens), _LIST_END - {TokenType.FROM})
+        stop = len(tokens) if stop is None else stop
+        end = _after_jinja(tokens[stop - 1].end + 1, model.regions)
+        _check_balanced(model, branch.keyword_start, end, "the end of the final select's FROM clause")
+        left, join_kw, as_kw, on_kw = ("left", "join", "as", "on") if self.lowercase else ("LEFT", "JOIN", "AS", "ON")
+        clause = f"{left} {join_kw} {{{{ ref('{ref_name}') }}}} {as_kw} {alias}"
+        limit = tokens[stop].start if stop < len(tokens) else len(model.text)
+        line_end = _line_end_after(model, end, limit)
+        if line_end is None:
+            return _Edit(end, end, f" {clause} {on_kw} {condition}")
+        from_start = tokens[start].start
+        line_start = model.text.rfind("\n", 0, from_start) + 1
+        indent = _leading_whitespace(model.text[line_start:from_start])
+        newline = "\r\n" if "\r\n" in model.text else "\n"
+        return _Edit(line_end, line_end, f"{newline}{indent}{clause}{newline}{indent}    {on_kw} {condition}")
+
+    def checkpoint(self) -> tuple[str, _Model]:
+        """The model with what is accepted written: `rollback` returns to it (a join whose column failed)."""
+        if self.accepted:
+            self._flush()
+        return self.text, self.model
+
+    def rollback(self, checkpoint: tuple[str, _Model]) -> None:
+        self._reset(*checkpoint)
 
     def accept(self, edit: ColumnEdit) -> None:
         """Write `edit` (at `finish`); the columns planned after it read it as written."""
@@ -1198,7 +1358,7 @@ class ModelEditor:
             text, model = self.text, None
             for edit in self.accepted:
                 try:
-                    text = upsert_column(text, edit.name, edit.expression, self.dialect)
+                    text = upsert_column(text, edit.name, edit.expression, self.dialect, edit.foreign)
                 except ModelSqlError as error:
                     self.failures[id(edit)] = error
         self._reset(text, model)
@@ -1230,7 +1390,8 @@ def upsert_columns(text: str, columns: list[tuple[str, exp.Expression | str]], d
 
 
 def upsert_column(
-    text: str, name: str, expression: exp.Expression | str, dialect: str = "duckdb"
+    text: str, name: str, expression: exp.Expression | str, dialect: str = "duckdb",
+    foreign: frozenset[str] = frozenset(),
 ) -> str:
     """Return the model text with `<expression> as <name>` in the final SELECT.
 
@@ -1240,5 +1401,5 @@ def upsert_column(
     has its expression replaced in place; everything else is byte-identical.
     """
     editor = ModelEditor(text, dialect)
-    editor.accept(editor.plan(name, expression))
+    editor.accept(editor.plan(name, expression, foreign))
     return editor._splice()[0]

@@ -6,6 +6,8 @@ opens only the files it needs: a project of thousands of models is indexed by fi
 from __future__ import annotations
 
 import ast
+import re
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Protocol
@@ -192,6 +194,41 @@ class DbtProject:
                 return models[match.lower()]
         return None
 
+    def find_seed(self, name: str) -> str | None:
+        """The seed's CSV file, by name: a seed depends on no model, so any model may `ref` it."""
+        wanted = normalise_table_name(name)
+        for root in self.seed_paths:
+            for path in self.store.list_files(root):
+                posix = PurePosixPath(path)
+                if posix.suffix.lower() == ".csv" and posix.stem.lower() == wanted:
+                    return path
+        return None
+
+    def refs(self, model_name: str) -> list[str]:
+        """The models `model_name` refs directly (its SQL as the store has it now)."""
+        model = self.models().get(model_name.lower())
+        return refs_in(self.store.read_text(model.path) or "") if model is not None else []
+
+    def dependency_path(self, start: str, goal: str) -> list[str] | None:
+        """`start -> ... -> goal` through `ref()`s, shortest first, or None when `start` does not depend on
+        `goal`: a join from `goal` to `start` would then close that chain into a cycle. Only the models
+        reached are read."""
+        start, goal = start.lower(), goal.lower()
+        came_from: dict[str, str | None] = {start: None}
+        pending = deque([start])
+        while pending:
+            current = pending.popleft()
+            if current == goal:
+                chain = [current]
+                while came_from[chain[-1]] is not None:
+                    chain.append(came_from[chain[-1]])  # type: ignore[arg-type]
+                return chain[::-1]
+            for parent in self.refs(current):
+                if parent not in came_from:
+                    came_from[parent] = current
+                    pending.append(parent)
+        return None
+
     def _yaml_files(self) -> list[str]:
         return [p for p in self._files() if p.endswith(YAML_SUFFIXES)]
 
@@ -241,6 +278,17 @@ def _fast_model_names(text: str) -> list[str]:
     if not isinstance(models, list):
         return []
     return [str(entry["name"]) for entry in models if isinstance(entry, dict) and entry.get("name") is not None]
+
+
+_REF = re.compile(r"""\bref\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?[,)]""")
+
+
+def refs_in(sql: str) -> list[str]:
+    """Models a model's SQL `ref()`s (lower case, in order, each once); `ref('pkg', 'model')` is the model."""
+    found: dict[str, None] = {}
+    for match in _REF.finditer(sql):
+        found.setdefault((match.group(2) or match.group(1)).lower(), None)
+    return list(found)
 
 
 def _yaml_alias_owner(text: str, alias: str) -> str | None:

@@ -6,16 +6,20 @@ everything between the references is SQL and goes to sqlglot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from bot.errors import TranslationError
-from bot.semantic.model import Field, View
+from bot.semantic.model import Field, Location, View
 
 TABLE_PLACEHOLDER = "__layersync_table__"
 REF_PREFIX = "__layersync_ref_"
+# A column of a joined view in a resolved expression: `__layersync_join__<view>.<column>`; the planner
+# puts the join's alias in its place once it knows it.
+JOIN_PREFIX = "__layersync_join__"
 # Inlining copies each referenced field's SQL: twenty fields each referring twice to the one before
 # would make a million-node expression. Past this size a dimension is refused, not built.
 MAX_RESOLVED_NODES = 5_000
@@ -125,9 +129,14 @@ class Resolver:
     the view's own dbt model and is reported with the field's file and line.
     """
 
-    def __init__(self, view: View, dialect: str):
+    def __init__(self, view: View, dialect: str, joins: Callable[[str, tuple[str, int]], Any] | None = None):
         self.view = view
         self.dialect = dialect
+        # `${other.field}`: finds the join (bot.translate.joins.Join) or raises why there is none; without
+        # it a reference into another view is refused as needing a join.
+        self.joins = joins
+        self.joined: dict[str, Any] = {}          # view name -> the Join its fields were read through
+        self._foreign: dict[str, Resolver] = {}
         # Resolved fields with their node counts. A success does not depend on the path that reached
         # the field (a cycle through it would have failed its own resolution), so one entry serves
         # every reference: each field is parsed once per resolver, not once per path to it.
@@ -185,6 +194,8 @@ class Resolver:
             ref = refs.get(node.name)
             if ref is None:
                 return node
+            if ref.view is not None and ref.view != self.view.name and self.joins is not None:
+                return _wrap(self._through_join(ref, field))
             target = self._target(ref, field)
             if target is None:  # not a declared field: the table's column of that name
                 return exp.column(ref.field, quoted=not _is_simple_identifier(ref.field))
@@ -198,6 +209,28 @@ class Resolver:
             return _wrap(inlined.copy())
 
         return expression.transform(substitute), size
+
+    def _through_join(self, ref: Ref, origin: Field) -> exp.Expression:
+        """`${other.field}` as the other view's SQL over its own table, its columns marked as the joined
+        view's (`__layersync_join__<view>.col`); the other view's field may not read a third view."""
+        assert self.joins is not None and ref.view is not None
+        join = self.joined.get(ref.view) or self.joins(ref.view, (origin.location.file, origin.location.line))
+        self.joined[ref.view] = join
+        other = self._foreign.get(ref.view)
+        if other is None:
+            other = self._foreign[ref.view] = Resolver(join.view, self.dialect)
+        target = join.view.field_named(ref.field)
+        expression = (exp.column(ref.field, quoted=not _is_simple_identifier(ref.field)) if target is None
+                      else other.resolve(target))
+        table = f"{JOIN_PREFIX}{ref.view}"
+        for column in expression.find_all(exp.Column):
+            column.set("table", exp.to_identifier(table))
+        return expression
+
+    def resolve_sql(self, sql: str, where: tuple[str, int]) -> exp.Expression:
+        """SQL that is no field (one side of a join's `on_sql`) resolved as a dimension of this view."""
+        probe = Field(self.view.name, "__layersync_on__", "dimension", Location(*where), sql=sql)
+        return self._resolve_new(probe, ())[0]
 
     def _refuse_table(self, field: Field) -> None:
         """`${TABLE}` belongs to the `views` layout; in Omni's files it is a mistake Omni itself rejects."""

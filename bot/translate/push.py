@@ -6,15 +6,16 @@ edits (model SQL and YAML) go in or none do: a field that fails leaves the proje
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal
 
 from sqlglot import exp
 
 from bot.dbt import model_sql, schema_yaml
 from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model
 from bot.errors import LayersyncError, TranslationError
-from bot.semantic.model import Field, View
-from bot.semantic.refs import Ref, Resolver, scan
+from bot.semantic.model import Field, SemanticModel, View
+from bot.semantic.refs import JOIN_PREFIX, Ref, Resolver, scan
+from bot.translate import joins
 
 Action = Literal["added", "replaced", "documented", "unchanged"]
 # Reasons that mean "nothing to do here" rather than "could not do it".
@@ -188,12 +189,41 @@ def _is_plain_column(expression: exp.Expression) -> str | None:
     return None
 
 
+def _joined_views(expression: exp.Expression) -> list[str]:
+    """The views a resolved expression reads through joins, in order, each once."""
+    found: dict[str, None] = {}
+    for column in expression.find_all(exp.Column):
+        if column.table.startswith(JOIN_PREFIX):
+            found.setdefault(column.table[len(JOIN_PREFIX):], None)
+    return list(found)
+
+
+def _paren(expression: exp.Expression) -> exp.Expression:
+    return expression if isinstance(expression, (exp.Column, exp.Literal, exp.Func, exp.Paren)) \
+        else exp.Paren(this=expression)
+
+
+def _once(load: Callable[[], SemanticModel]) -> Callable[[], SemanticModel]:
+    """The semantic model read at most once per planner, however many fields need joins."""
+    held: list[SemanticModel] = []
+
+    def read() -> SemanticModel:
+        if not held:
+            held.append(load())
+        return held[0]
+
+    return read
+
+
 class PushPlanner:
     """Plans the dbt edits for semantic fields, against a dbt project read through a FileStore."""
 
     def __init__(self, store: FileStore, *, dialect: str = "duckdb", dbt_dialect: str = "duckdb",
-                 base_store: FileStore | None = None):
+                 base_store: FileStore | None = None, semantic: Callable[[], SemanticModel] | None = None):
+        """`semantic`: reads the whole semantic model (its views and relationships), called only when a
+        field reads another view; without it such a field is refused as needing a join."""
         self.base_store = base_store or store
+        self.semantic = _once(semantic) if semantic is not None else None
         self.overlay = MemoryStore({}, base=store)
         self.project = DbtProject(self.overlay)
         self.dialect = dialect
@@ -206,7 +236,8 @@ class PushPlanner:
         """One per view, so a field's references are parsed once per plan, not once per field reaching them."""
         held = self._resolvers.get(id(view))
         if held is None or held[0] is not view:
-            held = self._resolvers[id(view)] = (view, Resolver(view, self.dialect))
+            finder = joins.finder(self.semantic, view) if self.semantic is not None else None
+            held = self._resolvers[id(view)] = (view, Resolver(view, self.dialect, finder))
         return held[1]
 
     def plan(self, requests: Iterable[FieldRequest]) -> PushPlan:
@@ -243,7 +274,8 @@ class PushPlanner:
                 outcome = self._draft(request)
             except LayersyncError as exc:
                 skipped.append(Skipped(request.field.id, exc.file or request.field.location.file,
-                                       exc.line or request.field.location.line, exc.message))
+                                       exc.line or request.field.location.line, exc.message,
+                                       getattr(exc, "code", "error")))
                 continue
             if isinstance(outcome, Skipped):
                 skipped.append(outcome)
@@ -268,12 +300,15 @@ class PushPlanner:
             return Skipped(field.id, view.file, view.line,
                            f"view `{view.name}` reads table `{view.model_name}`, which is not a model of the dbt project",
                            "unknown-model")
-        expression = self._resolver(view).resolve(field)
+        resolver = self._resolver(view)
+        expression = resolver.resolve(field)
         problem = unsafe_expression(expression, self.dbt_dialect)
         if problem:
             return skip_for(request, problem, "unsafe-sql")
         plain = _is_plain_column(expression)
         try:
+            if _joined_views(expression):
+                return self._add_joined_column(request, model, expression, resolver)
             if plain is not None:
                 return self._document_plain(request, model, plain)
             return self._add_column(request, model, expression)
@@ -301,10 +336,11 @@ class PushPlanner:
             editor = self._editors[model.path] = model_sql.ModelEditor(self._read(model.path), self.dbt_dialect)
         return editor
 
-    def _add_column(self, request: FieldRequest, model: Model, expression: exp.Expression) -> "_Draft":
+    def _add_column(self, request: FieldRequest, model: Model, expression: exp.Expression,
+                    foreign: frozenset[str] = frozenset()) -> "_Draft":
         field = request.field
         editor = self._editor(model)
-        edit = editor.plan(field.name, expression)
+        edit = editor.plan(field.name, expression, foreign)
         if edit.before is not None and edit.changed and not self._may_replace(request, model, editor):
             raise TranslationError(
                 f"model `{model.name}` already has a column `{field.name}` (`{edit.before}`) that layersync did not "
@@ -312,6 +348,68 @@ class PushPlanner:
         editor.accept(edit)
         return _Draft(request, model, field.name, self._column_doc(model, field.name, field), self._yaml_path(model),
                       sql_changed=edit.changed, dbt_sql=edit.after, previous_dbt_sql=edit.before, sql_edit=edit)
+
+    def _add_joined_column(self, request: FieldRequest, model: Model, expression: exp.Expression,
+                           resolver: Resolver) -> "_Draft":
+        """A column reading joined views: each join written once into the model's final select (a later
+        field reading the same view reuses it), then the column over it; a column that cannot be
+        written takes its joins back out."""
+        editor = self._editor(model)
+        checkpoint = editor.checkpoint()
+        aliases: dict[str, str] = {}
+        try:
+            for name in _joined_views(expression):
+                aliases[name] = self._join(request, model, resolver, resolver.joined[name], editor)
+            for column in expression.find_all(exp.Column):
+                if column.table.startswith(JOIN_PREFIX):
+                    column.set("table", exp.to_identifier(aliases[column.table[len(JOIN_PREFIX):]]))
+            return self._add_column(request, model, expression, frozenset(aliases.values()))
+        except (LayersyncError, model_sql.ModelSqlError):
+            editor.rollback(checkpoint)
+            raise
+
+    def _join(self, request: FieldRequest, model: Model, resolver: Resolver, join: joins.Join,
+              editor: model_sql.ModelEditor) -> str:
+        """The alias of the joined view's relation in `model`, the join written when it is new."""
+        field, other = request.field, join.view
+        where = (field.location.file, field.location.line)
+        target = self.project.find_model(other.model_name)
+        seed = None if target is not None else self.project.find_seed(other.model_name)
+        if target is None and seed is None:
+            raise joins.JoinRefused(
+                f"`{field.name}` reads view `{other.name}`, whose table `{other.model_name}` is no model or seed of "
+                f"the dbt project: `{model.name}` cannot ref it", "unknown-model", *where)
+        ref_name = target.name if target is not None else seed.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        if target is not None:
+            chain = [model.name.lower()] if target.path == model.path else \
+                self.project.dependency_path(target.name, model.name)
+            if chain is not None:
+                cycle = " -> ".join([model.name.lower(), *chain] if target.path != model.path else chain * 2)
+                raise joins.JoinRefused(
+                    f"joining `{other.name}` would make a cycle in the dbt DAG: {cycle} (`{model.name}` would ref "
+                    f"`{target.name}`, which already depends on it)", "join-cycle", *where)
+        marker = f"{JOIN_PREFIX}{other.name}"
+        other_resolver = Resolver(other, self.dialect)
+        at = (join.relationship.location.file, join.relationship.location.line)
+        conditions = []
+        for mine, theirs in join.pairs:
+            right = other_resolver.resolve_sql(theirs, at)
+            for column in right.find_all(exp.Column):
+                column.set("table", exp.to_identifier(marker))
+            conditions.append(exp.EQ(this=_paren(resolver.resolve_sql(mine, at)), expression=_paren(right)))
+        on = conditions[0] if len(conditions) == 1 else exp.and_(*conditions)
+        return editor.join(ref_name, on, marker, self._columns_of(target, seed))
+
+    def _columns_of(self, target: Model | None, seed: str | None) -> list[str] | None:
+        """The joined relation's columns, when they can be known without running dbt."""
+        if target is not None:
+            try:
+                shape = model_sql.analyse(self._read(target.path), self.dbt_dialect)
+            except model_sql.ModelSqlError:
+                return None
+            return None if shape.has_star else shape.output_columns
+        header = (self._read(seed or "").splitlines() or [""])[0]
+        return [c.strip().strip('"') for c in header.split(",") if c.strip()]
 
     def _write_models(self, drafts: list["_Draft"], skipped: list[Skipped]) -> list["_Draft"]:
         """Splice each model's accepted columns; a field whose column failed there is skipped."""

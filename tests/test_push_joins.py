@@ -1,0 +1,172 @@
+"""`${other_view.field}` pushed as a join through relationships.yaml, or refused with the reason."""
+from __future__ import annotations
+
+import pytest
+
+from bot.dbt import model_sql
+from bot.dbt.project import DbtProject, MemoryStore
+from bot.semantic.formats import format_for
+from bot.translate.push import FieldRequest, PushPlanner
+
+PROJECT = {
+    "dbt_project.yml": "name: shop\nprofile: shop\nmodel-paths: [models]\n",
+    "models/stg_orders.sql": "select * from raw_orders\n",
+    "models/orders.sql": "with final as (\n    select * from {{ ref('stg_orders') }}\n)\n\nselect * from final\n",
+    "models/customers.sql": "select\n    customer_id,\n    first_name,\n    last_name\nfrom raw_customers\n",
+}
+
+ORDERS = """# Reference this view as marts__orders
+schema: marts
+table_name: orders
+dimensions:
+  order_id:
+    primary_key: true
+  customer_id: {}
+  customer_name:
+    sql: ${marts__customers.first_name} || ' ' || ${marts__customers.last_name}
+  customer_first:
+    sql: UPPER(${marts__customers.first_name})
+"""
+CUSTOMERS = """# Reference this view as marts__customers
+schema: marts
+table_name: customers
+dimensions:
+  customer_id:
+    primary_key: true
+  first_name: {}
+  last_name: {}
+  order_status:
+    sql: ${marts__orders.customer_id}
+"""
+JOIN = """- join_from_view: marts__orders
+  join_to_view: marts__customers
+  join_type: always_left
+  on_sql: ${marts__orders.customer_id} = ${marts__customers.customer_id}
+  relationship_type: many_to_one
+"""
+
+
+def model(relationships: str = JOIN, extra: dict[str, str] | None = None):
+    fmt = format_for("omni", "omni")
+    texts = {"omni/model.yaml": "{}\n", "omni/relationships.yaml": relationships,
+             "omni/marts/orders.view.yaml": ORDERS, "omni/marts/customers.view.yaml": CUSTOMERS, **(extra or {})}
+    return fmt.read_model(texts)
+
+
+def plan(field_ids: list[str], relationships: str = JOIN, files: dict[str, str] | None = None):
+    semantic = model(relationships)
+    requests = []
+    for field_id in field_ids:
+        view_name, name = field_id.split(".")
+        view = semantic.views[view_name]
+        requests.append(FieldRequest(view, view.fields[name]))
+    return PushPlanner(MemoryStore(files or PROJECT), semantic=lambda: semantic).plan(requests)
+
+
+def test_a_field_reading_a_many_to_one_view_is_pushed_with_one_join() -> None:
+    result = plan(["marts__orders.customer_name", "marts__orders.customer_first"])
+    assert [(p.id, p.action) for p in result.pushed] == [("marts__orders.customer_name", "added"),
+                                                         ("marts__orders.customer_first", "added")]
+    assert result.skipped == []
+    text = result.files["models/orders.sql"]
+    assert text == PROJECT["models/orders.sql"].replace(
+        "select * from final\n",
+        "select final.*, customers.first_name || ' ' || customers.last_name as customer_name, "
+        "upper(customers.first_name) as customer_first from final\n"
+        "left join {{ ref('customers') }} as customers\n"
+        "    on final.customer_id = customers.customer_id\n")
+    assert text.count("ref('customers')") == 1
+    assert [p.dbt_sql for p in result.pushed] == ["customers.first_name || ' ' || customers.last_name",
+                                                  "upper(customers.first_name)"]
+
+
+def test_planning_again_on_the_pushed_model_reuses_the_join_and_changes_nothing() -> None:
+    first = plan(["marts__orders.customer_name"])
+    files = {**PROJECT, **first.files}
+    again = plan(["marts__orders.customer_name"], files=files)
+    assert [p.action for p in again.pushed] == ["unchanged"] and again.files == {}
+
+
+def test_a_reversible_join_written_the_other_way_is_mirrored() -> None:
+    back = ("- join_from_view: marts__customers\n  join_to_view: marts__orders\n"
+            "  on_sql: ${marts__customers.customer_id} = ${marts__orders.customer_id}\n"
+            "  relationship_type: one_to_many\n  reversible: true\n")
+    result = plan(["marts__orders.customer_first"], relationships=back)
+    assert [p.action for p in result.pushed] == ["added"]
+    assert "on final.customer_id = customers.customer_id" in result.files["models/orders.sql"]
+
+
+@pytest.mark.parametrize("relationships, code, words", [
+    ("[]\n", "no-relationship", "no join from `marts__orders` to `marts__customers`"),
+    (JOIN.replace("many_to_one", "many_to_many"), "fan-out", "fan-out"),
+    (JOIN.replace("relationship_type: many_to_one", "relationship_type: one_to_many"), "fan-out",
+     "could repeat `marts__orders`'s rows"),
+    (JOIN + "  where_sql: ${marts__customers.first_name} <> ''\n", "join-filtered", "`where_sql`"),
+    (JOIN.replace("= ${marts__customers.customer_id}", "> ${marts__customers.customer_id}"), "join-unsupported",
+     "not an AND of equalities"),
+    (JOIN.replace("- join_from_view", "- reversible: false\n  join_from_view").replace(
+        "join_from_view: marts__orders\n  join_to_view: marts__customers",
+        "join_from_view: marts__customers\n  join_to_view: marts__orders"), "no-relationship", "nor a reversible"),
+])
+def test_a_join_that_cannot_be_expressed_is_refused_with_its_reason(relationships: str, code: str, words: str) -> None:
+    result = plan(["marts__orders.customer_name"], relationships=relationships)
+    assert result.pushed == [] and result.files == {}
+    (skip,) = result.skipped
+    assert (skip.id, skip.code) == ("marts__orders.customer_name", code)
+    assert words in skip.reason
+    # the join's own condition is the relationship's fault; everything else is said where the field is
+    expected = ("omni/relationships.yaml", 1) if code == "join-unsupported" else ("omni/marts/orders.view.yaml", 8)
+    assert (skip.file, skip.line) == expected
+
+
+def test_a_join_that_would_close_a_cycle_names_it_model_by_model() -> None:
+    files = {**PROJECT, "models/customers.sql": "select c.customer_id, c.first_name, c.last_name, o.order_id\n"
+                                                "from raw_customers as c\nleft join {{ ref('orders') }} as o "
+                                                "on o.customer_id = c.customer_id\n"}
+    result = plan(["marts__orders.customer_name"], files=files)
+    assert result.files == {} and result.pushed == []
+    (skip,) = result.skipped
+    assert skip.code == "join-cycle"
+    assert "orders -> customers -> orders" in skip.reason
+
+
+def test_reading_a_model_that_already_refs_this_one_is_no_cycle_but_its_join_is_not_ours() -> None:
+    """customers refs orders already: a customers field reading orders adds no edge, so no cycle; the
+    model's own join to orders (another alias, another condition) is not reused as if it were ours."""
+    files = {**PROJECT, "models/customers.sql": "select c.customer_id, c.first_name, c.last_name, o.order_id\n"
+                                                "from raw_customers as c\nleft join {{ ref('orders') }} as o "
+                                                "on o.customer_id = c.customer_id\n"}
+    back = JOIN.replace("relationship_type: many_to_one", "relationship_type: one_to_one\n  reversible: true")
+    result = plan(["marts__customers.order_status"], relationships=back, files=files)
+    (skip,) = result.skipped
+    assert skip.code == "error" and "already joins ref('orders') (as `o`)" in skip.reason
+    assert "__j" not in skip.reason
+
+
+def test_a_transitive_cycle_is_named_through_every_model() -> None:
+    files = {**PROJECT, "models/mid.sql": "select * from {{ ref('orders') }}\n",
+             "models/customers.sql": "select customer_id, first_name, last_name from {{ ref('mid') }}\n"}
+    result = plan(["marts__orders.customer_name"], files=files)
+    (skip,) = result.skipped
+    assert skip.code == "join-cycle" and "orders -> customers -> mid -> orders" in skip.reason
+
+
+def test_a_view_whose_table_is_no_model_or_seed_is_refused() -> None:
+    files = {k: v for k, v in PROJECT.items() if k != "models/customers.sql"}
+    result = plan(["marts__orders.customer_name"], files=files)
+    (skip,) = result.skipped
+    assert skip.code == "unknown-model" and "`customers` is no model or seed" in skip.reason
+
+
+def test_a_seed_is_joined_by_ref() -> None:
+    files = {k: v for k, v in PROJECT.items() if k != "models/customers.sql"}
+    files["seeds/customers.csv"] = "customer_id,first_name,last_name\n1,A,B\n"
+    result = plan(["marts__orders.customer_first"], files=files)
+    assert [p.action for p in result.pushed] == ["added"]
+    assert "left join {{ ref('customers') }} as customers" in result.files["models/orders.sql"]
+
+
+def test_dependency_path_follows_refs() -> None:
+    project = DbtProject(MemoryStore({**PROJECT, "models/mid.sql": "select * from {{ ref('orders') }}\n"}))
+    assert project.dependency_path("mid", "stg_orders") == ["mid", "orders", "stg_orders"]
+    assert project.dependency_path("stg_orders", "mid") is None
