@@ -19,7 +19,7 @@ from bot.dbt.runner import check_project
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace, repo_remote
-from bot.selection import Selection, format_at, select_changed, select_named
+from bot.selection import Selection, format_at, model_reader, select_changed, select_named
 from bot.translate.push import FieldRequest, PushedField, PushPlan, PushPlanner, Skipped
 
 
@@ -140,8 +140,11 @@ def select(reader: RevisionReader, head: str, request: PushRequest, config: Conf
         raise RepoError(f"unknown revision `{since}` in semantic-layer repo `{reader.path}`")
     root = request.semantic_path
     if request.fields:
-        return bounded_selection(select_named(reader, head, since, request.fields, fmt, root=root))
-    return bounded_selection(select_changed(reader, head, since, config.dialect, fmt, root=root))
+        selection = bounded_selection(select_named(reader, head, since, request.fields, fmt, root=root))
+    else:
+        selection = bounded_selection(select_changed(reader, head, since, config.dialect, fmt, root=root))
+    selection.semantic = model_reader(reader, head, fmt, root)
+    return selection
 
 
 # Every PR gets a dry run and every push a dbt check: one event's work is bounded so that no PR author
@@ -188,13 +191,13 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         base_store = project_store(dbt_reader.store(f"origin/{base}"), request.dbt_path)
         in_repo = _InRepo(request.dbt_path, base_store)
         if request.dry_run:
-            plan = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
-                selection.requests))
+            plan = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
+                                            semantic=selection.semantic).plan(selection.requests))
             result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
             result.message = "dry run: nothing written"
             return result
         plan = in_repo.plan(_plan_and_check(ws, request.dbt_path, selection.requests, config, base_store,
-                                            request.profiles_dir, log))
+                                            request.profiles_dir, log, selection.semantic))
         result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
         changed = [p for p in plan.pushed if p.action != "unchanged"]
         if not plan.pushed or (not existed and not changed):
@@ -210,7 +213,8 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         result.branch = branch
         # The PR tells what it changes against its base, whatever earlier runs already pushed.
         pushed_ids = {p.id for p in plan.pushed}
-        described = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect).plan(
+        described = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
+                                             semantic=selection.semantic).plan(
             [r for r in selection.requests if r.field.id in pushed_ids])).pushed
         body = pr_body.render(branch=branch, pushed=described, skipped=result.skipped,
                               semantic_repo=semantic_label,
@@ -259,7 +263,8 @@ class _InRepo:
 
 
 def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], config: Config, base_store: Any,
-                    profiles_dir: Path | None, log: Callable[[str], None]) -> PushPlan:
+                    profiles_dir: Path | None, log: Callable[[str], None],
+                    semantic: Callable[[], Any] | None = None) -> PushPlan:
     """Plan, then let dbt judge; fields on models dbt rejects are dropped and the rest re-planned.
     The plan's paths are the dbt project's (`dbt_path` is its folder in the checkout)."""
     excluded: dict[str, Skipped] = {}
@@ -268,7 +273,7 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
     while True:  # each failed round excludes at least one field, so this ends
         live = [r for r in requests if r.field.id not in excluded]
         planner = PushPlanner(DirStore(project_dir), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
-                              base_store=base_store)
+                              base_store=base_store, semantic=semantic)
         plan = planner.plan(live)
         plan.skipped.extend(excluded.values())
         if not plan.files or not config.dbt_check:

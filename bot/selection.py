@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
+from typing import Callable
 
 from bot.config import CONFIG_FILE, Config, parse_config
 from bot import repo_paths
@@ -9,7 +10,7 @@ from bot.errors import EncodingError, LayersyncError, RepoError, SemanticError
 from bot.gitops import RevisionReader
 from bot.semantic.diff import diff_views
 from bot.semantic.formats import SemanticFormat, is_detection_path
-from bot.semantic.model import Field, View
+from bot.semantic.model import Field, SemanticModel, View
 from bot.translate.push import FieldRequest, Skipped
 
 
@@ -17,6 +18,19 @@ from bot.translate.push import FieldRequest, Skipped
 class Selection:
     requests: list[FieldRequest] = dc_field(default_factory=list)
     skipped: list[Skipped] = dc_field(default_factory=list)
+    # Reads the whole semantic model at the selection's revision (views, relationships), for fields
+    # that read another view through a join; called only by the first such field.
+    semantic: Callable[[], SemanticModel] | None = None
+
+
+def model_reader(reader: RevisionReader, rev: str, fmt: SemanticFormat, root: str = ""
+                 ) -> Callable[[], SemanticModel]:
+    """The semantic model's files at `rev` read as one model, on demand."""
+    def read() -> SemanticModel:
+        inside = repo_paths.under(root)
+        paths = reader.list_files(rev, lambda p: inside(p) and (fmt.is_view_file(p) or fmt.is_model_file(p)))
+        return fmt.read_model({p: t for p, t in reader.read_many(rev, paths).items() if t is not None})
+    return read
 
 
 def parse_field_id(text: str) -> tuple[str, str]:

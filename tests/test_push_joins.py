@@ -170,3 +170,80 @@ def test_dependency_path_follows_refs() -> None:
     project = DbtProject(MemoryStore({**PROJECT, "models/mid.sql": "select * from {{ ref('orders') }}\n"}))
     assert project.dependency_path("mid", "stg_orders") == ["mid", "orders", "stg_orders"]
     assert project.dependency_path("stg_orders", "mid") is None
+
+
+# ---------------------------------------------------------------- end to end on the demo's jaffle_shop
+
+FULL_NAME = """  customer_full_name:
+    label: Customer's full name
+    sql: ${omni_dbt_marts__customers.full_name}
+"""
+ORDERS_VIEW = "omni_dbt_marts/orders.view.yaml"
+
+
+def _omni_repos(tmp_path):
+    import git
+
+    from bot.demo.run import ANALYST, create_dbt_repo, create_semantic_repo
+
+    remote = create_dbt_repo(tmp_path)
+    semantic = create_semantic_repo(tmp_path, layout="omni")
+    path = semantic / ORDERS_VIEW
+    text = path.read_text()
+    path.write_text(text.replace("\nmeasures:", "\n" + FULL_NAME.rstrip("\n") + "\n\nmeasures:", 1))
+    repo = git.Repo(semantic)
+    repo.git.add("-A")
+    repo.index.commit("orders: the customer's full name", author=ANALYST, committer=ANALYST)
+    return remote, semantic
+
+
+def _push(tmp_path, remote, semantic):
+    from bot.forge.local import LocalForge
+    from bot.push_to_dbt import PushRequest, run
+
+    return run(PushRequest(semantic_repo=semantic, dbt_repo=remote), LocalForge(tmp_path / "state.sqlite"))
+
+
+def _file(remote, branch: str, path: str) -> str:
+    import git
+
+    return (git.Repo(remote).commit(branch).tree / path).data_stream.read().decode()
+
+
+@pytest.mark.slow
+def test_push_to_dbt_writes_the_join_and_dbt_accepts_it(tmp_path) -> None:
+    remote, semantic = _omni_repos(tmp_path)
+    result = _push(tmp_path, remote, semantic)
+    assert [(p.id, p.action) for p in result.pushed] == [("omni_dbt_marts__orders.customer_full_name", "added")], \
+        result.skipped
+    before = _file(remote, "main", "models/marts/orders.sql")
+    after = _file(remote, result.branch, "models/marts/orders.sql")
+    assert after == before.replace(
+        "select * from final\n",
+        "select final.*, (customers.first_name || ' ' || customers.last_name) as customer_full_name from final\n"
+        "left join {{ ref('customers') }} as customers\n"
+        "    on final.customer_id = customers.customer_id\n")
+
+
+@pytest.mark.slow
+def test_push_to_dbt_refuses_a_join_that_would_make_a_cycle(tmp_path) -> None:
+    import git
+
+    from bot.demo.run import ANALYST
+
+    remote, semantic = _omni_repos(tmp_path)
+    work = git.Repo.clone_from(remote, tmp_path / "dbt-edit")
+    customers = tmp_path / "dbt-edit" / "models/marts/customers.sql"
+    customers.write_text(customers.read_text().replace("{{ ref('stg_orders') }}", "{{ ref('orders') }}"))
+    work.git.add("-A")
+    work.index.commit("customers reads the orders mart", author=ANALYST, committer=ANALYST)
+    work.git.push("origin", "HEAD:refs/heads/main")
+    result = _push(tmp_path, remote, semantic)
+    assert result.pushed == []
+    (skip,) = [s for s in result.skipped if s.id == "omni_dbt_marts__orders.customer_full_name"]
+    assert skip.code == "join-cycle" and "orders -> customers -> orders" in skip.reason
+    assert (skip.file, skip.line) == (ORDERS_VIEW, _line_of(semantic / ORDERS_VIEW, "customer_full_name:"))
+
+
+def _line_of(path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
