@@ -716,3 +716,41 @@ def test_a_macro_that_writes_ctes_is_not_taken_for_a_column() -> None:
             "select * from final\n")
     out = model_sql.upsert_column(text, "is_big", "amount > 10", "bigquery")
     assert out == text.replace("select * from final\n", "select *, amount > 10 as is_big from final\n")
+
+
+# ---------------------------------------------------------------- joins (ModelEditor.join)
+
+def _on(sql: str = "customer_id = __m.customer_id"):
+    return sqlglot.parse_one(sql)
+
+
+def test_join_is_spliced_after_the_from_clause_and_the_rest_is_byte_identical() -> None:
+    text = ("-- keep me\nselect\n    order_id,\n    amount\nfrom {{ ref('stg_orders') }} as o  -- the orders\n"
+            "where amount > 0\n")
+    editor = ModelEditor(text)
+    alias = editor.join("customers", _on("order_id = __m.customer_id"), "__m", ["customer_id", "name"])
+    assert alias == "customers"
+    assert editor.finish() == text.replace(
+        "-- the orders\n", "-- the orders\nleft join {{ ref('customers') }} as customers\n"
+                           "    on o.order_id = customers.customer_id\n")
+
+
+def test_join_refuses_an_unqualified_column_the_joined_model_also_has() -> None:
+    editor = ModelEditor("select customer_id, amount from final\n")
+    with pytest.raises(ModelSqlError, match="names `customer_id` without qualifying it, and the joined model also"):
+        editor.join("customers", _on(), "__m", ["customer_id", "name"])
+    assert editor.finish() == "select customer_id, amount from final\n"
+
+
+def test_join_refuses_a_jinja_relation_without_alias_and_a_name_that_is_no_identifier() -> None:
+    with pytest.raises(ModelSqlError, match="Jinja relation without an alias"):
+        ModelEditor("select * from {{ ref('x') }}\n").join("customers", _on(), "__m", ["customer_id"])
+    with pytest.raises(ModelSqlError, match="no plain identifier"):
+        ModelEditor("select * from final\n").join("c') }}{{ run_query('x", _on(), "__m", ["customer_id"])
+
+
+def test_join_alias_avoids_a_cte_of_the_same_name() -> None:
+    text = "with customers as (select 1 as n)\nselect * from final\n"
+    editor = ModelEditor(text)
+    assert editor.join("customers", _on(), "__m", ["customer_id"]) == "layersync_customers"
+    assert "left join {{ ref('customers') }} as layersync_customers" in editor.finish()
