@@ -791,3 +791,12 @@ def test_a_key_quoted_only_because_yaml_needed_it_is_plain_again_when_renamed_ba
     assert rename_field(there, ORDERS_PATH, "n", "order_date") == ORDERS
     chosen = HAND.replace("'status':", "'state':")                  # quoted by choice: stays quoted
     assert "  'status':" in rename_field(chosen, "hand.view.yaml", "state", "status")
+
+
+def test_a_description_ending_in_a_line_break_keeps_it_at_the_end_of_a_file_without_one() -> None:
+    # Found by the round-trip property: `|` keeps its last line break only if the file has one.
+    text = "table_name: t\ndimensions:\n  f_a:\n  f_b:"
+    added = add_dimension(text, "v.view.yaml", "n_a", description="x\n")
+    assert read(added, "v.view.yaml").fields["n_a"].description == "x\n"
+    plain = add_dimension(text, "v.view.yaml", "n_a", description="x")
+    assert not plain.endswith("\n")                     # otherwise the file keeps its missing break

@@ -635,7 +635,12 @@ class _Doc:
             text = text[:start] + replacement + text[end:]
             limit = start
         if self.added_final_break and text.endswith(self.nl):
-            text = text[: -len(self.nl)]
+            # The file had no final line break; give it back that way, unless the edit ends the file in
+            # a block scalar (`description: |`), whose last line break is part of its value.
+            # (Files without a final break are rare: the extra parse costs only them.)
+            candidate = text[: -len(self.nl)]
+            if _safe_load(candidate) == _safe_load(text):
+                text = candidate
         return text
 
     def finish(self, expected: Any, what: str) -> str:
