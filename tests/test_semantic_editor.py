@@ -800,3 +800,11 @@ def test_a_description_ending_in_a_line_break_keeps_it_at_the_end_of_a_file_with
     assert read(added, "v.view.yaml").fields["n_a"].description == "x\n"
     plain = add_dimension(text, "v.view.yaml", "n_a", description="x")
     assert not plain.endswith("\n")                     # otherwise the file keeps its missing break
+
+
+def test_a_rename_inside_a_block_scalar_at_the_end_of_a_file_without_a_final_break_is_reversible() -> None:
+    # Found by the reversibility property: there the block's value has no final line break.
+    text = "table_name: t\ndimensions:\n  f_c:\n    sql: |\n      case when ${TABLE}.c_a > 0\n      then ${TABLE}.c_a end"
+    renamed = rename_column_refs(text, "v.view.yaml", "c_a", "n_a")
+    assert renamed == text.replace("c_a", "n_a")
+    assert rename_column_refs(renamed, "v.view.yaml", "n_a", "c_a") == text

@@ -625,7 +625,7 @@ class _Doc:
     def delete_lines(self, first: int, end: int) -> None:
         self.replace(self.starts[first], self.starts[end], "")
 
-    def result(self) -> str:
+    def result(self, keep_break: bool = False) -> str:
         ordered = sorted(self.edits, key=lambda e: (e[0], e[1]), reverse=True)
         text = self.text
         limit = len(text) + 1
@@ -634,36 +634,35 @@ class _Doc:
                 raise SemanticError("internal error: overlapping edits", self.path)
             text = text[:start] + replacement + text[end:]
             limit = start
-        if self.added_final_break and text.endswith(self.nl):
-            # The file had no final line break; give it back that way, unless the edit ends the file in
-            # a block scalar (`description: |`), whose last line break is part of its value.
-            # (Files without a final break are rare: the extra parse costs only them.)
-            candidate = text[: -len(self.nl)]
-            if _safe_load(candidate) == _safe_load(text):
-                text = candidate
+        if self.added_final_break and text.endswith(self.nl) and not keep_break:
+            text = text[: -len(self.nl)]
         return text
 
     def finish(self, expected: Any, what: str) -> str:
-        """Apply the splices, read the result back and prove only the intended change was made."""
+        """Apply the splices, read the result back and prove only the intended change was made.
+
+        A file without a final line break is given back without one — unless the edit ends the file in
+        a block scalar (`description: |`) whose last line break is part of its value: then, and only
+        when the file without it does not read as intended, the break stays."""
         if not self.edits:
             return self.original
-        result = self.result()
-        if result == self.original:
-            return self.original
-        try:
-            _view, data = self.reader.read_with_data(result, self.path)
-        except SemanticError as exc:
-            raise SemanticError(f"{what}: the edited file would not read back ({exc.message})",
-                                self.path, exc.line) from None
-        after = _plain(data)
-        want, got = _normalized(expected), _normalized(after)
-        same = want == got and all(
-            list(want.get(s) or {}) == list(got.get(s) or {}) for s in FIELD_SECTIONS
-            if isinstance(want.get(s) or {}, dict) and isinstance(got.get(s) or {}, dict)
-        )
-        if not same:
-            raise SemanticError(f"{what}: could not edit the file without touching other fields", self.path)
-        return result
+        results = [self.result()] + ([self.result(keep_break=True)] if self.added_final_break else [])
+        for result in results:
+            if result == self.original:
+                return self.original
+            try:
+                _view, data = self.reader.read_with_data(result, self.path)
+            except SemanticError as exc:
+                raise SemanticError(f"{what}: the edited file would not read back ({exc.message})",
+                                    self.path, exc.line) from None
+            after = _plain(data)
+            want, got = _normalized(expected), _normalized(after)
+            if want == got and all(
+                list(want.get(s) or {}) == list(got.get(s) or {}) for s in FIELD_SECTIONS
+                if isinstance(want.get(s) or {}, dict) and isinstance(got.get(s) or {}, dict)
+            ):
+                return result
+        raise SemanticError(f"{what}: could not edit the file without touching other fields", self.path)
 
     def expected(self) -> Any:
         return _normalized(self.data)
