@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Callable, Iterable, Mapping, Protocol
 
 from bot.errors import SemanticError
+from bot.repo_paths import inside
 from bot.semantic.model import SemanticModel, View
 
 VIEW_SUFFIXES = (".view.yaml", ".view.yml")
@@ -58,12 +59,9 @@ class SemanticFormat(Protocol):
 
 
 def relative(path: str, root: str) -> str | None:
-    """`path` inside the model folder `root`, or None when it lies outside it."""
-    root = root.strip("/")
-    if not root:
-        return path
-    prefix = root + "/"
-    return path[len(prefix):] if path.startswith(prefix) else None
+    """`path` inside the model folder `root`, or None when it lies outside it (`repo_paths.inside`,
+    with a root as a person may write it)."""
+    return inside(root.strip("/"), path)
 
 
 def strip_suffix(name: str, suffixes: tuple[str, ...]) -> str:
