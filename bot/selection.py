@@ -71,9 +71,9 @@ class ViewSource:
 
     def paths(self) -> list[str]:
         if self._paths is None:
-            prefix = self.root + "/" if self.root else ""
+            inside = repo_paths.under(self.root)
             self._paths = [] if self.rev is None else self.git.list_files(
-                self.rev, lambda p: p.startswith(prefix) and self.fmt.is_view_file(p))
+                self.rev, lambda p: inside(p) and self.fmt.is_view_file(p))
         return self._paths
 
     def read(self, path: str) -> View | None:
@@ -158,8 +158,8 @@ def select_changed(reader: RevisionReader, head: str, since: str | None, dialect
     are no dbt model's: a change to one is nothing to push."""
     fmt = fmt or format_at(reader, head, root)
     selection = Selection()
-    prefix = root + "/" if root else ""
-    paths = [p for p in reader.changed_paths(since, head) if p.startswith(prefix) and fmt.is_pushable(p)]
+    inside = repo_paths.under(root)
+    paths = [p for p in reader.changed_paths(since, head) if inside(p) and fmt.is_pushable(p)]
     old_views: dict[str, View] = {}
     new_views: dict[str, View] = {}
     unreadable: dict[str, EncodingError] = {}

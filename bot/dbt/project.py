@@ -16,6 +16,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from bot import repo_paths
 from bot.errors import RepoError
 from bot.yamlbounds import bounded
 
@@ -74,13 +75,12 @@ class SubStore:
         self.root = root.strip("/")
 
     def read_text(self, path: str) -> str | None:
-        return self.store.read_text(f"{self.root}/{path}" if self.root else path)
+        return self.store.read_text(repo_paths.join(self.root, path))
 
     def list_files(self, under: str) -> list[str]:
-        if not self.root:
-            return self.store.list_files(under)
-        prefix = self.root + "/"
-        return [p[len(prefix):] for p in self.store.list_files(prefix + under.strip("/")) if p.startswith(prefix)]
+        listed = self.store.list_files(repo_paths.join(self.root, under.strip("/")))
+        inner = (repo_paths.inside(self.root, p) for p in listed)
+        return [p for p in inner if p is not None]
 
 
 def project_store(store: FileStore, root: str) -> FileStore:
