@@ -145,7 +145,7 @@ class Workspace:
             self.repo = git.Repo.clone_from(remote, Path(self._tmp) / "repo", env=self.env or None)
         except GitCommandError as exc:
             self.close()
-            raise RepoError(f"cannot clone `{self.shown}`: {_git_reason(exc, self._tmp)}") from None
+            raise RepoError(f"cannot clone `{self.shown}`: {git_reason(exc, self._tmp)}") from None
         with self.repo.config_writer() as config:
             config.set_value("user", "name", BOT_NAME)
             config.set_value("user", "email", BOT_EMAIL)
@@ -186,14 +186,14 @@ class Workspace:
         try:
             yield
         except GitCommandError as exc:
-            raise RepoError(f"{doing} in `{self.shown}` failed: {_git_reason(exc, self._tmp)}") from None
+            raise RepoError(f"{doing} in `{self.shown}` failed: {git_reason(exc, self._tmp)}") from None
 
     def fetch(self, refspec: str) -> None:
         try:
             with self.repo.git.custom_environment(**self.env):
                 self.repo.git.fetch("origin", refspec)
         except GitCommandError as exc:
-            raise RepoError(f"cannot fetch `{refspec}` from `{self.shown}`: {_git_reason(exc, self._tmp)}") from None
+            raise RepoError(f"cannot fetch `{refspec}` from `{self.shown}`: {git_reason(exc, self._tmp)}") from None
 
     def checkout_pr_head(self, ref: str, expected_sha: str | None = None) -> str:
         """Check out a PR's own head, fetched from the forge's PR ref (`refs/pull/N/head` on GitHub), never a
@@ -288,10 +288,10 @@ class Workspace:
             with self.repo.git.custom_environment(**self.env):
                 self.repo.git.push(*lease, "origin", f"refs/heads/{branch}:refs/heads/{branch}")
         except GitCommandError as exc:
-            raise RepoError(f"push of `{branch}` to `{self.shown}` was refused: {_git_reason(exc, self._tmp)}") from None
+            raise RepoError(f"push of `{branch}` to `{self.shown}` was refused: {git_reason(exc, self._tmp)}") from None
 
 
-def _git_reason(exc: GitCommandError, scratch: str | None = None) -> str:
+def git_reason(exc: GitCommandError, scratch: str | None = None) -> str:
     """git's last word on a failure (its stderr, never GitPython's command line), with the scratch
     clone's path left out and credentials masked: the text goes into comments and logs."""
     stderr = exc.stderr if isinstance(exc.stderr, str) and exc.stderr.strip() else ""

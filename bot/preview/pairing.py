@@ -16,6 +16,7 @@ import git
 from git.exc import BadName, GitCommandError
 
 from bot.errors import LayersyncError, RepoError
+from bot.gitops import git_reason
 
 
 class PreviewError(LayersyncError):
@@ -47,13 +48,6 @@ def _git() -> git.Git:
     return git.Git(tempfile.gettempdir())
 
 
-def _reason(exc: GitCommandError) -> str:
-    lines = [line.strip().strip("'").removeprefix("stderr: ").strip("'") for line in
-             str(exc.stderr or exc).splitlines() if line.strip()]
-    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return (fatal or lines or ["git failed"])[0].removeprefix("fatal: ").removeprefix("error: ")
-
-
 def check_branch_name(branch: str) -> str:
     """`branch` if git allows it as a branch name, else a PreviewError saying so."""
     text = str(branch or "")
@@ -74,7 +68,7 @@ def _ls_remote(remote: Remote, *options: str, patterns: tuple[str, ...] = ()) ->
         with g.custom_environment(**dict(remote.env)):
             return g.ls_remote(*options, "--", remote.url, *patterns)
     except GitCommandError as exc:
-        raise RepoError(f"cannot read the branches of `{remote.key}`: {_reason(exc)}") from None
+        raise RepoError(f"cannot read the branches of `{remote.key}`: {git_reason(exc)}") from None
 
 
 def remote_branches(remote: Remote, *, only: str | None = None) -> dict[str, str]:
@@ -126,7 +120,7 @@ def clone_bare(remote: Remote, target: Path) -> git.Repo:
     try:
         return git.Repo.clone_from(remote.url, target, no_checkout=True, env=dict(remote.env) or None)
     except GitCommandError as exc:
-        raise RepoError(f"cannot clone `{remote.key}`: {_reason(exc)}") from None
+        raise RepoError(f"cannot clone `{remote.key}`: {git_reason(exc)}") from None
 
 
 def worktree(repo: git.Repo, sha: str, target: Path) -> Path:
