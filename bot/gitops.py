@@ -46,6 +46,15 @@ class RevisionReader:
         except (BadName, ValueError, GitCommandError):
             return False
 
+    def is_dir(self, rev: str, path: str) -> bool:
+        """Whether `path` is a folder at `rev` (the repository's root always is)."""
+        if not path:
+            return True
+        try:
+            return (self.commit(rev).tree / path).type == "tree"
+        except KeyError:
+            return False
+
     def list_files(self, rev: str, keep: Callable[[str], bool]) -> list[str]:
         tree = self.commit(rev).tree
         return sorted(item.path for item in tree.traverse() if item.type == "blob" and keep(item.path))

@@ -121,13 +121,7 @@ def load_config(reader: RevisionReader, head: str, request: PushRequest) -> Conf
 
 def check_folder(reader: RevisionReader, rev: str, path: str, flag: str) -> None:
     """A `--semantic-path`/`--dbt-path` that is no folder at `rev` is a typo: one line, before any work."""
-    def is_dir(root: str) -> bool:
-        try:
-            return (reader.commit(rev).tree / root).type == "tree"
-        except KeyError:
-            return False
-
-    repo_paths.check_folder(is_dir, path, flag, f"the {reader.what} at `{rev[:40]}`")
+    repo_paths.check_folder(lambda root: reader.is_dir(rev, root), path, flag, f"the {reader.what} at `{rev[:40]}`")
 
 
 def select(reader: RevisionReader, head: str, request: PushRequest, config: Config) -> Selection:
