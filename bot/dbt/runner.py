@@ -285,7 +285,8 @@ def describe_run(args: Sequence[str], profiles_dir: Path | None) -> str:
             continue
         words.append(arg)
     schema = _profile_schema(profiles_dir)
-    return "dbt " + " ".join(words) + (f" -> schema {schema}" if schema and words[:1] != ["deps"] else "")
+    builds = words[:1] in (["build"], ["run"], ["seed"], ["snapshot"], ["test"], ["clone"])
+    return "dbt " + " ".join(words) + (f" -> schema {schema}" if schema and builds else "")
 
 
 def _profile_schema(profiles_dir: Path | None) -> str | None:
@@ -413,6 +414,7 @@ def install_packages(project_dir: Path, profiles_dir: Path, *, log: Callable[[st
     if (entry / "packages").is_dir():
         progress.current().step(f"dbt packages from the cache ({entry.name})")
         shutil.copytree(entry / "packages", installed, symlinks=True)
+        progress.current().done()
         return DbtRun(["dbt", "deps"], 0, f"layersync: packages copied from {entry}")
     run = run_dbt(["deps"], project_dir, profiles_dir, log=log, cancel=cancel)
     if run.ok and installed.is_dir():
