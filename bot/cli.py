@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     impact = _command(sub, "impact", "build base and head of the dbt repo, compare dev with prod, report",
                       "Lineage, schema changes, row counts, value diffs and the semantic layer's measures.")
-    impact.add_argument("--dbt-repo", type=Path, required=True)
+    impact.add_argument("--dbt-repo", type=Path, required=True,
+                        help="path of the dbt git repo (a bare remote, or a clone)")
     impact.add_argument("--semantic-repo", type=Path, help="semantic-layer repo whose measures are compared")
     _path_options(impact)
     impact.add_argument("--base", required=True, metavar="REV", help="dbt revision built into prod")
@@ -280,6 +281,7 @@ def _cmd_impact(args: argparse.Namespace) -> int:
     from bot.impact.prod import ProdEnv
     from bot.impact.report import to_markdown
     from bot.impact.run import run_impact
+    from bot.readable import squeeze_blank_lines
 
     _require_paths(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo)
     semantic_path, dbt_path = _folders(args)
@@ -288,7 +290,7 @@ def _cmd_impact(args: argparse.Namespace) -> int:
                      pr=args.pr, max_measure_move_pct=args.fail_on_measure_move, warehouse=args.warehouse,
                      prod=ProdEnv(schema=args.prod_schema, state=args.prod_state,
                                   build=args.build_prod or args.warehouse is None))
-    markdown = to_markdown(doc)
+    markdown = squeeze_blank_lines(to_markdown(doc))
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, default=str))
     if args.markdown:

@@ -68,18 +68,25 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
                 "prod_state", "build_prod", "preview_db", "preview_max", "semantic_path", "dbt_path"):
         if env.get(f"LAYERSYNC_{key.upper()}"):
             values[key] = env[f"LAYERSYNC_{key.upper()}"]
+    problems: list[str] = []             # every one at once: a deployment is fixed in one round
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
     if key_file and not values.get("github_private_key"):
-        values["github_private_key"] = Path(key_file).read_text()
+        try:
+            values["github_private_key"] = Path(key_file).read_text()
+        except OSError as exc:
+            problems.append(f"LAYERSYNC_GITHUB_PRIVATE_KEY_FILE `{key_file}` cannot be read ({exc.strerror or exc})")
     _register_secrets(values)
     missing = [k for k in ("webhook_secret", "dbt_repo", "semantic_repo") if not values.get(k)]
     if missing:
-        raise LayersyncError("missing setting(s): " + ", ".join(f"LAYERSYNC_{k.upper()}" for k in missing))
+        problems.insert(0, "missing setting(s): " + ", ".join(f"LAYERSYNC_{k.upper()}" for k in missing))
     forge = str(values.get("forge", "github"))
     if forge == "github" and not (values.get("github_token") or (values.get("github_app_id")
                                                                  and values.get("github_private_key"))):
-        raise LayersyncError("GitHub needs LAYERSYNC_GITHUB_TOKEN, or LAYERSYNC_GITHUB_APP_ID with "
-                             "LAYERSYNC_GITHUB_PRIVATE_KEY(_FILE)")
+        if not any("PRIVATE_KEY_FILE" in p for p in problems):
+            problems.append("GitHub needs LAYERSYNC_GITHUB_TOKEN, or LAYERSYNC_GITHUB_APP_ID with "
+                            "LAYERSYNC_GITHUB_PRIVATE_KEY(_FILE)")
+    if problems:
+        raise LayersyncError("; ".join(problems))
     return ServiceConfig(
         webhook_secret=str(values["webhook_secret"]), dbt_repo=str(values["dbt_repo"]),
         semantic_repo=str(values["semantic_repo"]),

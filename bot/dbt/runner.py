@@ -337,9 +337,10 @@ PACKAGE_FILES = ("packages.yml", "package-lock.yml", "dependencies.yml")
 
 
 def cache_dir() -> Path:
-    """layersync's downloads and installs: `$LAYERSYNC_CACHE_DIR`, else XDG's cache dir."""
-    if os.environ.get("LAYERSYNC_CACHE_DIR"):
-        return Path(os.environ["LAYERSYNC_CACHE_DIR"])
+    """layersync's downloads and installs (the tests keep theirs there too): `$LAYERSYNC_CACHE`, else
+    `$XDG_CACHE_HOME/layersync`, else `~/.cache/layersync`."""
+    if os.environ.get("LAYERSYNC_CACHE"):
+        return Path(os.environ["LAYERSYNC_CACHE"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "layersync"
 
 

@@ -250,7 +250,7 @@ def run_demo(workdir: Path | None = None, layout: str = "omni") -> int:
     doc = run_impact(remote, "main", result.branch, semantic_repo=semantic, workdir=root / "impact",
                      pr=result.pr.number)
     progress.current().done()
-    print(squeeze_blank_lines(to_markdown(doc)))
+    print(squeeze_blank_lines(to_markdown(doc)).rstrip("\n"))
     if not pull_back(remote, semantic, root, forge):
         return 1
     print(f"demo ok: list its PRs with `{command('prs', '--state-db', state)[2:]}`; "
