@@ -537,6 +537,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{exc.strerror or type(exc).__name__}{where}" if exc.strerror else str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a fault of ours: one line, unless asked for the traceback
+        if os.environ.get("LAYERSYNC_TRACEBACK"):
+            raise
+        return _fail(f"internal error, {type(exc).__name__}: {exc} (LAYERSYNC_TRACEBACK=1 shows where; "
+                     "please report it)")
 
 
 def _fail(message: str) -> int:

@@ -245,9 +245,12 @@ def run_demo(workdir: Path | None = None, layout: str = "omni") -> int:
     if not verify(semantic, database, result):
         print("demo failed: values differ")
         return 1
-    print("\n" + command("impact", "--dbt-repo", remote, "--semantic-repo", semantic, "--base", "main",
+    # main's commit, not `main`: the demo moves main on below, and the pasted command must still
+    # report what the demo printed
+    base = git.Repo(remote).commit("main").hexsha[:12]
+    print("\n" + command("impact", "--dbt-repo", remote, "--semantic-repo", semantic, "--base", base,
                          "--head", result.branch, "--pr", result.pr.number))
-    doc = run_impact(remote, "main", result.branch, semantic_repo=semantic, workdir=root / "impact",
+    doc = run_impact(remote, base, result.branch, semantic_repo=semantic, workdir=root / "impact",
                      pr=result.pr.number)
     progress.current().done()
     print(squeeze_blank_lines(to_markdown(doc)).rstrip("\n"))
