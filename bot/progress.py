@@ -99,7 +99,7 @@ class Live:
             self._status.update(line)
 
     def step(self, text: str) -> None:
-        self.done()
+        """Replaces the line: a step of the work (`push-to-dbt: …`) gives way to its dbt run."""
         self._step, self._nodes = text, 0
         self._show(text)
 
