@@ -39,6 +39,7 @@ from bot.semantic.model import Field, SemanticModel, View
 from bot.translate import measure_sql
 from bot.translate.measure_sql import GroupBy, MeasureQuery, MeasureUnsupported, dbt_ref, quote_reserved
 from bot.translate.push import MAX_COLUMN_BYTES, PushedField, PushPlan, Skipped
+from bot.untrusted import quote
 from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 MODEL_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -373,6 +374,11 @@ def same_value(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _shown(value: Any) -> str:
+    """A value as a reviewer reads it: NULL is SQL's word for no value."""
+    return "NULL" if value is None else str(_jsonable(value))
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
@@ -485,16 +491,20 @@ def render_body(*, branch: str, result: AsModelResult, plan: ModelPlan, semantic
         verdict = ("—" if rows is None else
                    f"✓ {len(rows)} group(s)" if all(r.ok for r in rows) else
                    f"✗ {sum(not r.ok for r in rows)} of {len(rows)} group(s) differ")
-        lines.append(f"| `{p.id}` ({p.file}:{p.line}) | `{p.column}` | {p.semantic_sql.replace('|', '/')} | {verdict} |")
-    lines += ["", "**Model SQL:**", "```sql", result.model_sql.strip() if result.model_sql else "", "```", ""]
+        lines.append(f"| `{p.id}` ({p.file}:{p.line}) | `{p.column}` | {quote(p.semantic_sql or '', table=True)} "
+                     f"| {verdict} |")
+    sql = result.model_sql.strip() if result.model_sql else ""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", sql)), default=0))
+    lines += ["", "**Model SQL:**", fence + "sql", sql, fence, ""]
     if result.parity:
         lines += ["<details><summary>Parity: the model's rows against the BI definition over the same build</summary>",
                   "", "| measure | group | dbt | BI | |", "|---|---|---|---|---|"]
         for measure, rows in result.parity.items():
             shown = [r for r in rows if not r.ok][:10] or rows[:10]
             for r in shown:
-                group = ", ".join(f"{k}={v}" for k, v in (r.group or {}).items())
-                lines.append(f"| `{measure}` | {group.replace('|', '/')} | {_jsonable(r.dbt)} | {_jsonable(r.bi)} | "
+                group = ", ".join(f"{k}={_shown(v)}" for k, v in (r.group or {}).items())
+                lines.append(f"| `{measure}` | {quote(group, table=True)} | {quote(_shown(r.dbt), table=True)} | "
+                             f"{quote(_shown(r.bi), table=True)} | "
                              f"{'✓' if r.ok else '✗'} |")
             if len(rows) > len(shown):
                 lines.append(f"| `{measure}` | … {len(rows) - len(shown)} more group(s) | | | |")
@@ -526,7 +536,7 @@ def format_text(result: AsModelResult) -> str:
         lines.append(f"pushed   {p.id} -> {p.model}.{p.column}{verdict}")
         for r in [r for r in rows or [] if not r.ok][:5]:
             group = ", ".join(f"{k}={v}" for k, v in (r.group or {}).items())
-            lines.append(f"         {group}: dbt {_jsonable(r.dbt)} / BI {_jsonable(r.bi)}")
+            lines.append(f"         {group}: dbt {_shown(r.dbt)} / BI {_shown(r.bi)}")
     for s in result.skipped:
         where = f"{s.file}:{s.line}: " if s.file and s.line else ""
         lines.append(f"skipped  {s.id}: {where}{s.reason}")
