@@ -338,3 +338,25 @@ def test_a_comment_with_a_bad_grouping_is_answered_with_the_one_line(tmp_path) -
     (reply,) = forge.list_comments(str(semantic), pr.number)
     assert f"{OMNI_ORDERS}:1: group-by `{ORDERS}.nope`" in reply.body and "Nothing was pushed" in reply.body
     assert forge.list_prs(str(remote)) == []
+
+
+def test_a_rerun_changes_nothing_and_the_result_says_not_checked(tmp_path, capsys) -> None:
+    """With `dbt_check: false` nothing is built (so this stays fast): the files land, and the same command
+    again adds no commit and updates no PR."""
+    remote, semantic = _repos(tmp_path)
+    settings = semantic / "layersync.yml"
+    settings.write_text(settings.read_text() + "dbt_check: false\n")
+    repo = git.Repo(semantic)
+    repo.git.add("-A")
+    repo.index.commit("no dbt check", author=ANALYST, committer=ANALYST)
+    argv = _argv(remote, semantic, tmp_path / "state.sqlite", *_fields("count", "revenue"), "--as-model", "by_status",
+                 "--group-by", f"{ORDERS}.status", "--json")
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["as_model"]["checked"] == "not checked" and first["commit"] and first["pr"]["created"]
+    assert all("parity" not in p for p in first["pushed"])
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["commit"] is None and not second["pr"]["created"] and "already up to date" in second["message"]
+    (pr,) = LocalForge(tmp_path / "state.sqlite").list_prs(str(remote))
+    assert "Not checked with dbt" in pr.body
