@@ -29,7 +29,7 @@ from sqlglot import exp
 
 from bot import pr_body
 from bot.dbt.project import DbtProject, DirStore, FileStore, fast_yaml, project_store
-from bot.dbt.runner import run_dbt, write_duckdb_profile
+from bot.dbt.runner import check_project, run_dbt, write_duckdb_profile
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge
 from bot.gitops import RevisionReader, Workspace, repo_remote
@@ -75,7 +75,7 @@ class AsModelResult(PushResult):
     model_sql: str | None = None
     group_by: list[str] = dc_field(default_factory=list)
     parity: dict[str, list[ParityRow]] = dc_field(default_factory=dict)   # measure id -> rows
-    checked: str = "not checked"            # "built" (dbt build + parity), "dbt build only", "not checked"
+    checked: str = "not checked"            # "built" (dbt build + parity), "dbt build only", "dbt compile only"
 
     @property
     def parity_ok(self) -> bool:
@@ -288,13 +288,19 @@ class BuildCheck:
     ok: bool
     errors: list[str] = dc_field(default_factory=list)
     parity: dict[str, list[ParityRow]] = dc_field(default_factory=dict)
-    parity_checked: bool = False
+    checked: str = "not checked"            # "built" (dbt build + parity), "dbt build only", "dbt compile only"
 
 
 def build_and_compare(project_dir: Path, plan: ModelPlan, model: SemanticModel, *, profile: str,
-                      profiles_dir: Path | None, dialect: str, log: Callable[[str], None]) -> BuildCheck:
+                      profiles_dir: Path | None, dialect: str, log: Callable[[str], None],
+                      dbt_dialect: str = "duckdb") -> BuildCheck:
     """`dbt build` of the model and its parents (the uniqueness test included); on the embedded DuckDB,
-    the model's rows are then compared with the BI SQL over the same built parents."""
+    the model's rows are then compared with the BI SQL over the same built parents. A project written for
+    another warehouse cannot run on the embedded DuckDB: without a profiles dir it gets dbt's static check
+    (`dbt compile`), and the result says so."""
+    if profiles_dir is None and dbt_dialect != "duckdb":
+        static = check_project(project_dir, [plan.name], profile=profile, log=log)
+        return BuildCheck(static.ok, static.errors, checked="dbt compile only")
     with tempfile.TemporaryDirectory(prefix="layersync-as-model-") as tmp:
         scratch = Path(tmp)
         database = scratch / "build.duckdb"
@@ -308,16 +314,20 @@ def build_and_compare(project_dir: Path, plan: ModelPlan, model: SemanticModel, 
             if not ran.ok:
                 return BuildCheck(False, ["dbt deps failed:", *ran.error_lines()])
         target = scratch / "target"
-        built = run_dbt(["build", "--select", f"+{plan.name}", "--indirect-selection", "cautious", "--target-path", str(target)], project_dir,
-                        profiles_dir, log=log)
+        built = run_dbt(["build", "--select", f"+{plan.name}", "--indirect-selection", "cautious",
+                         "--target-path", str(target)], project_dir, profiles_dir, log=log)
         if not built.ok:
-            return BuildCheck(False, built.error_lines())
+            errors = built.error_lines()
+            if embedded and not any(plan.name in line for line in errors):
+                errors.append(f"(a parent of `{plan.name}` failed on the scratch DuckDB, which holds only what the "
+                              f"project's seeds and models build: pass --profiles-dir to build on your warehouse)")
+            return BuildCheck(False, errors)
         if not embedded:
-            return BuildCheck(True)
+            return BuildCheck(True, checked="dbt build only")
         relations = _built_relations(target / "manifest.json")
         with DuckDBWarehouse(database) as warehouse:
             parity = compare(warehouse, plan, model, relations, dialect)
-        return BuildCheck(True, parity=parity, parity_checked=True)
+        return BuildCheck(True, parity=parity, checked="built")
 
 
 def _built_relations(manifest_path: Path) -> dict[str, tuple[str, str]]:
@@ -443,7 +453,8 @@ def run(request: AsModelRequest, forge: Forge, log: Callable[[str], None] = lamb
             ws.write(placed.files)
             try:
                 check = build_and_compare(project_dir, plan, model, profile=DbtProject(DirStore(project_dir)).profile,
-                                          profiles_dir=push.profiles_dir, dialect=config.dialect, log=log)
+                                          profiles_dir=push.profiles_dir, dialect=config.dialect, log=log,
+                                          dbt_dialect=config.dbt_dialect)
             finally:
                 ws.discard(list(placed.files))
             if not check.ok:
@@ -453,7 +464,7 @@ def run(request: AsModelRequest, forge: Forge, log: Callable[[str], None] = lamb
                 result.message = f"nothing pushed: dbt could not build `{request.name}`"
                 return result
             result.parity = check.parity
-            result.checked = "built" if check.parity_checked else "dbt build only"
+            result.checked = check.checked
         ws.write(placed.files)
         result.commit = ws.commit(_commit_message(plan, semantic_label, head), sorted(placed.files))
         if result.commit is not None:
@@ -520,6 +531,9 @@ def render_body(*, branch: str, result: AsModelResult, plan: ModelPlan, semantic
                            "definition evaluated over the same build._",
                   "dbt build only": "_Checked before it was pushed: `dbt build` of the model and its parents on the "
                                     "configured target (the one-row-per-group test included); values not compared._",
+                  "dbt compile only": "_Only a static check ran: `dbt compile` of the model (a project for another "
+                                      "warehouse cannot be built on the embedded DuckDB; pass --profiles-dir to build "
+                                      "it); values not compared._",
                   }.get(result.checked, "_Not checked with dbt (`dbt_check: false` in layersync.yml)._"))
     return "\n".join(lines)
 

@@ -360,3 +360,21 @@ def test_a_rerun_changes_nothing_and_the_result_says_not_checked(tmp_path, capsy
     assert second["commit"] is None and not second["pr"]["created"] and "already up to date" in second["message"]
     (pr,) = LocalForge(tmp_path / "state.sqlite").list_prs(str(remote))
     assert "Not checked with dbt" in pr.body
+
+
+@pytest.mark.slow
+def test_a_project_for_another_warehouse_gets_the_static_check_and_says_so(tmp_path, capsys) -> None:
+    remote, semantic = _repos(tmp_path)
+    settings = semantic / "layersync.yml"
+    settings.write_text(settings.read_text() + "dbt_dialect: snowflake\n")
+    repo = git.Repo(semantic)
+    repo.git.add("-A")
+    repo.index.commit("the dbt project is Snowflake's", author=ANALYST, committer=ANALYST)
+    argv = _argv(remote, semantic, tmp_path / "state.sqlite", *_fields("count", "median_amount"), "--as-model",
+                 "by_status", "--group-by", f"{ORDERS}.status", "--json")
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["as_model"]["checked"] == "dbt compile only" and all("parity" not in p for p in result["pushed"])
+    assert "MEDIAN(omni_dbt_marts__orders.amount)" in result["as_model"]["sql"]    # Snowflake's own median
+    (pr,) = LocalForge(tmp_path / "state.sqlite").list_prs(str(remote))
+    assert "Only a static check ran" in pr.body
