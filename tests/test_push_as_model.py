@@ -378,3 +378,17 @@ def test_a_project_for_another_warehouse_gets_the_static_check_and_says_so(tmp_p
     assert "MEDIAN(omni_dbt_marts__orders.amount)" in result["as_model"]["sql"]    # Snowflake's own median
     (pr,) = LocalForge(tmp_path / "state.sqlite").list_prs(str(remote))
     assert "Only a static check ran" in pr.body
+
+
+def test_a_group_that_differs_fails_the_run_and_shows_in_the_json() -> None:
+    from bot.push_as_model import AsModelResult, ParityRow, format_text
+    from bot.translate.push import PushedField
+
+    pushed = PushedField(f"{ORDERS}.count", OMNI_ORDERS, 34, "m", "count", "added", "count", "COUNT(*)", None, ())
+    result = AsModelResult(semantic_commit="abc", pushed=[pushed], model="m", parity={pushed.id: [
+        ParityRow({"status": "a"}, 2, 2, True), ParityRow({"status": "b"}, 1, 3, False)]})
+    assert result.exit_code == 1
+    assert result.to_json()["pushed"][0]["parity"][1] == {"group": {"status": "b"}, "dbt": 1, "bi": 3, "ok": False}
+    assert "parity ✗ 1 of 2 group(s) differ" in format_text(result) and "status=b: dbt 1 / BI 3" in format_text(result)
+    result.parity[pushed.id] = result.parity[pushed.id][:1]
+    assert result.exit_code == 0
