@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 from sqlglot import exp
 
 from bot import pr_body
@@ -294,8 +295,9 @@ class BuildCheck:
 def build_and_compare(project_dir: Path, plan: ModelPlan, model: SemanticModel, *, profile: str,
                       profiles_dir: Path | None, dialect: str, log: Callable[[str], None],
                       dbt_dialect: str = "duckdb") -> BuildCheck:
-    """`dbt build` of the model and its parents (the uniqueness test included); on the embedded DuckDB,
-    the model's rows are then compared with the BI SQL over the same built parents. A project written for
+    """`dbt build` of the model and its parents (the uniqueness test included); on DuckDB (the embedded
+    scratch file, or the file a `--profiles-dir` DuckDB target writes) the model's rows are then compared
+    with the BI SQL over the same built parents. A project written for
     another warehouse cannot run on the embedded DuckDB: without a profiles dir it gets dbt's static check
     (`dbt compile`), and the result says so."""
     if profiles_dir is None and dbt_dialect != "duckdb":
@@ -323,11 +325,32 @@ def build_and_compare(project_dir: Path, plan: ModelPlan, model: SemanticModel, 
                               f"project's seeds and models build: pass --profiles-dir to build on your warehouse)")
             return BuildCheck(False, errors)
         if not embedded:
-            return BuildCheck(True, checked="dbt build only")
+            database = _duckdb_database(profiles_dir, profile, project_dir)
+            if database is None:           # another warehouse: layersync compares values on DuckDB only
+                return BuildCheck(True, checked="dbt build only")
         relations = _built_relations(target / "manifest.json")
         with DuckDBWarehouse(database) as warehouse:
             parity = compare(warehouse, plan, model, relations, dialect)
         return BuildCheck(True, parity=parity, checked="built")
+
+
+def _duckdb_database(profiles_dir: Path, profile: str, project_dir: Path) -> Path | None:
+    """The DuckDB file the profile's default target writes, when it is DuckDB (a file, not `:memory:`)."""
+    try:
+        profiles = YAML(typ="safe").load((profiles_dir / "profiles.yml").read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, YAMLError):
+        return None
+    entry = profiles.get(profile) if isinstance(profiles, dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("outputs"), dict):
+        return None
+    output = entry["outputs"].get(entry.get("target") or "dev")
+    if not isinstance(output, dict) or output.get("type") != "duckdb":
+        return None
+    path = str(output.get("path") or "")
+    if not path or path == ":memory:" or "{{" in path or path.startswith(("md:", "motherduck:")):
+        return None
+    database = Path(path)
+    return database if database.is_absolute() else project_dir / database
 
 
 def _built_relations(manifest_path: Path) -> dict[str, tuple[str, str]]:

@@ -392,3 +392,19 @@ def test_a_group_that_differs_fails_the_run_and_shows_in_the_json() -> None:
     assert "parity ✗ 1 of 2 group(s) differ" in format_text(result) and "status=b: dbt 1 / BI 3" in format_text(result)
     result.parity[pushed.id] = result.parity[pushed.id][:1]
     assert result.exit_code == 0
+
+
+@pytest.mark.parametrize("output,expected", [
+    ({"type": "duckdb", "path": "warehouse.duckdb"}, "PROJECT/warehouse.duckdb"),    # relative: dbt's cwd
+    ({"type": "duckdb", "path": "/data/wh.duckdb"}, "/data/wh.duckdb"),
+    ({"type": "duckdb", "path": ":memory:"}, None),
+    ({"type": "duckdb", "path": "md:analytics"}, None),
+    ({"type": "postgres", "host": "db"}, None),
+])
+def test_values_are_compared_on_a_duckdb_file_the_profile_names(tmp_path, output, expected) -> None:
+    from bot.push_as_model import _duckdb_database
+
+    (tmp_path / "profiles.yml").write_text(json.dumps({"shop": {"target": "ci", "outputs": {"ci": output}}}))
+    found = _duckdb_database(tmp_path, "shop", Path("/srv/PROJECT"))
+    assert (str(found).replace("/srv/", "") if found else None) == expected
+    assert _duckdb_database(tmp_path, "other_profile", Path("/srv")) is None
