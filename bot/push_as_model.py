@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from bot import pr_body
 from bot.dbt.project import DbtProject, DirStore, FileStore, fast_yaml, project_store
-from bot.dbt.runner import check_project, run_dbt, write_duckdb_profile
+from bot.dbt.runner import check_project, deps_failure, install_packages, run_dbt, write_duckdb_profile
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge
 from bot.gitops import RevisionReader, Workspace, repo_remote
@@ -310,11 +310,9 @@ def build_and_compare(project_dir: Path, plan: ModelPlan, model: SemanticModel, 
         if embedded:
             profiles_dir = scratch / "profiles"
             write_duckdb_profile(profiles_dir, profile, str(database))
-        deps = [f for f in ("packages.yml", "dependencies.yml") if (project_dir / f).exists()]
-        if deps and not (project_dir / "dbt_packages").exists():
-            ran = run_dbt(["deps"], project_dir, profiles_dir, log=log)
-            if not ran.ok:
-                return BuildCheck(False, ["dbt deps failed:", *ran.error_lines()])
+        ran = install_packages(project_dir, profiles_dir, log=log)     # once per package files' content
+        if ran is not None and not ran.ok:
+            return BuildCheck(False, [deps_failure(ran)])
         target = scratch / "target"
         built = run_dbt(["build", "--select", f"+{plan.name}", "--indirect-selection", "cautious",
                          "--target-path", str(target)], project_dir, profiles_dir, log=log)
