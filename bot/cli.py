@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -184,6 +185,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
     for label, path in (("--semantic-repo", args.semantic_repo), ("--dbt-repo", args.dbt_repo)):
         if not path.exists():
             raise LayersyncError(f"{label} `{path}` does not exist")
+    _require_paths(profiles_dir=args.profiles_dir)
     semantic_path, dbt_path = _folders(args)
     forge = LocalForge(args.state_db or default_state_db())
     request = PushRequest(semantic_repo=args.semantic_repo, dbt_repo=args.dbt_repo, fields=args.field,
@@ -270,6 +272,8 @@ def _cmd_prs(args: argparse.Namespace) -> int:
     from bot.readable import for_people
 
     path = args.state_db or default_state_db()
+    if path.is_dir():
+        raise LayersyncError(f"--state-db `{path}` is a folder: name the database file (state.sqlite)")
     if not path.is_file():
         if args.state_db is not None:       # a typo must not become a new, empty database
             raise LayersyncError(f"--state-db `{path}` does not exist (the demo prints the path of its own)")
@@ -278,7 +282,10 @@ def _cmd_prs(args: argparse.Namespace) -> int:
     if args.raw and args.show is None:
         raise LayersyncError("--raw goes with --show N")
     forge = LocalForge(path)
-    prs = forge.list_prs(args.repo, args.state)
+    try:
+        prs = forge.list_prs(args.repo, args.state)
+    except sqlite3.DatabaseError as exc:
+        raise LayersyncError(f"`{path}` is not a layersync state database ({exc})") from None
     if args.show is not None:
         matches = [pr for pr in prs if pr.number == args.show]
         if len(matches) != 1:

@@ -132,3 +132,26 @@ def test_serve_reports_every_missing_setting_at_once(tmp_path, monkeypatch, caps
     assert main(["serve", "--port", "0"]) == 2
     err = one_line_error(capsys)
     assert "LAYERSYNC_WEBHOOK_SECRET" in err and f"`{tmp_path / 'no-such.pem'}`" in err
+
+
+@pytest.mark.parametrize("setup, argv, words", [
+    (lambda d: (d / "bad.yaml").write_text("a: [\n"), ["serve", "--config", "{d}/bad.yaml"],
+     "bad.yaml:2: config file is not valid YAML"),
+    (lambda d: (d / "list.yaml").write_text("- 1\n"), ["worker", "--config", "{d}/list.yaml"],
+     "must be a mapping of settings"),
+    (lambda d: (d / "lease.yaml").write_text("webhook_secret: s3cret-x\ndbt_repo: a/b\nsemantic_repo: a/c\n"
+                                             "forge: local\nlease_seconds: soon\n"),
+     ["worker", "--config", "{d}/lease.yaml"], "LAYERSYNC_LEASE_SECONDS must be a number"),
+    (lambda d: (d / "folder").mkdir(), ["prs", "--state-db", "{d}/folder"], "is a folder"),
+    (lambda d: (d / "notes.sqlite").write_text("not a database\n" * 100), ["prs", "--state-db", "{d}/notes.sqlite"],
+     "is not a layersync state database"),
+    (lambda d: None, ["push-to-dbt", "--semantic-repo", "{d}", "--dbt-repo", "{d}", "--profiles-dir", "{d}/nope"],
+     "--profiles-dir `"),
+])
+def test_bad_input_is_one_line_never_a_traceback(setup, argv, words, tmp_path, monkeypatch, capsys) -> None:
+    for name in ("LAYERSYNC_WEBHOOK_SECRET", "LAYERSYNC_DBT_REPO", "LAYERSYNC_SEMANTIC_REPO", "LAYERSYNC_CONFIG",
+                 "LAYERSYNC_LEASE_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    setup(tmp_path)
+    assert main([a.format(d=tmp_path) for a in argv]) == 2
+    assert words in one_line_error(capsys)
