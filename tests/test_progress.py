@@ -29,12 +29,13 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def tiny_build(tmp_path_factory) -> tuple[Recorder, object]:
-    """One real `dbt build` of a two-model project (one failing), recorded."""
+    """One real `dbt build` of a three-model project (one failing, its child skipped), recorded."""
     root = tmp_path_factory.mktemp("tiny")
     (root / "models").mkdir()
     (root / "dbt_project.yml").write_text("name: tiny\nversion: '1.0'\nconfig-version: 2\nprofile: tiny\n")
     (root / "models" / "a.sql").write_text("select 1 as id\n")
     (root / "models" / "b.sql").write_text("select id, no_such_column from {{ ref('a') }}\n")
+    (root / "models" / "c.sql").write_text("select * from {{ ref('b') }}\n")
     write_duckdb_profile(root / "profiles", "tiny", str(root / "tiny.duckdb"), schema="dev")
     recorder = Recorder()
     logged: list[str] = []
@@ -49,8 +50,8 @@ def test_a_dbt_build_reports_its_step_and_every_node(tiny_build) -> None:
     recorder, run = tiny_build
     assert recorder.events[0] == ("step", "dbt build -> schema dev")
     nodes = [e[1:] for e in recorder.events if e[0] == "node"]
-    assert nodes == [(1, 2, "model a", None), (1, 2, "model a", "ok"),
-                     (2, 2, "model b", None), (2, 2, "model b", "error")]
+    assert nodes == [(1, 3, "model a", None), (1, 3, "model a", "ok"),
+                     (2, 3, "model b", None), (2, 3, "model b", "error"), (3, 3, "model c", "skipped")]
     assert recorder.events[len(nodes) + 1] == ("done", False)      # the run ends its step, failed
 
 
@@ -59,7 +60,7 @@ def test_the_output_is_dbts_text_not_its_json(tiny_build) -> None:
     _, run = tiny_build
     assert not run.ok
     assert not any(line.lstrip().startswith("{") for line in run.output.splitlines())
-    assert "Done. PASS=1 WARN=0 ERROR=1" in run.output
+    assert "Done. PASS=1 WARN=0 ERROR=1 SKIP=1" in run.output
     assert any("no_such_column" in line for line in run.error_lines())
 
 
@@ -70,6 +71,9 @@ def test_a_line_that_is_not_dbts_json_is_kept_as_it_is() -> None:
             '{"index": 3, "num_models": 9, "status": "fail", "node_info": {"resource_type": "test", '
             '"node_name": "unique_orders_order_id"}}}')
     assert read_event(line) == (["3 of 9 FAIL 2 unique_orders_order_id"], (3, 9, "test unique_orders_order_id", "fail"))
+    skipped = ('{"info": {"name": "SkippingDetails", "msg": "17 of 50 SKIP test not_null_x"}, "data": {"index": 17, '
+               '"total": 50, "node_name": "not_null_x", "resource_type": "test"}}')     # as dbt 1.11 writes it
+    assert read_event(skipped)[1] == (17, 50, "test not_null_x", "skipped")
 
 
 def test_plain_lines_off_a_terminal_and_nothing_when_quiet() -> None:

@@ -261,13 +261,16 @@ def read_event(raw: str) -> tuple[list[str], tuple[int, int, str, str | None] | 
 def _node_progress(name: str, data: dict) -> tuple[int, int, str, str | None] | None:
     node = data.get("node_info") or {}
     index, total = data.get("index"), data.get("total") or data.get("num_models")
-    if not isinstance(index, int) or not isinstance(total, int) or not node.get("node_name"):
+    node_name = node.get("node_name") or data.get("node_name")
+    if not isinstance(index, int) or not isinstance(total, int) or not node_name:
         return None
-    label = f"{node.get('resource_type') or 'node'} {node['node_name']}"
+    label = f"{node.get('resource_type') or data.get('resource_type') or 'node'} {node_name}"
     if name == "LogStartLine":
         return index, total, label, None
-    if name.endswith("Result") or name == "LogSkipMessage":
-        status = str(data.get("status") or ("skipped" if name == "LogSkipMessage" else "done")).lower()
+    if name in ("SkippingDetails", "LogSkipMessage"):           # a parent failed: dbt skips the node
+        return index, total, label, "skipped"
+    if name.endswith("Result"):
+        status = str(data.get("status") or "done").lower()
         return index, total, label, _STATUS_WORDS.get(status, status)
     return None
 
