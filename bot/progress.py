@@ -89,14 +89,20 @@ class Live:
         self._nodes = 0
 
     def _show(self, text: str) -> None:
+        from rich.live import Live
+        from rich.spinner import Spinner
         from rich.text import Text
 
         line = Text(text, overflow="ellipsis", no_wrap=True)
         if self._status is None:
-            self._status = self.console.status(line, spinner="dots")
+            self._spinner = Spinner("dots", text=line)
+            # stderr's own writes (`--verbose` dbt lines) print above the line; stdout is left alone,
+            # it may be a file (`layersync impact > report.md`)
+            self._status = Live(self._spinner, console=self.console, transient=True, refresh_per_second=8,
+                                redirect_stdout=False, redirect_stderr=True)
             self._status.start()
         else:
-            self._status.update(line)
+            self._spinner.update(text=line)
 
     def step(self, text: str) -> None:
         """Replaces the line: a step of the work (`push-to-dbt: …`) gives way to its dbt run."""
