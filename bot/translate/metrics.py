@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field as dc_field, replace
-from datetime import date
 from typing import Any, Iterable
 
 from sqlglot import exp
@@ -24,6 +23,7 @@ from bot.errors import LayersyncError, TranslationError
 from bot.semantic.model import Field, Relationship, SemanticModel, View
 from bot.semantic.refs import REF_PREFIX, Resolver, is_aggregate, parse_field_sql
 from bot.translate import joins
+from bot.translate.measure_sql import _condition as filter_condition
 from bot.translate.push import FieldRequest, Skipped, unsafe_expression, unsafe_text
 
 # Omni's aggregate_type → MetricFlow's `agg`.
@@ -40,10 +40,6 @@ NOT_TRANSLATED = {
 }
 TIME_GRANULARITY = "day"
 _TIME_NAME = re.compile(r"(^|_)(date|day|at|time|timestamp|ts|datetime)$")
-_COMPARISONS = {"greater_than": exp.GT, "less_than": exp.LT, "greater_than_or_equal_to": exp.GTE,
-                "less_than_or_equal_to": exp.LTE, "after": exp.GT, "before": exp.LT, "on_or_after": exp.GTE,
-                "on_or_before": exp.LTE}
-_LIKE = {"contains": ("%", "%"), "starts_with": ("", "%"), "ends_with": ("%", "")}
 
 
 class NotTranslated(TranslationError):
@@ -181,8 +177,13 @@ class MetricTranslator:
         self._taken: dict[str, str] = {}            # metric/measure name → who has it (a field id, or "")
         self._skipped_relationships: list[Skipped] = []
         self._notes: list[str] = []
+        self._labels: set[str] = set()
+        self._label_of: dict[str, str] = {}
         for name, declared in layer.metrics.items():
             self._taken[name] = declared.owner or ""
+            label = declared.data.get("label")
+            if label and not declared.owner:
+                self._labels.add(str(label))
         for model in layer.semantic_models.values():
             for name, declared in model.measures.items():
                 self._taken.setdefault(name, declared.owner or "")
@@ -228,6 +229,8 @@ class MetricTranslator:
         for draft in list(plan.semantic_models.values()):
             for other in self._related(draft):
                 plan.semantic_models.setdefault(other.model.name.lower(), other)
+        for draft in plan.semantic_models.values():
+            _drop_entity_columns(draft)
         plan.metrics = [m for m in plan.metrics if not _same(m.existing, m.definition)]
         plan.time_spine = self.layer.time_spine is None and bool(every)
         changed_metrics = {m.name for m in plan.metrics}
@@ -289,6 +292,22 @@ class MetricTranslator:
         self._taken[name] = owner
         return name
 
+    def _metric_label(self, item: Field, owner: str, text: str | None = None) -> str:
+        """MetricFlow wants every metric's label unique too: a taken one gets its view's label after it."""
+        if owner in self._label_of:
+            return self._label_of[owner]
+        label = text or _label(item)
+        view = self.semantic.views.get(item.view)
+        if label in self._labels:
+            label = f"{label} ({(view.label if view and view.label else item.view)})"
+        base, n = label, 1
+        while label in self._labels:
+            n += 1
+            label = f"{base} {n}"
+        self._labels.add(label)
+        self._label_of[owner] = label
+        return label
+
     def _metric_base(self, view: View, item: Field) -> str:
         prefix = mf_name(view.model_name)
         own = mf_name(item.name)
@@ -341,7 +360,7 @@ class MetricTranslator:
         return _Translated(view, item, metric, "simple", [measure], [self._simple(metric, item, metric, item.id)])
 
     def _simple(self, name: str, item: Field, measure: str, owner: str, label: str | None = None) -> dict[str, Any]:
-        doc: dict[str, Any] = {"name": name, "label": label or _label(item)}
+        doc: dict[str, Any] = {"name": name, "label": self._metric_label(item, owner, label)}
         if item.description and label is None:
             doc["description"] = item.description
         doc.update({"type": "simple", "type_params": {"measure": measure}, "config": _meta(owner)})
@@ -402,58 +421,14 @@ class MetricTranslator:
                 raise NotTranslated(f"the filter on `{target}` must be an operator mapping such as `{{is: 1}}`",
                                     "bad-filter", *where)
             column = self._row(view, dimension)
+            if not isinstance(column, (exp.Column, exp.Literal, exp.Func, exp.Paren, exp.Boolean)):
+                column = exp.paren(column)
             for operator, value in condition.items():
-                predicates.append(self._predicate(column.copy(), str(operator), value, target, where))
+                # the BI tool's own meaning of each operator (NULLs, ILIKE escapes): one definition for both sides
+                predicates.append(filter_condition(column.copy(), str(operator), value, item, target))
         if not predicates:
             return None
         return predicates[0] if len(predicates) == 1 else exp.and_(*(exp.paren(p) for p in predicates))
-
-    def _predicate(self, column: exp.Expression, operator: str, value: Any, target: str,
-                   where: tuple[str, int]) -> exp.Expression:
-        negated = operator.startswith("not_") and operator != "not"
-        base = operator[4:] if negated else operator
-        if operator in ("is", "not"):
-            if value is None:
-                test: exp.Expression = exp.Is(this=column, expression=exp.Null())
-            elif isinstance(value, list):
-                test = exp.In(this=column, expressions=[self._literal(v, target, where) for v in value])
-            else:
-                test = exp.EQ(this=column, expression=self._literal(value, target, where))
-            return exp.Not(this=test) if operator == "not" else test
-        if base in ("between",):
-            if not isinstance(value, list) or len(value) != 2:
-                raise NotTranslated(f"`{operator}` on `{target}` needs two values, `[low, high]`", "bad-filter", *where)
-            test = exp.Between(this=column, low=self._literal(value[0], target, where),
-                               high=self._literal(value[1], target, where))
-            return exp.Not(this=test) if negated else test
-        if base in _LIKE and isinstance(value, str):
-            before, after = _LIKE[base]
-            test = exp.Like(this=column, expression=exp.Literal.string(before + value + after))
-            return exp.Not(this=test) if negated else test
-        if operator in _COMPARISONS:
-            literal = self._literal(value, target, where)
-            if operator in ("after", "before", "on_or_after", "on_or_before"):
-                if not isinstance(value, str) or not _is_iso_date(value):
-                    raise NotTranslated(f"`{operator}: {value!r}` on `{target}` is a relative time (it depends on when "
-                                        f"the query runs); only a date such as `2024-01-31` is translated",
-                                        "not-translatable", *where)
-                literal = exp.cast(literal, exp.DataType.build("date"))
-            return _COMPARISONS[operator](this=column, expression=literal)
-        raise NotTranslated(f"filter operator `{operator}` on `{target}` is not translated (it has no fixed SQL "
-                            f"meaning outside Omni)", "not-translatable", *where)
-
-    @staticmethod
-    def _literal(value: Any, target: str, where: tuple[str, int]) -> exp.Expression:
-        if isinstance(value, bool):
-            return exp.Boolean(this=value)
-        if isinstance(value, (int, float)):
-            return exp.Literal.number(value)
-        if isinstance(value, str):
-            return exp.Literal.string(value)
-        if value is None:
-            return exp.Null()
-        raise NotTranslated(f"filter value {value!r} on `{target}` is no number, string or boolean", "bad-filter",
-                            *where)
 
     # ------------------------------------------------------------------ custom SQL aggregates
 
@@ -533,7 +508,7 @@ class MetricTranslator:
             raise NotTranslated(f"`{item.name}` aggregates nothing: its SQL has no aggregate and reads no measure",
                                 "not-translatable", *where)
         leaves = [m for m, _ in parts.values()] + [d.metric for d in deps]
-        doc: dict[str, Any] = {"name": metric, "label": _label(item)}
+        doc: dict[str, Any] = {"name": metric, "label": self._metric_label(item, item.id)}
         if item.description:
             doc["description"] = item.description
         ratio = _ratio(combined)
@@ -831,6 +806,15 @@ class MetricTranslator:
         return self.column_types.get(model.name.lower(), {}).get(expression.name.lower())
 
 
+def _drop_entity_columns(draft: SemanticModelDraft) -> None:
+    """A join column is its entity, not also a dimension: MetricFlow names each element once."""
+    keys = {_expr_key(e.get("expr") or e["name"]) for e in draft.entities} | {e["name"] for e in draft.entities}
+    kept = [d for d in draft.dimensions if d["name"] not in keys and _expr_key(d.get("expr") or d["name"]) not in keys]
+    dropped = {d["name"] for d in draft.dimensions} - {d["name"] for d in kept}
+    draft.dimensions = kept
+    draft.dimension_fields = {k: v for k, v in draft.dimension_fields.items() if v not in dropped}
+
+
 def _expr_key(text: Any) -> str:
     return str(text).strip().lower().replace('"', "")
 
@@ -844,14 +828,6 @@ def _type_family(data_type: str) -> str:
     if is_time_type(text):
         return "time"
     return text
-
-
-def _is_iso_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _ratio(expression: exp.Expression) -> tuple[str, str] | None:
