@@ -165,8 +165,10 @@ class MetricTranslator:
 
     def __init__(self, semantic: SemanticModel, project: DbtProject, layer: SemanticLayer, *,
                  dialect: str = "duckdb", dbt_dialect: str = "duckdb",
-                 column_types: dict[str, dict[str, str]] | None = None):
+                 column_types: dict[str, dict[str, str]] | None = None, leave_out: set[str] | None = None):
+        """`leave_out`: dimension names not to write (dbt or MetricFlow rejected them)."""
         self.semantic = semantic
+        self.leave_out = set(leave_out or ())
         self.project = project
         self.layer = layer
         self.dialect = dialect
@@ -662,7 +664,7 @@ class MetricTranslator:
             except LayersyncError:
                 continue                           # a dimension dbt cannot read (a join, bad SQL) is left out
             dim_name = mf_name(item.name)
-            if _expr_key(expr_sql) in entity_columns:
+            if _expr_key(expr_sql) in entity_columns or dim_name in self.leave_out:
                 continue
             is_time = self._is_time(model, item, expression)
             declared = existing.dimensions.get(dim_name) if existing else None
