@@ -18,7 +18,7 @@ from typing import Any, Callable
 from bot import repo_paths
 from bot.dbt.metricflow import SemanticCheck, check_semantics
 from bot.dbt.project import DbtProject, DirStore, FileStore, MemoryStore
-from bot.impact.build import Target, build_prod, dev_schema_name, write_build_profile
+from bot.impact.build import Target, build_prod, dev_schema_name, drop_schema, write_build_profile
 from bot.impact.metric_parity import Parity, check_parity
 from bot.impact.prod import relations
 from bot.semantic.model import SemanticModel
@@ -112,12 +112,17 @@ def plan_and_check(ws: Any, dbt_path: str, requests: list[FieldRequest], config:
         return plan_metrics(store, model, measures, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
                             excluded=excluded, leave_out=leave_out)
 
-    def checked(plan: MetricsPlan, files: dict[str, str], profiles: Path | None, dw: bool) -> bool:
+    with_parity = parity and config.dbt_check
+
+    def checked(plan: MetricsPlan, files: dict[str, str], profiles: Path | None, dw: bool,
+                metricflow: bool = True) -> bool:
         written = _write(ws, dbt_path, {**column_files, **files})
         try:
             names, dimensions = _names(plan)
+            # with parity, MetricFlow's checks run once, on the build (its warehouse checks included)
             check = check_semantics(project_dir, profile, profiles_dir=profiles, warehouse=dw,
-                                    names=[*names, *dimensions.values()], log=log)
+                                    metricflow=metricflow, names=[*names, *dimensions.values()],
+                                    log=log)
         finally:
             ws.discard(written)
         if check.ok:
@@ -127,10 +132,10 @@ def plan_and_check(ws: Any, dbt_path: str, requests: list[FieldRequest], config:
 
     while True:                      # each failed round drops at least one field or dimension, so this ends
         plan, files = planned()
-        if not files or not config.dbt_check or checked(plan, files, profiles_dir, False):
+        if not files or not config.dbt_check or checked(plan, files, profiles_dir, False, not with_parity):
             break
     outcome = MetricsOutcome(plan, files)
-    if not (parity and config.dbt_check and files and plan.pushed):
+    if not (with_parity and files and plan.pushed):
         return outcome
     with tempfile.TemporaryDirectory(prefix="layersync-parity-") as tmp:
         target = Target.parse(warehouse) if warehouse is not None else Target.duckdb(Path(tmp) / "warehouse.duckdb")
@@ -140,25 +145,43 @@ def plan_and_check(ws: Any, dbt_path: str, requests: list[FieldRequest], config:
             build, _ = build_prod(project_dir, target, schema, log=log)
         finally:
             ws.discard(written)
-        if not build.ok:
-            outcome.parity_error = "the branch did not build, so values were not compared: " + \
-                " / ".join(build.errors[:4])
-            return outcome
-        profiles = Path(tmp) / "profiles"
-        write_build_profile(profiles, project_dir, target, schema)
-        while True:
+        try:
+            return _checked_on_build(build, target, schema, tmp, planned, checked, project_dir, model,
+                                     config, profiles_dir, log)
+        finally:
+            if warehouse is not None:            # a warehouse of the user's: leave no schema of ours behind
+                drop_schema(target, schema, set())
+
+
+def _checked_on_build(build: Any, target: Target, schema: str, tmp: str,
+                      planned: Callable[[], tuple[MetricsPlan, dict[str, str]]], checked: Callable[..., bool],
+                      project_dir: Path, model: SemanticModel, config: Any, profiles_dir: Path | None,
+                      log: Log | None) -> MetricsOutcome:
+    """MetricFlow's checks against the build, then parity; a failed data test does not stop either (the
+    models were built), a model that failed does."""
+    if not build.selected or build.failed:
+        while True:              # MetricFlow's own checks still run, without the warehouse
             plan, files = planned()
-            if not files or checked(plan, files, profiles, True):
+            if not files or checked(plan, files, profiles_dir, False):
                 break
-        outcome = MetricsOutcome(plan, files)
-        if not plan.pushed:
-            return outcome
-        assert build.manifest is not None
-        built = {name.lower(): rel for name, rel in relations(json.loads(build.manifest.read_text())).items()}
-        # mf reads target/semantic_manifest.json, which the last check parsed with the build's profile
-        outcome.parity = check_parity(project_dir, profiles, target, model, plan, built, dialect=target.dialect,
-                                      read_dialect=config.dialect, log=log)
-        outcome.plan.pushed = [replace(p, parity=tuple(outcome.parity.rows.get(p.id, ()))) for p in plan.pushed]
+        outcome = MetricsOutcome(plan, files, parity_error="the branch did not build, so values were not "
+                                                           "compared: " + " / ".join(build.errors[:4]))
+        return outcome
+    profiles = Path(tmp) / "profiles"
+    write_build_profile(profiles, project_dir, target, schema)
+    while True:
+        plan, files = planned()
+        if not files or checked(plan, files, profiles, True):
+            break
+    outcome = MetricsOutcome(plan, files)
+    if not plan.pushed:
+        return outcome
+    assert build.manifest is not None
+    built = {name.lower(): rel for name, rel in relations(json.loads(build.manifest.read_text())).items()}
+    # mf reads target/semantic_manifest.json, which the last check parsed with the build's profile
+    outcome.parity = check_parity(project_dir, profiles, target, model, plan, built, dialect=target.dialect,
+                                  read_dialect=config.dialect, log=log)
+    outcome.plan.pushed = [replace(p, parity=tuple(outcome.parity.rows.get(p.id, ()))) for p in plan.pushed]
     return outcome
 
 

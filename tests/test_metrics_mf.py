@@ -5,7 +5,6 @@ metric grouped by another view's dimension through a relationship). One project,
 many times: MetricFlow's start-up costs seconds."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import duckdb
@@ -249,6 +248,29 @@ def test_parity_against_the_bi_definition_one_mf_query_per_grouping(built) -> No
     churned = parity.rows["marts__users.churned"]
     assert churned[0] == {"group": None, "dbt": 2.0, "bi": 2.0, "ok": True}
     assert any(r["group"] is not None for r in churned)
+
+
+def test_a_bi_definition_that_differs_is_a_cross_and_a_failing_status(built) -> None:
+    project = built["project"]
+    import json
+    from dataclasses import replace
+    from bot.push_metrics import MetricsOutcome, status
+    manifest = json.loads((project / "target" / "layersync-layersync_metrics" / "manifest.json").read_text())
+    built_at = {name.lower(): rel for name, rel in relations(manifest).items()}
+    plan = built["plan"]
+    revenue = [p for p in plan.pushed if p.id == "marts__orders.revenue"]
+    # the analyst's definition moved on (doubled) while dbt's metric did not
+    changed = format_for("omni").read_model({
+        "marts/users.view.yaml": USERS, "relationships.yaml": RELATIONSHIPS, "model.yaml": "{}\n",
+        "marts/orders.view.yaml": ORDERS.replace("sql: ${marts__orders.amount}\n    aggregate_type: sum",
+                                                 "sql: ${marts__orders.amount} * 2\n    aggregate_type: sum")})
+    parity = check_parity(project, built["profiles"], Target.duckdb(built["database"]), changed, plan, built_at,
+                          pushed=revenue)
+    rows = parity.rows["marts__orders.revenue"]
+    assert rows[0]["group"] is None and not rows[0]["ok"] and rows[0]["bi"] == 2 * rows[0]["dbt"]
+    assert parity.failing() == ["marts__orders.revenue"] and parity.queries == 2
+    state, description = status(MetricsOutcome(replace(plan, pushed=revenue), parity=parity))
+    assert state == "failure" and "1 of 1 metrics differ" in description
 
 
 def test_group_keys_agree_between_mf_csv_and_the_warehouse() -> None:

@@ -319,3 +319,12 @@ semantic_models:
     again, rewritten = plan_metrics(MemoryStore({**files, **written}), semantic, requests)
     assert [(p.metric, p.action) for p in again.pushed] == [("orders_revenue", "unchanged")]
     assert rewritten == {}
+
+
+def test_jinja_in_a_measure_is_refused_not_escaped() -> None:
+    orders = ORDERS.replace("  revenue:\n", "  revenue:\n    description: \"{{ env_var('SECRET') }}\"\n")
+    plan = translate(model(orders=orders), fields={"marts__orders.revenue", "marts__orders.returned_amount"})
+    assert skipped(plan)["marts__orders.revenue"].code == "unsafe-sql"
+    filtered = ORDERS.replace("        is: returned", "        is: \"{{ run_query('drop') }}\"")
+    plan = translate(model(orders=filtered), fields={"marts__orders.returned_amount"})
+    assert skipped(plan)["marts__orders.returned_amount"].code == "unsafe-sql"

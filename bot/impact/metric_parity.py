@@ -92,11 +92,13 @@ def _jsonable(value: Any) -> Any:
 
 def low_cardinality(wh: Any, view: View, draft: SemanticModelDraft, table: exp.Expression,
                     dialect: str) -> str | None:
-    """The first categorical dimension of the semantic model with 2 to 12 values on the build: the
-    grouping a reviewer reads at a glance."""
+    """The first categorical dimension of the semantic model with 2 to 12 values on the build, words
+    before numbers: the grouping a reviewer reads at a glance."""
     types = {d["name"]: d.get("type") for d in draft.dimensions}
     if draft.existing is not None:
         types.update({n: d.data.get("type") for n, d in draft.existing.dimensions.items()})
+    words: list[str] = []
+    numbers: list[str] = []
     for field_id, name in draft.dimension_fields.items():
         if types.get(name) != "categorical":
             continue
@@ -105,13 +107,15 @@ def low_cardinality(wh: Any, view: View, draft: SemanticModelDraft, table: exp.E
             continue
         try:
             expression = Resolver(view, dialect).resolve(item)
-            sql = exp.select(exp.Count(this=exp.Distinct(expressions=[expression]))).from_(table.copy()).sql(dialect)
-            (distinct,), = wh.query(sql)
+            sql = exp.select(exp.Count(this=exp.Distinct(expressions=[expression])),
+                             exp.Max(this=expression.copy())).from_(table.copy()).sql(dialect)
+            (distinct, sample), = wh.query(sql)
         except Exception:  # noqa: BLE001 - a dimension that does not run is no grouping
             continue
         if 1 < int(distinct or 0) <= MAX_GROUP_VALUES:
-            return field_id
-    return None
+            numeric = isinstance(sample, (int, float, Decimal)) and not isinstance(sample, bool)
+            (numbers if numeric else words).append(field_id)
+    return (words + numbers)[0] if words or numbers else None
 
 
 def check_parity(project_dir: Path, profiles_dir: Path, target: Any, semantic: SemanticModel, plan: MetricsPlan,
