@@ -417,7 +417,7 @@ class _Builder:
                 raise MeasureUnsupported(f"measure `{measure.name}`: the filter on `{key}` must be an operator mapping "
                                          f"such as `{{is: 1}}`", "filter", *where)
             for operator, value in condition.items():
-                conditions.append(_condition(subject.copy(), str(operator), value, measure, str(key)))
+                conditions.append(filter_condition(subject.copy(), str(operator), value, measure, str(key)))
         if not conditions:
             return None
         return exp.and_(*[_paren(c) for c in conditions]) if len(conditions) > 1 else conditions[0]
@@ -470,7 +470,9 @@ def _literal(value: Any, measure: Field, key: str) -> exp.Expression:
                              "filter", measure.location.file, measure.location.line)
 
 
-def _condition(subject: exp.Expression, operator: str, value: Any, measure: Field, key: str) -> exp.Expression:
+def filter_condition(subject: exp.Expression, operator: str, value: Any, measure: Field, key: str) -> exp.Expression:
+    """One operator of a measure's filter on `subject` (the filtered field's expression), as the BI tool
+    evaluates it; shared with the MetricFlow translation so both sides filter alike."""
     where = (measure.location.file, measure.location.line)
     negated = operator == "not" or (operator.startswith("not_") and operator != "not")
     base = "is" if operator in ("is", "not") else operator[len("not_"):] if operator.startswith("not_") else operator
@@ -518,6 +520,9 @@ def _condition(subject: exp.Expression, operator: str, value: Any, measure: Fiel
         return exp.Not(this=_paren(matched))           # not null: the NULL rows are what it excludes
     # "not X" keeps the rows whose value is NULL: NULL is not X.
     return exp.or_(exp.Not(this=_paren(matched)), exp.Is(this=subject.copy(), expression=exp.Null()))
+
+
+_condition = filter_condition      # the name bot.translate.metrics first imported
 
 
 def _filter_aggregates(expression: exp.Expression, predicate: exp.Expression) -> exp.Expression:
@@ -592,5 +597,5 @@ def parse_group_by(text: str) -> GroupBy:
     return GroupBy(name.strip(), grain.strip().lower() or None)
 
 
-__all__ = ["GRAINS", "Column", "GroupBy", "MeasureQuery", "MeasureUnsupported", "dbt_ref", "measure_query",
+__all__ = ["GRAINS", "Column", "GroupBy", "filter_condition", "MeasureQuery", "MeasureUnsupported", "dbt_ref", "measure_query",
            "measure_sql", "parse_group_by", "time_dimensions", "quote_reserved", "warehouse_table"]
