@@ -23,7 +23,7 @@ from bot.errors import LayersyncError, TranslationError
 from bot.semantic.model import Field, Relationship, SemanticModel, View
 from bot.semantic.refs import REF_PREFIX, Resolver, is_aggregate, parse_field_sql
 from bot.translate import joins
-from bot.translate.measure_sql import _condition as filter_condition
+from bot.translate.measure_sql import filter_condition
 from bot.translate.push import FieldRequest, Skipped, unsafe_expression, unsafe_text
 
 # Omni's aggregate_type → MetricFlow's `agg`.
