@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bot import repo_paths
+from bot.dbt.catalog import from_warehouse
 from bot.dbt.metricflow import SemanticCheck, check_semantics
 from bot.dbt.project import DbtProject, DirStore, FileStore, MemoryStore
 from bot.impact.build import Target, build_prod, dev_schema_name, drop_schema, write_build_profile
@@ -107,10 +108,12 @@ def plan_and_check(ws: Any, dbt_path: str, requests: list[FieldRequest], config:
     excluded: dict[str, Skipped] = {}
     leave_out: set[str] = set()
 
+    types: dict[str, dict[str, str]] = {}        # the build's column types, once there is a build
+
     def planned() -> tuple[MetricsPlan, dict[str, str]]:
         store = MemoryStore(dict(column_files), base=DirStore(project_dir))
         return plan_metrics(store, model, measures, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
-                            excluded=excluded, leave_out=leave_out)
+                            excluded=excluded, leave_out=leave_out, column_types=types)
 
     with_parity = parity and config.dbt_check
 
@@ -147,7 +150,7 @@ def plan_and_check(ws: Any, dbt_path: str, requests: list[FieldRequest], config:
             ws.discard(written)
         try:
             return _checked_on_build(build, target, schema, tmp, planned, checked, project_dir, model,
-                                     config, profiles_dir, log)
+                                     config, profiles_dir, log, types)
         finally:
             if warehouse is not None:            # a warehouse of the user's: leave no schema of ours behind
                 drop_schema(target, schema, set())
@@ -156,9 +159,10 @@ def plan_and_check(ws: Any, dbt_path: str, requests: list[FieldRequest], config:
 def _checked_on_build(build: Any, target: Target, schema: str, tmp: str,
                       planned: Callable[[], tuple[MetricsPlan, dict[str, str]]], checked: Callable[..., bool],
                       project_dir: Path, model: SemanticModel, config: Any, profiles_dir: Path | None,
-                      log: Log | None) -> MetricsOutcome:
+                      log: Log | None, types: dict[str, dict[str, str]]) -> MetricsOutcome:
     """MetricFlow's checks against the build, then parity; a failed data test does not stop either (the
-    models were built), a model that failed does."""
+    models were built), a model that failed does. The build's column types replace guesses from names:
+    a date column is a time dimension whatever it is called, and joins are checked on real types."""
     if not build.selected or build.failed:
         while True:              # MetricFlow's own checks still run, without the warehouse
             plan, files = planned()
@@ -169,6 +173,10 @@ def _checked_on_build(build: Any, target: Target, schema: str, tmp: str,
         return outcome
     profiles = Path(tmp) / "profiles"
     write_build_profile(profiles, project_dir, target, schema)
+    assert build.manifest is not None
+    built = {name.lower(): rel for name, rel in relations(json.loads(build.manifest.read_text())).items()}
+    with target.open(read_only=True) as wh:
+        types.update(from_warehouse(wh, built))
     while True:
         plan, files = planned()
         if not files or checked(plan, files, profiles, True):
@@ -176,8 +184,6 @@ def _checked_on_build(build: Any, target: Target, schema: str, tmp: str,
     outcome = MetricsOutcome(plan, files)
     if not plan.pushed:
         return outcome
-    assert build.manifest is not None
-    built = {name.lower(): rel for name, rel in relations(json.loads(build.manifest.read_text())).items()}
     # mf reads target/semantic_manifest.json, which the last check parsed with the build's profile
     outcome.parity = check_parity(project_dir, profiles, target, model, plan, built, dialect=target.dialect,
                                   read_dialect=config.dialect, log=log)

@@ -328,3 +328,15 @@ def test_jinja_in_a_measure_is_refused_not_escaped() -> None:
     filtered = ORDERS.replace("        is: returned", "        is: \"{{ run_query('drop') }}\"")
     plan = translate(model(orders=filtered), fields={"marts__orders.returned_amount"})
     assert skipped(plan)["marts__orders.returned_amount"].code == "unsafe-sql"
+
+
+def test_the_builds_column_types_find_a_time_dimension_a_name_does_not_tell() -> None:
+    no_time_name = USERS.replace("  signup_date:\n    timeframes: [date]\n", "  first_order: {}\n")
+    semantic = model(users=no_time_name)
+    project = DbtProject(MemoryStore(PROJECT))
+    requests = [FieldRequest(semantic.views["marts__users"], semantic.views["marts__users"].fields["count"])]
+    guessed = MetricTranslator(semantic, project, read_semantic_layer(project)).translate(requests)
+    assert skipped(guessed)["marts__users.count"].code == "no-time-dimension"
+    typed = MetricTranslator(semantic, project, read_semantic_layer(project),
+                             column_types={"users": {"first_order": "DATE", "country": "VARCHAR"}}).translate(requests)
+    assert typed.skipped == [] and typed.pushed[0].agg_time_dimension == "first_order"

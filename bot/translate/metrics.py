@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field as dc_field, replace
 from typing import Any, Iterable
 
+import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
@@ -818,7 +819,15 @@ def _drop_entity_columns(draft: SemanticModelDraft) -> None:
 
 
 def _expr_key(text: Any) -> str:
-    return str(text).strip().lower().replace('"', "")
+    """An entity's or dimension's `expr` as sqlglot reads it, so `"Order_ID"` and `order_id` are one column."""
+    raw = str(text).strip()
+    try:
+        node = sqlglot.parse_one(raw)
+    except (ParseError, TokenError):
+        return raw.lower()
+    for identifier in node.find_all(exp.Identifier):
+        identifier.set("quoted", False)
+    return node.sql().lower()
 
 
 def _type_family(data_type: str) -> str:

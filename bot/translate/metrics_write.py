@@ -164,7 +164,8 @@ def files_of(plan: MetricsPlan, written: Written) -> MetricsPlan:
 def plan_metrics(store: FileStore, semantic: SemanticModel, requests: list[FieldRequest], *,
                  dialect: str = "duckdb", dbt_dialect: str = "duckdb",
                  excluded: dict[str, Skipped] | None = None,
-                 leave_out: set[str] | None = None) -> tuple[MetricsPlan, dict[str, str]]:
+                 leave_out: set[str] | None = None,
+                 column_types: dict[str, dict[str, str]] | None = None) -> tuple[MetricsPlan, dict[str, str]]:
     """Translate and write; the measures of a file the kit cannot edit are skipped with why, and the
     rest planned again without them, so nothing of theirs stays half-written."""
     excluded = dict(excluded or {})
@@ -172,7 +173,7 @@ def plan_metrics(store: FileStore, semantic: SemanticModel, requests: list[Field
         project = DbtProject(store)
         layer = read_semantic_layer(project)
         plan = MetricTranslator(semantic, project, layer, dialect=dialect, dbt_dialect=dbt_dialect,
-                                leave_out=leave_out).translate(
+                                leave_out=leave_out, column_types=column_types).translate(
             [r for r in requests if r.field.id not in excluded])
         written = write_plan(plan, project)
         if not written.failed:
