@@ -601,8 +601,9 @@ class MetricTranslator:
             if target.kind == "measure":
                 raise NotTranslated(f"`${{{ref.target}}}` is a measure inside an aggregate", "not-translatable",
                                     *where)
-            return exp.paren(resolver.resolve(target)) if not isinstance(resolver.resolve(target), (
-                exp.Column, exp.Literal, exp.Func, exp.Paren)) else resolver.resolve(target)
+            resolved = resolver.resolve(target)
+            atomic = isinstance(resolved, (exp.Column, exp.Literal, exp.Func, exp.Paren))
+            return resolved if atomic else exp.paren(resolved)
 
         return arg.transform(substitute)
 
@@ -635,7 +636,7 @@ class MetricTranslator:
         if primary:
             draft.primary_entity = primary[0].name
         elif len(keys) == 1:
-            entity = self._entity_for(view, keys[0], "primary", draft)
+            entity = self._entity_for(view, keys[0], "primary")
             draft.entities.append(entity)
             draft.primary_entity = entity["name"]
         elif not keys:
@@ -693,7 +694,7 @@ class MetricTranslator:
         draft.set_agg_time = existing is not None and not existing.agg_time_dimension and bool(times)
         return draft
 
-    def _entity_for(self, view: View, key: Field, kind: str, draft: SemanticModelDraft) -> dict[str, Any]:
+    def _entity_for(self, view: View, key: Field, kind: str) -> dict[str, Any]:
         expression = self._row(view, key)
         expr_sql = self._sql(expression, key)
         entity: dict[str, Any] = {"name": mf_name(key.name), "type": kind}
