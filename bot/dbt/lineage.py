@@ -56,6 +56,7 @@ class ColumnOrigin:
     resolved: str
     reads: tuple[tuple[str, str], ...]
     tree: exp.Expression  # `resolved` as sqlglot's tree (upstream columns qualified by _LEAF)
+    followed: bool = True  # every column it reads was followed to a relation (else its key is unknown)
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,8 @@ def _shown(tree: exp.Expression, dialect: str, originals: Mapping[str, str]) -> 
         return node
 
     shown = tree.copy().transform(show)
+    while isinstance(shown, exp.Paren):
+        shown = shown.this
     try:
         return shown.sql(dialect=dialect, comments=False)
     except SqlglotError:
@@ -408,7 +411,8 @@ def read_model(text: str, masked: str, dialect: str, *,
             if resolved is None:
                 continue
             tree_ = resolved
-        columns.append(ColumnOrigin(name, _shown(tree_, dialect, originals), _leaf_reads(tree_), tree_))
+        followed = all(c.table == _LEAF or isinstance(c.this, exp.Star) for c in tree_.find_all(exp.Column))
+        columns.append(ColumnOrigin(name, _shown(tree_, dialect, originals), _leaf_reads(tree_), tree_, followed))
     return ModelLineage(tuple(columns), complete)
 
 
@@ -501,34 +505,36 @@ class ProjectLineage:
             return self._keys[wanted]
         lineage = self.lineage(model)
         origin = lineage.column(column) if lineage is not None else None
-        if origin is None or depth > _MAX_DEPTH:
+        if origin is None or not origin.followed or depth > _MAX_DEPTH:
             return None
         self._keys[wanted] = _digest(f"cycle:{wanted}")   # a cycle computes nothing we can compare
-        self._keys[wanted] = self._key_of(origin.tree, depth)
-        return self._keys[wanted]
+        found = self._key_of(origin.tree, depth)
+        if found is None:
+            del self._keys[wanted]
+        else:
+            self._keys[wanted] = found
+        return found
 
-    def _key_of(self, tree: exp.Expression, depth: int) -> str:
-        def key(column: exp.Expression) -> exp.Expression:
-            if isinstance(column, exp.Paren):
-                return column.this      # the tree holds precedence; parentheses are spelling
-            if not isinstance(column, exp.Column) or column.table != _LEAF:
-                return column
+    def _key_of(self, tree: exp.Expression, depth: int) -> str | None:
+        keyed = _unparenthesised(tree.copy())      # the tree holds precedence; parentheses are spelling
+        leaves: set[str] = set()
+        for column in list(keyed.find_all(exp.Column)):
+            if column.table != _LEAF:
+                continue
             kind, _, name = column.db.partition(":")
             target = self.source_identifiers.get(column.db, column.db)
             upstream = self.key(name, column.name, depth + 1) if kind == "model" else None
             if kind == "model" and upstream is None:
                 lineage = self.lineage(name)
-                # an upstream model that cannot be read, or a column it does not (visibly) have
-                upstream = f"{column.db}.{column.name}" if lineage is None or not lineage.complete \
-                    else f"missing:{column.db}.{column.name}"
+                if lineage is not None and (lineage.complete or lineage.column(column.name) is not None):
+                    return None   # a column it lacks, or one it computes in ways not followed: unknown
+                upstream = f"{column.db}.{column.name}"   # an upstream model that cannot be read
             value = upstream or _digest(f"{target}.{column.name}")
             leaves.add(value)
-            return exp.column(value, quoted=True)
-
-        leaves: set[str] = set()
-        keyed = tree.copy().transform(key)
-        if isinstance(keyed, exp.Column) and not keyed.table and keyed.name in leaves:
-            return keyed.name            # a pass-through computes what it reads
+            replacement = exp.column(value, quoted=True)
+            if column is keyed:
+                return value             # a pass-through computes what it reads
+            column.replace(replacement)
         return _digest(repr(keyed))
 
     def keys_of(self, model: str) -> dict[str, str]:
@@ -551,6 +557,15 @@ class ProjectLineage:
             if kind == "model" and other.key(upstream, name) != self.key(upstream, name):
                 found.append((upstream, name))
         return found
+
+
+def _unparenthesised(tree: exp.Expression) -> exp.Expression:
+    while isinstance(tree, exp.Paren):
+        tree = tree.this
+    for paren in list(tree.find_all(exp.Paren)):
+        if paren is not tree:
+            paren.replace(paren.this)
+    return tree
 
 
 def _digest(text: str) -> str:
