@@ -289,3 +289,77 @@ def test_snowflake_model_reads_with_the_snowflake_dialect() -> None:
     assert set(snapshot.models["stg_tags"].columns) == {"tag_name", "order_id"}
     renamed = dict(files, **{"models/staging/stg_tags.sql": sql.replace("as tag_name", "as tag")})
     assert kinds(diff(files, renamed, "snowflake")) == [("renamed", "stg_tags", "tag_name", "tag")]
+
+
+# -------------------------------------------------------------------------- what the pull makes of it
+
+
+ORDERS_VIEW = """\
+table_name: orders
+dimensions:
+  order_id:
+    primary_key: true
+  location_id:
+    description: The location where the order was placed.
+  subtotal: {}
+measures:
+  total_subtotal:
+    sql: ${subtotal}
+    aggregate_type: sum
+"""
+
+CUSTOMERS_VIEW = """\
+table_name: customers
+dimensions:
+  customer_id:
+    primary_key: true
+  number_of_orders: {}
+measures:
+  average_orders:
+    sql: ${number_of_orders}
+    aggregate_type: average
+"""
+
+SEATS_VIEW = """\
+table_name: fct_seats
+dimensions:
+  account_id:
+    primary_key: true
+  telemetry_licensed_sesats: {}
+measures:
+  total_seats:
+    sql: ${telemetry_licensed_sesats}
+    aggregate_type: sum
+"""
+
+
+def plan(before: dict[str, str], after: dict[str, str], views: dict[str, str]):
+    from bot.translate.pull import plan_pull
+
+    return plan_pull(diff(before, after), views, dbt_commit="abcdef1234567")
+
+
+def test_pull_marks_nothing_broken_when_only_a_yaml_entry_goes() -> None:
+    yml = ORDERS_YML.split("      - name: location_id")[0] + "      - name: is_large_order\n        description: Over 100.\n"
+    result = plan(project(), project(models__marts__orders_yml=yml), {"views/orders.view.yaml": ORDERS_VIEW})
+    assert result.broken == []
+    assert not [n for n in result.notes if n.kind == "problem"]
+
+
+def test_pull_says_measures_may_change_when_a_cte_changes_their_column() -> None:
+    after = CUSTOMERS.replace("count(order_id)", "count(distinct order_id)")
+    result = plan(project(**{"models/marts/customers.sql": CUSTOMERS}),
+                  project(**{"models/marts/customers.sql": after}), {"views/customers.view.yaml": CUSTOMERS_VIEW})
+    assert [(n.kind, n.field) for n in result.notes] == [("altered", "customers.average_orders")]
+
+
+def test_pull_follows_a_rename_made_upstream_of_the_mart_a_view_reads() -> None:
+    sources = SOURCES.replace("          - name: name\n",
+                              "          - name: name\n          - name: account_id\n          - name: licensed_seats\n")
+    before = project(**{"models/staging/__sources.yml": sources, "models/int/int_seats.sql": INT_SEATS,
+                        "models/marts/fct_seats.sql": "select * from {{ ref('int_seats') }}"})
+    after = dict(before, **{"models/int/int_seats.sql": INT_SEATS.replace("sesats", "seats")})
+    result = plan(before, after, {"views/fct_seats.view.yaml": SEATS_VIEW})
+    assert result.broken == [] and not [n for n in result.notes if n.kind == "added"]
+    text = result.files["views/fct_seats.view.yaml"]
+    assert "telemetry_licensed_seats:" in text and "${telemetry_licensed_seats}" in text

@@ -251,7 +251,8 @@ class PullPlanner:
             return found, "the warehouse catalog"
         if info and info.data_type:
             return info.data_type, "dbt's data_type"
-        inferred = sql_type(info.expression if info else None, self.dialect)
+        dbt_dialect = self.after.dialect if self.after is not None else self.dialect   # the model's SQL
+        inferred = sql_type(info.expression if info else None, dbt_dialect)
         return (inferred, "the model's SQL") if inferred else (None, "")
 
     def _description_changed(self, change: ColumnChange) -> None:
