@@ -363,3 +363,33 @@ def test_pull_follows_a_rename_made_upstream_of_the_mart_a_view_reads() -> None:
     assert result.broken == [] and not [n for n in result.notes if n.kind == "added"]
     text = result.files["views/fct_seats.view.yaml"]
     assert "telemetry_licensed_seats:" in text and "${telemetry_licensed_seats}" in text
+
+
+# -------------------------------------------------------------------------- fault 6 end to end: dbt_dialect
+
+
+def test_pull_and_pr_warnings_read_models_in_the_configured_dbt_dialect(repos, tmp_path) -> None:
+    """A Snowflake project (`value:name::string`): pull-from-dbt and the dbt PR warnings parse its
+    models as Snowflake, as `dbt_dialect` says, not as DuckDB."""
+    import git
+
+    from bot.dbt_pr_warnings import semantic_warnings
+    from bot.forge.local import LocalForge
+    from bot.pull_from_dbt import PullJob, run
+
+    repos.write_semantic("layersync.yml", "dialect: duckdb\ndbt_dialect: snowflake\n")
+    repos.commit_semantic("the warehouse is Snowflake")
+    work = git.Repo.clone_from(repos.remote, tmp_path / "dbt-work")
+    orders = tmp_path / "dbt-work" / "models/marts/orders.sql"
+    orders.write_text(orders.read_text().replace(
+        "        orders.status,\n", "        orders.status,\n        orders.status:code::string as status_code,\n", 1))
+    work.git.add("-A")
+    work.index.commit("status code from the payload")
+    work.git.push("origin", "HEAD:main")
+
+    result = run(PullJob(dbt_repo=repos.remote, semantic_repo=repos.semantic, head="main", dry_run=True),
+                 LocalForge(repos.state_db))
+    assert not [n for n in result.notes if n.kind == "problem"], [n.text for n in result.notes]
+    assert [n.field for n in result.notes if n.kind == "added"] == ["orders.status_code"]
+    warnings = semantic_warnings(repos.remote, "main~1", "main", repos.semantic)
+    assert not [n for n in warnings if n.kind == "problem"], [n.text for n in warnings]
