@@ -2,6 +2,8 @@
 seen on public projects, each on a small project shaped like the real one."""
 from __future__ import annotations
 
+import pytest
+
 from bot.dbt.changes import ProjectChanges, diff_projects, snapshot_project
 from bot.dbt.lineage import ModelText, ProjectLineage, normalise_jinja
 from bot.dbt import model_sql
@@ -393,3 +395,73 @@ def test_pull_and_pr_warnings_read_models_in_the_configured_dbt_dialect(repos, t
     assert [n.field for n in result.notes if n.kind == "added"] == ["orders.status_code"]
     warnings = semantic_warnings(repos.remote, "main~1", "main", repos.semantic)
     assert not [n for n in warnings if n.kind == "problem"], [n.text for n in warnings]
+
+
+# -------------------------------------------------------------------------- fault 7: models written by macros
+
+
+SPINE_MODEL = "{{ dbt_utils.date_spine(datepart='day', start_date=\"cast('2024-01-01' as date)\", end_date=\"cast('2024-02-01' as date)\") }}\n"
+
+
+def test_a_model_that_is_one_macro_call_is_read_from_dbts_compiled_sql() -> None:
+    files = project(**{"models/util/dim_dates.sql": SPINE_MODEL})
+    statically = snapshot_project(MemoryStore(files))
+    assert [p.model for p in statically.problems] == ["dim_dates"]
+    manifest = {"nodes": {"model.shop.dim_dates": {
+        "resource_type": "model", "name": "dim_dates", "original_file_path": "models/util/dim_dates.sql",
+        "compiled_code": "with spine as (select range as date_day from range(date '2024-01-01', "
+                         "date '2024-02-01', interval 1 day))\nselect cast(date_day as date) as date_day from spine"}}}
+    snapshot = snapshot_project(MemoryStore(files), manifest)
+    assert snapshot.problems == ()
+    assert list(snapshot.models["dim_dates"].columns) == ["date_day"] and snapshot.models["dim_dates"].complete
+
+
+def test_an_untouched_unreadable_model_no_view_reads_is_no_problem_row() -> None:
+    before = project(**{"models/util/dim_dates.sql": SPINE_MODEL})
+    after = dict(before, **{"models/marts/orders.yml": ORDERS_YML.replace("Over 100.", "Subtotal over 100.")})
+    result = plan(before, after, {"views/orders.view.yaml": ORDERS_VIEW})
+    assert not [n for n in result.notes if n.kind == "problem"]
+    read_by_a_view = plan(before, after, {"views/orders.view.yaml": ORDERS_VIEW,
+                                          "views/dim_dates.view.yaml": "table_name: dim_dates\ndimensions:\n  date_day: {}\n"})
+    assert [n.dbt_file for n in read_by_a_view.notes if n.kind == "problem"] == ["models/util/dim_dates.sql"]
+
+
+SPINE_MACRO = """\
+{% macro day_spine(column_name, days) %}
+with spine as (
+    select range as day_at from range(date '2024-01-01', date '2024-01-01' + {{ days }}, interval 1 day)
+)
+select cast(day_at as date) as {{ column_name }} from spine
+{% endmacro %}
+"""
+
+
+@pytest.mark.slow
+def test_a_touched_macro_model_is_compiled_by_dbt_and_its_rename_followed(tmp_path) -> None:
+    """No manifest committed: dbt compiles the touched model (real dbt, in a scratch copy of each revision)."""
+    import subprocess
+
+    from bot.dbt.changes import changes_between
+
+    repo = tmp_path / "dbt"
+    (repo / "macros").mkdir(parents=True)
+    (repo / "models").mkdir()
+    (repo / "dbt_project.yml").write_text("name: shop\nprofile: shop\nconfig-version: 2\n")
+    (repo / "macros/day_spine.sql").write_text(SPINE_MACRO)
+    (repo / "models/dim_dates.sql").write_text("{{ day_spine('date_day', 3) }}\n")
+
+    def commit(message: str) -> str:
+        for args in (["add", "-A"], ["commit", "-qm", message], ["rev-parse", "HEAD"]):
+            out = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+        return out.strip()
+
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    base = commit("a date spine")
+    (repo / "models/dim_dates.sql").write_text("{{ day_spine('calendar_date', 3) }}\n")
+    head = commit("rename the spine's column")
+
+    changes = changes_between(repo, base, head)
+    assert changes.problems == []
+    assert kinds(changes) == [("renamed", "dim_dates", "date_day", "calendar_date")]
+    statically = changes_between(repo, base, head, compile_unreadable=False)
+    assert kinds(statically) == [] and [p.model for p in statically.problems] == ["dim_dates"]

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import sqlglot
 from ruamel.yaml import YAML
@@ -28,7 +29,8 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
-from bot.dbt import lineage as dag, model_sql
+from bot import repo_paths
+from bot.dbt import compiled, lineage as dag, model_sql
 from bot.dbt.project import YAML_SUFFIXES, DbtProject, FileStore, MemoryStore, config_alias, project_store
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
@@ -134,6 +136,7 @@ class ModelSnapshot:
     yaml_line: int | None = None
     star_free: bool = False     # every `*` resolved: a column named in the SQL before and not now is gone
     relation: str = ""  # the warehouse relation's name (dbt's alias), lower case; "" means the name
+    text_hash: str = field(default="", compare=False)  # of the file: equal means the change left it as it was
 
     @property
     def relation_name(self) -> str:
@@ -759,7 +762,7 @@ def snapshot_project(store: FileStore, manifest: dict | None = None, dialect: st
             star_free=bool(shape and (shape.star_free or complete)),
             sql_key=shape.key if shape else None,
             yaml_file=yaml_file, yaml_line=yaml_model.line if yaml_model else None,
-            relation=aliases.get(key, ""),
+            relation=aliases.get(key, ""), text_hash=hashlib.sha1(text.encode("utf-8")).hexdigest(),
         )
     return ProjectSnapshot(snapshots, tuple(problems), frozenset(unreadable), dialect,
                            frozenset(_other_relations(project, store)), lineage)
@@ -1159,7 +1162,16 @@ def diff_projects(before: ProjectSnapshot, after: ProjectSnapshot) -> ProjectCha
 
     changes.sort(key=_sort_key)
     problems = list(after.problems) + [p for p in before.problems if p not in set(after.problems)]
-    return ProjectChanges(changes, problems, before, after)
+    return ProjectChanges(changes, [_touched(p, before, after) for p in problems], before, after)
+
+
+def _touched(problem: Problem, before: ProjectSnapshot, after: ProjectSnapshot) -> Problem:
+    """Whether the change touched the model a problem is about (its file differs, or is new or gone)."""
+    if problem.model is None:
+        return problem
+    old, new = before.models.get(problem.model.lower()), after.models.get(problem.model.lower())
+    touched = old is None or new is None or old.text_hash != new.text_hash
+    return problem if touched == problem.touched else replace(problem, touched=touched)
 
 
 # --------------------------------------------------------------------------
@@ -1179,32 +1191,95 @@ def _manifest(store: FileStore, problems: list[Problem]) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _snapshot_at(reader: RevisionReader, rev: str, dialect: str, root: str = "") -> ProjectSnapshot:
+def _snapshot_at(reader: RevisionReader, rev: str, dialect: str, root: str = "",
+                 compiled: Mapping[str, str] | None = None) -> ProjectSnapshot:
+    """`compiled`: dbt's SQL for some models (project path → compiled code), read where the file cannot be."""
     store = project_store(reader.store(rev), root)
     problems: list[Problem] = []
     manifest = _manifest(store, problems)
+    if compiled:
+        manifest = _with_compiled_code(manifest, compiled)
     snapshot = snapshot_project(store, manifest, dialect)
     if not problems:
         return snapshot
     return replace(snapshot, problems=tuple(problems) + snapshot.problems)
 
 
+def _with_compiled_code(manifest: dict | None, compiled: Mapping[str, str]) -> dict:
+    """The committed manifest (if any) with dbt's fresh compiled SQL added to the models' nodes."""
+    data = copy.deepcopy(manifest) if isinstance(manifest, dict) else {}
+    nodes = data.setdefault("nodes", {}) if isinstance(data.get("nodes", {}), dict) else {}
+    by_path = {str(n.get("original_file_path")): n for n in nodes.values()
+               if isinstance(n, dict) and n.get("resource_type") == "model"}
+    for path, sql in compiled.items():
+        node = by_path.get(path)
+        if node is None:
+            name = PurePosixPath(path).stem
+            node = nodes[f"model.layersync.{name}"] = {"resource_type": "model", "name": name,
+                                                      "original_file_path": path}
+        node["compiled_code"] = sql
+    data["nodes"] = nodes
+    return data
+
+
+def _unreadable_touched(side: ProjectSnapshot, other: ProjectSnapshot) -> list[ModelSnapshot]:
+    """Models of `side` whose SQL could not be read statically and that the change touched."""
+    return [m for key, m in sorted(side.models.items()) if not m.sql_ok
+            and (key not in other.models or other.models[key].text_hash != m.text_hash)]
+
+
+def _compiled_at(reader: RevisionReader, rev: str, root: str, models: list[ModelSnapshot],
+                 log: Callable[[str], None] | None) -> tuple[dict[str, str], str | None]:
+    """dbt's compiled SQL of `models` at `rev` (the project's files written to a scratch folder)."""
+    inside = repo_paths.under(root)
+    paths = reader.list_files(rev, inside)
+    texts = reader.read_many(rev, paths, unreadable={})
+    files = {repo_paths.inside(root, p) or p: t for p, t in texts.items() if t is not None}
+    store = MemoryStore(files)
+    profile = DbtProject(store).profile if store.read_text("dbt_project.yml") is not None else "layersync"
+    result = compiled.compile_models(files, [m.name for m in models], profile=profile, log=log)
+    return result.sql, result.error
+
+
 def changes_between(repo_path: Path | str, base_rev: str, head_rev: str, dialect: str = "duckdb",
-                    root: str = "") -> ProjectChanges:
+                    root: str = "", *, compile_unreadable: bool = True,
+                    log: Callable[[str], None] | None = None) -> ProjectChanges:
     """The dbt project's changes from `base_rev` to `head_rev`, read from git objects (no checkout),
     with each revision's committed `target/manifest.json` when there is one.
+
+    A touched model that cannot be read statically (one macro call, CTEs a macro writes) is read from
+    dbt's compiled SQL (`dbt compile` in a scratch copy of that revision; `compile_unreadable=False`
+    skips it); if dbt cannot compile it either, the problem says why.
 
     `root`: the project's folder in a monorepo. Only files under it are read (a change elsewhere in
     the repository is no dbt change); the paths in the changes name the repository's files."""
     reader = RevisionReader(repo_path, "dbt repo")
     try:
-        changes = diff_projects(_snapshot_at(reader, base_rev, dialect, root),
-                                _snapshot_at(reader, head_rev, dialect, root))
+        before = _snapshot_at(reader, base_rev, dialect, root)
+        after = _snapshot_at(reader, head_rev, dialect, root)
+        if compile_unreadable:
+            sides = {}
+            for name, rev, side, other in (("before", base_rev, before, after), ("after", head_rev, after, before)):
+                models = _unreadable_touched(side, other)
+                if models:
+                    sql, error = _compiled_at(reader, rev, root, models, log)
+                    snapshot = _snapshot_at(reader, rev, dialect, root, sql) if sql else side
+                    sides[name] = _with_compile_error(snapshot, models, error) if error else snapshot
+            before, after = sides.get("before", before), sides.get("after", after)
+        changes = diff_projects(before, after)
     except RepoError as error:          # no dbt_project.yml in the folder: named as the repository has it
         if not root or not error.file:
             raise
         raise RepoError(error.message, f"{root}/{error.file}", error.line) from None
     return _in_repo(changes, root) if root else changes
+
+
+def _with_compile_error(snapshot: ProjectSnapshot, models: list[ModelSnapshot], error: str) -> ProjectSnapshot:
+    names = {m.name.lower() for m in models}
+    problems = tuple(replace(p, message=f"{p.message} ({error})")
+                     if p.model is not None and p.model.lower() in names and not snapshot.models[p.model.lower()].sql_ok
+                     else p for p in snapshot.problems)
+    return replace(snapshot, problems=problems)
 
 
 def _in_repo(changes: ProjectChanges, root: str) -> ProjectChanges:
