@@ -804,7 +804,11 @@ def _project_lineage(project: DbtProject, store: FileStore, models: Mapping[str,
     for root in project.seed_paths:
         for path in store.list_files(root):
             if path.endswith(".csv"):
-                header = dag.csv_header((store.read_text(path) or "").split("\n", 1)[0])
+                try:
+                    text = store.read_text(path) or ""
+                except (ValueError, OSError):   # a blob a partial clone lacks: that seed's columns stay unknown
+                    continue
+                header = dag.csv_header(text.split("\n", 1)[0])
                 if header:
                     external[f"seed:{PurePosixPath(path).stem.lower()}"] = header
     identifiers: dict[str, str] = {}
@@ -863,7 +867,8 @@ def _merge(model: str, path: str, shape: _SqlShape | None, yaml_file: str | None
         shown = sql.expression if sql is not None else origin.resolved if origin is not None else None
         info = _info(model, sql.name if sql is not None and sql.name else origin.name if origin else name,
                      shown, path, sql.line if sql is not None else _star_line(shape), yaml_file, documented.get(name))
-        columns[name] = replace(info, key=keys.get(name), resolved=origin.resolved if origin is not None else None)
+        columns[name] = replace(info, key=keys.get(name),
+                                resolved=origin.resolved if origin is not None and origin.through_ctes else None)
     for key, doc in sorted(documented.items(), key=lambda pair: pair[1].line or 0):
         if key not in columns:
             columns[key] = _info(model, doc.name, None, yaml_file, doc.line, yaml_file, doc)
@@ -997,11 +1002,41 @@ def _same_key(column: ColumnInfo) -> str | None:
     return column.key if column.key is not None else column.expression
 
 
-def _expression_detail(old: ColumnInfo, new: ColumnInfo, upstream: list[tuple[str, str]]) -> str:
+@functools.lru_cache(maxsize=4096)
+def _unqualified(sql: str | None, dialect: str) -> str | None:
+    """An expression without table qualifiers or outer parentheses: what it computes from which
+    column names (None when it does not parse, e.g. a Jinja call)."""
+    try:
+        node = sqlglot.parse_one(sql or "", read=dialect)
+    except SqlglotError:
+        return None
+    while isinstance(node, exp.Paren):
+        node = node.this
+    for column in node.find_all(exp.Column):
+        column.set("table", None)
+        column.set("db", None)
+        column.set("catalog", None)
+    return node.sql(dialect=dialect, normalize=True)
+
+
+def _inlines_more(info: ColumnInfo, dialect: str) -> bool:
+    """Whether the expression inlined through the CTEs says more than the final SELECT's does."""
+    shown, resolved = _unqualified(info.expression, dialect), _unqualified(info.resolved, dialect)
+    return shown is not None and resolved is not None and shown != resolved
+
+
+def _expression_detail(old: ColumnInfo, new: ColumnInfo, upstream: list[tuple[str, str]], dialect: str) -> str:
     """Where the definition changed: the final SELECT, a CTE it reads, or an upstream model."""
+    through = old.resolved is not None and new.resolved is not None and old.resolved != new.resolved
+    locally = [_unqualified(c.resolved or c.expression, dialect) for c in (old, new)]
+    if upstream and locally[0] is not None and locally[0] == locally[1]:
+        return "upstream: " + ", ".join(f"{m}.{c}" for m, c in upstream) + " changed"   # computed alike here
     if old.expression != new.expression:
-        return f"{old.expression} → {new.expression}"
-    if old.resolved is not None and new.resolved is not None and old.resolved != new.resolved:
+        shown = f"{old.expression} → {new.expression}"
+        if through and (_inlines_more(old, dialect) or _inlines_more(new, dialect)):
+            return f"{shown} (through its CTEs: {old.resolved} → {new.resolved})"   # the CTE holds the change
+        return shown
+    if through:
         return f"through its CTEs: {old.resolved} → {new.resolved}"
     if upstream:
         return "upstream: " + ", ".join(f"{m}.{c}" for m, c in upstream) + " changed"
@@ -1016,7 +1051,7 @@ def _attribute_changes(model: str, old: ColumnInfo, new: ColumnInfo, *, compare_
 
     if compare_sql and old.in_sql and new.in_sql and not _computes_same(old, new):
         changed = upstream(old, new) if upstream is not None else []
-        yield change("expression_changed", _expression_detail(old, new, changed), (new.file, new.line))
+        yield change("expression_changed", _expression_detail(old, new, changed, dialect), (new.file, new.line))
     if not compare_docs:
         return
     yaml_where = _yaml_where(new, old)

@@ -57,6 +57,7 @@ class ColumnOrigin:
     reads: tuple[tuple[str, str], ...]
     tree: exp.Expression  # `resolved` as sqlglot's tree (upstream columns qualified by _LEAF)
     followed: bool = True  # every column it reads was followed to a relation (else its key is unknown)
+    through_ctes: bool = False  # its definition reads CTEs or subqueries of the model (`resolved` inlines them)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,16 @@ def _mark_jinja(tree: exp.Expression, jinja: Mapping[str, str]) -> dict[str, str
 _UNNAMED = "__unnamed_"
 
 
+def _opaque_ctes(tree: exp.Expression) -> None:
+    """A CTE whose whole body a macro writes (`days as ({{ dbt_date.get_base_dates(...) }})`) is
+    a relation of unknown columns: read as `select * from` a table named after the macro call."""
+    for cte in list(tree.find_all(exp.CTE)):
+        if isinstance(cte.this, exp.Query):
+            continue
+        name = "jinja_" + _digest(cte.this.sql())
+        cte.set("this", exp.select("*").from_(exp.Table(this=exp.to_identifier(name))))
+
+
 def _name_unnamed(tree: exp.Expression) -> None:
     """Projections of the final SELECT that the SQL does not name (`count(*)`, a bare
     `{{ dbt_utils.star(...) }}`) get a marked alias, so that after qualify (which names them
@@ -240,6 +251,10 @@ def _swap_tables(tree: exp.Expression, relation_of: Callable[[exp.Table], str | 
     return ids, schema
 
 
+def _is_star(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Star) or (isinstance(node, exp.Column) and isinstance(node.this, exp.Star))
+
+
 def _set_branches(scope: Scope) -> list[Scope]:
     """The SELECTs of a set operation, left to right (a plain SELECT is its own)."""
     if not scope.set_operation_scopes:
@@ -273,9 +288,26 @@ class _Resolver:
         if not isinstance(select, exp.Select):
             return None
         for projection in select.expressions:
-            if projection.alias_or_name.lower() == name and not isinstance(projection, exp.Star):
+            if projection.alias_or_name.lower() == name and not _is_star(projection):
                 inner = projection.this if isinstance(projection, exp.Alias) else projection
                 return self.expression(scope, inner, depth)
+        return self._through_star(scope, select, name, depth)
+
+    def _through_star(self, scope: Scope, select: exp.Select, name: str, depth: int) -> exp.Expression | None:
+        """A name a `*` of unknown columns passes on (`select * from source`, the source's columns
+        unknown): it is the star's source's column of that name, when the star has one source."""
+        stars = [p for p in select.expressions if _is_star(p)]
+        if len(stars) != 1:
+            return None
+        star = stars[0]
+        candidates = [k for k in scope.sources if k]
+        table = star.table if isinstance(star, exp.Column) and star.table else (
+            candidates[0] if len(candidates) == 1 else None)
+        source = scope.sources.get(table) if table else None
+        if isinstance(source, Scope):
+            return self.output(source, name, depth + 1)
+        if isinstance(source, exp.Table):
+            return exp.column(name, table=_LEAF, db=self.ids.get(source.name, "table:" + source.name), quoted=False)
         return None
 
     def expression(self, scope: Scope, node: exp.Expression, depth: int) -> exp.Expression:
@@ -308,6 +340,20 @@ class _Resolver:
             else:
                 column.replace(replacement)
         return node
+
+
+def _reads_scopes(scope: Scope, index: int) -> bool:
+    """Whether the SELECT's projection at `index` reads a CTE or subquery (not only tables)."""
+    select = scope.expression
+    if not isinstance(select, exp.Select) or len(select.expressions) <= index:
+        return False
+    sources = scope.sources
+    candidates = [k for k in sources if k]
+    for column in select.expressions[index].find_all(exp.Column):
+        table = column.table or (candidates[0] if len(candidates) == 1 else "")
+        if isinstance(sources.get(table), Scope):
+            return True
+    return False
 
 
 def _leaf_reads(tree: exp.Expression) -> tuple[tuple[str, str], ...]:
@@ -356,6 +402,7 @@ def read_model(text: str, masked: str, dialect: str, *,
     _restore_literals(tree, text, masked, normalise_jinja)
     originals = _mark_jinja(tree, jinja)
     _name_unnamed(tree)
+    _opaque_ctes(tree)
     ids, schema = _swap_tables(tree, lambda t: relation_of(t, jinja), columns_of)
     options = dict(dialect=dialect, schema=schema, validate_qualify_columns=False, quote_identifiers=False,
                    identify=False)
@@ -391,8 +438,9 @@ def read_model(text: str, masked: str, dialect: str, *,
         if name.lower() in seen:
             continue
         seen.add(name.lower())
+        index = first.expressions.index(projection)
+        through = any(_reads_scopes(scope, index) for scope in branches)
         if len(branches) > 1:
-            index = first.expressions.index(projection)
             parts = []
             for scope in branches:
                 select = scope.expression
@@ -412,7 +460,8 @@ def read_model(text: str, masked: str, dialect: str, *,
                 continue
             tree_ = resolved
         followed = all(c.table == _LEAF or isinstance(c.this, exp.Star) for c in tree_.find_all(exp.Column))
-        columns.append(ColumnOrigin(name, _shown(tree_, dialect, originals), _leaf_reads(tree_), tree_, followed))
+        columns.append(ColumnOrigin(name, _shown(tree_, dialect, originals), _leaf_reads(tree_), tree_, followed,
+                                    through))
     return ModelLineage(tuple(columns), complete)
 
 
