@@ -566,6 +566,9 @@ class ProjectLineage:
 
     def _key_of(self, tree: exp.Expression, depth: int) -> str | None:
         keyed = _unparenthesised(tree.copy())      # the tree holds precedence; parentheses are spelling
+        for call in keyed.find_all(exp.Anonymous):
+            if isinstance(call.this, str):
+                call.set("this", call.this.upper())   # `safe_offset(0)` is `SAFE_OFFSET(0)`
         leaves: set[str] = set()
         for column in list(keyed.find_all(exp.Column)):
             if column.table != _LEAF:
@@ -637,17 +640,21 @@ def _table_key(table: exp.Table, jinja: Mapping[str, str]) -> str:
     return ".".join(p.name.lower() for p in table.parts)
 
 
+@functools.lru_cache(maxsize=4096)
+def _tables(text: str, sql: str, dialect: str) -> tuple[tuple[str, exp.Table, tuple[tuple[str, str], ...]], ...]:
+    """The relations a model's SQL names (parsed once per content): key, table, the Jinja it holds."""
+    tree = sqlglot.parse_one(sql, read=dialect)
+    jinja = jinja_placeholders(text, sql, dialect) if text != sql else {}
+    items = tuple(sorted(jinja.items()))
+    return tuple((_table_key(t, jinja), t, items) for t in _physical_tables(tree))
+
+
 def _read_cached(text: str, sql: str, dialect: str, project: ProjectLineage) -> ModelLineage:
     """Cached by the model's text and what its upstream relations look like: between two revisions
     most models and their inputs are the same."""
-    try:
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except SqlglotError:
-        raise
-    jinja = jinja_placeholders(text, sql, dialect) if text != sql else {}
     relations: dict[str, str | None] = {}
-    for table in _physical_tables(tree):
-        relations[_table_key(table, jinja)] = project.relation_of(table, jinja)
+    for key, table, jinja in _tables(text, sql, dialect):
+        relations[key] = project.relation_of(table, dict(jinja))
     columns = {r: project.columns_of(r) for r in set(relations.values()) if r is not None}
     upstream = (tuple(sorted((k, v) for k, v in relations.items() if v is not None)),
                 tuple(sorted(columns.items())))
