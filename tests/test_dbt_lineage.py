@@ -465,3 +465,24 @@ def test_a_touched_macro_model_is_compiled_by_dbt_and_its_rename_followed(tmp_pa
     assert kinds(changes) == [("renamed", "dim_dates", "date_day", "calendar_date")]
     statically = changes_between(repo, base, head, compile_unreadable=False)
     assert kinds(statically) == [] and [p.model for p in statically.problems] == ["dim_dates"]
+
+
+def test_a_cte_a_macro_writes_is_no_invalid_sql() -> None:
+    """`with {{ incremental_max_date_cte('x') }} events as (...)`: the macro's CTE is unknown, the rest reads."""
+    sql = """\
+with {{ incremental_max_date_cte('stg_orders') }}
+
+orders as (
+    select * from {{ ref('stg_orders') }}
+    where ordered_at > (select max_date from max_date)
+)
+
+select order_id, subtotal * 2 as doubled from orders
+"""
+    before = project(**{"models/marts/recent.sql": sql})
+    after = project(**{"models/marts/recent.sql": sql.replace("subtotal * 2", "subtotal * 3")})
+    assert snapshot_project(MemoryStore(before)).problems == ()
+    changes = diff(before, after)
+    assert kinds(changes) == [("expression_changed", "recent", "doubled", None)]
+    assert snapshot_project(MemoryStore(before)).models["recent"].columns["doubled"].resolved == \
+        "stg_orders.subtotal * 2"

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -33,6 +33,7 @@ from sqlglot.tokens import TokenType
 __all__ = [
     "ColumnOrigin",
     "ModelLineage",
+    "ModelText",
     "ProjectLineage",
     "csv_header",
     "jinja_placeholders",
@@ -659,13 +660,3 @@ def _read_cached(text: str, sql: str, dialect: str, project: ProjectLineage) -> 
     upstream = (tuple(sorted((k, v) for k, v in relations.items() if v is not None)),
                 tuple(sorted(columns.items())))
     return _read_cached_inner(text, sql, dialect, upstream)
-
-
-def upstream_models(lineage: ModelLineage) -> Iterable[str]:
-    """Models whose columns this model's columns read."""
-    seen: dict[str, None] = {}
-    for column in lineage.columns:
-        for relation, _ in column.reads:
-            if relation.startswith("model:"):
-                seen.setdefault(relation[len("model:"):], None)
-    return list(seen)
