@@ -502,14 +502,24 @@ class ProjectLineage:
         self._keys: dict[tuple[str, str], str] = {}
         self._reading: set[str] = set()
 
-    def relation_of(self, table: exp.Table, jinja: Mapping[str, str]) -> str | None:
+    def relation_of(self, table: exp.Table, jinja: Mapping[str, str], compiled: bool = False) -> str | None:
+        """The relation a table of a model's SQL reads: a `ref()`/`source()` in the file's Jinja; in
+        dbt's compiled SQL, the relation name (the last part of `db.schema.name`). A table the file
+        names literally is no model's (dbt would not order the models by it)."""
         name = table.name.lower()
         if not table.args.get("db") and name in jinja:
-            return jinja_relation(jinja[name])
-        if name in self.models:
-            return f"model:{name}"
+            relation = jinja_relation(jinja[name])
+            if relation is not None and relation.startswith("model:"):
+                target = relation[len("model:"):]
+                if target not in self.models and f"seed:{target}" in self.external:
+                    return f"seed:{target}"          # `ref()` of a seed
+            return relation
+        if not compiled:
+            return None
         if name in self.relations:
             return f"model:{self.relations[name]}"
+        if name in self.models:
+            return f"model:{name}"
         if f"seed:{name}" in self.external:
             return f"seed:{name}"
         return None
@@ -655,7 +665,7 @@ def _read_cached(text: str, sql: str, dialect: str, project: ProjectLineage) -> 
     most models and their inputs are the same."""
     relations: dict[str, str | None] = {}
     for key, table, jinja in _tables(text, sql, dialect):
-        relations[key] = project.relation_of(table, dict(jinja))
+        relations[key] = project.relation_of(table, dict(jinja), compiled=text == sql)
     columns = {r: project.columns_of(r) for r in set(relations.values()) if r is not None}
     upstream = (tuple(sorted((k, v) for k, v in relations.items() if v is not None)),
                 tuple(sorted(columns.items())))
