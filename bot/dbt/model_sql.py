@@ -672,11 +672,23 @@ class _Substitute:
 
     @property
     def atomic(self) -> bool:
+        """Whether the text keeps its meaning next to any operator. A Jinja call never does, unless
+        brackets of the text enclose it: it parses as one identifier here, but dbt renders whatever
+        SQL the macro writes (`x like '%@%' and x not like '% %'`), so `not {{ m() }}` would negate
+        the first test only."""
+        if self.bare_jinja:
+            return False
         node = self.node
         if isinstance(node, (exp.Binary, exp.Unary, exp.Predicate)):
             return False
         return isinstance(node, (exp.Column, exp.Literal, exp.Paren, exp.Boolean, exp.Null, exp.Window,
                                  exp.Subquery, exp.Func, exp.Identifier))
+
+    @property
+    def bare_jinja(self) -> bool:
+        """A `{{ ... }}` of the text outside every bracket of it (`{{ m() }}`, `{{ m() }}::int`), where
+        what it renders meets the operators around the text."""
+        return _bare_jinja(self.text)
 
 
 # Jinja's default delimiters, which dbt honours anywhere in a model or YAML text.
@@ -805,14 +817,39 @@ def _resolve(column: exp.Column, model: _Model, branch: _Branch, reference: _Bra
     return _Substitute(model.text[projection.start:projection.inner_end], projection.inner)
 
 
+def _bare_jinja(text: str) -> bool:
+    """Whether an expression tag of `text` sits outside all of its brackets (see _Substitute.bare_jinja)."""
+    regions = [r for r in _scan_jinja(text) if r.kind == "expr" and r.tag != "config" and r.context == "code"]
+    if not regions:
+        return False
+    try:
+        tokens = sqlglot.tokenize(_mask(text, _scan_jinja(text)))
+    except SqlglotError:
+        return True
+    depth, position = 0, 0
+    for region in regions:
+        while position < len(tokens) and tokens[position].start < region.start:
+            kind = tokens[position].token_type
+            depth += 1 if kind in _OPEN else -1 if kind in _CLOSE else 0
+            position += 1
+        if depth <= 0:
+            return True
+    return False
+
+
 def _needs_parens(column: exp.Column, substitute: _Substitute, policy: str) -> bool:
     """policy: "none" (trust precedence), "calls" (skip only in call
     arguments and parentheses) or "all" (every non-atomic substitute)."""
+    parent = column.parent
+    if substitute.bare_jinja:
+        # What a macro renders is unknown here, so no policy can prove it safe: only parentheses
+        # already around the reference are enough (a call's argument list is not: the macro may write
+        # a comma or a subquery).
+        return not isinstance(parent, exp.Paren)
     if substitute.atomic or policy == "none":
         return False
     if policy == "all":
         return True
-    parent = column.parent
     if isinstance(parent, exp.Paren):
         return False
     is_call = isinstance(parent, exp.Func) and not isinstance(parent, (exp.Binary, exp.Unary, exp.Predicate))
