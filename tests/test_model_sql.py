@@ -351,11 +351,12 @@ SHAPES = [
         "key_and_id",
         "order_key || id",
         "select\n    id,\n    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} as order_key,\n"
-        "    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} || id as key_and_id\nfrom t\n",
+        "    ({{ dbt_utils.generate_surrogate_key(['id', 'channel']) }}) || id as key_and_id\nfrom t\n",
         removed=["    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} as order_key"],
         added=[
             "    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} as order_key,",
-            "    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} || id as key_and_id",
+            # what the macro renders is unknown here: it is an operand only in parentheses
+            "    ({{ dbt_utils.generate_surrogate_key(['id', 'channel']) }}) || id as key_and_id",
         ],
     ),
     Shape(
