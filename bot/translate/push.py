@@ -198,11 +198,6 @@ def _joined_views(expression: exp.Expression) -> list[str]:
     return list(found)
 
 
-def _paren(expression: exp.Expression) -> exp.Expression:
-    return expression if isinstance(expression, (exp.Column, exp.Literal, exp.Func, exp.Paren)) \
-        else exp.Paren(this=expression)
-
-
 def _once(load: Callable[[], SemanticModel]) -> Callable[[], SemanticModel]:
     """The semantic model read at most once per planner, however many fields need joins."""
     held: list[SemanticModel] = []
@@ -388,16 +383,8 @@ class PushPlanner:
                 raise joins.JoinRefused(
                     f"joining `{other.name}` would make a cycle in the dbt DAG: {cycle} (`{model.name}` would ref "
                     f"`{target.name}`, which already depends on it)", "join-cycle", *where)
-        marker = f"{JOIN_PREFIX}{other.name}"
-        other_resolver = Resolver(other, self.dialect)
-        at = (join.relationship.location.file, join.relationship.location.line)
-        conditions = []
-        for mine, theirs in join.pairs:
-            right = other_resolver.resolve_sql(theirs, at)
-            for column in right.find_all(exp.Column):
-                column.set("table", exp.to_identifier(marker))
-            conditions.append(exp.EQ(this=_paren(resolver.resolve_sql(mine, at)), expression=_paren(right)))
-        on = conditions[0] if len(conditions) == 1 else exp.and_(*conditions)
+        marker = joins.marker(join)
+        on = joins.condition(join, resolver, self.dialect)
         return editor.join(ref_name, on, marker, self._columns_of(target, seed))
 
     def _columns_of(self, target: Model | None, seed: str | None) -> list[str] | None:
