@@ -155,7 +155,7 @@ def test_a_view_whose_table_is_no_model_or_seed_is_refused() -> None:
     files = {k: v for k, v in PROJECT.items() if k != "models/customers.sql"}
     result = plan(["marts__orders.customer_name"], files=files)
     (skip,) = result.skipped
-    assert skip.code == "unknown-model" and "`customers` is no model or seed" in skip.reason
+    assert skip.code == "unknown-model" and "`customers` is no model, seed or source" in skip.reason
 
 
 def test_a_seed_is_joined_by_ref() -> None:
@@ -247,3 +247,70 @@ def test_push_to_dbt_refuses_a_join_that_would_make_a_cycle(tmp_path) -> None:
 
 def _line_of(path, text: str) -> int:
     return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+# ---------------------------------------------------------------- sources, and nothing half-written
+
+SOURCES = """version: 2
+
+sources:
+  - name: shop_raw
+    schema: raw
+    tables:
+      - name: customers
+        columns:
+          - name: customer_id
+          - name: first_name
+          - name: last_name
+"""
+
+
+def test_a_source_table_is_joined_by_source() -> None:
+    files = {k: v for k, v in PROJECT.items() if k != "models/customers.sql"}
+    files["models/_sources.yml"] = SOURCES
+    result = plan(["marts__orders.customer_name"], files=files)
+    assert [(p.id, p.action) for p in result.pushed] == [("marts__orders.customer_name", "added")], result.skipped
+    assert result.files["models/orders.sql"] == PROJECT["models/orders.sql"].replace(
+        "select * from final\n",
+        "select final.*, customers.first_name || ' ' || customers.last_name as customer_name from final\n"
+        "left join {{ source('shop_raw', 'customers') }} as customers\n"
+        "    on final.customer_id = customers.customer_id\n")
+    again = plan(["marts__orders.customer_name"], files={**files, **result.files})
+    assert [p.action for p in again.pushed] == ["unchanged"] and again.files == {}
+
+
+def test_two_sources_of_one_name_are_told_apart_by_the_views_schema_or_refused() -> None:
+    files = {k: v for k, v in PROJECT.items() if k != "models/customers.sql"}
+    other = SOURCES.replace("shop_raw", "crm").replace("schema: raw", "schema: crm")
+    files["models/_sources.yml"] = SOURCES + other.split("sources:\n", 1)[1]
+    result = plan(["marts__orders.customer_first"], files=files)
+    (skip,) = result.skipped
+    assert skip.code == "ambiguous-source" and "source('shop_raw', 'customers')" in skip.reason \
+        and "source('crm', 'customers')" in skip.reason and result.files == {}
+    semantic = model(extra={"omni/marts/customers.view.yaml": CUSTOMERS.replace("schema: marts", "schema: crm")})
+    view = semantic.views["marts__orders"]
+    result = PushPlanner(MemoryStore(files), semantic=lambda: semantic).plan(
+        [FieldRequest(view, view.fields["customer_first"])])
+    assert "left join {{ source('crm', 'customers') }} as customers" in result.files["models/orders.sql"]
+
+
+def test_a_joined_column_that_fails_at_the_final_splice_leaves_no_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The join is written before its column; a column refused only when the model is spliced (here: the
+    re-read finds it missing) took the field out but left its join in the model (issue 11)."""
+    real = model_sql._validate
+
+    def picky(text: str, names: list[str], dialect: str):
+        if "customer_first" in names:
+            raise model_sql.ModelSqlError("the edited model does not project 'customer_first'")
+        return real(text, names, dialect)
+
+    monkeypatch.setattr(model_sql, "_validate", picky)
+    result = plan(["marts__orders.customer_first"])
+    assert result.pushed == [] and result.files == {}
+    (skip,) = result.skipped
+    assert skip.id == "marts__orders.customer_first" and "does not project 'customer_first'" in skip.reason
+    # a field that still needs the join keeps it, once, with its column only
+    result = plan(["marts__orders.customer_first", "marts__orders.customer_name"])
+    assert [p.id for p in result.pushed] == ["marts__orders.customer_name"]
+    text = result.files["models/orders.sql"]
+    assert text.count("left join {{ ref('customers') }}") == 1 and "customer_first" not in text

@@ -39,6 +39,9 @@ DBT = {
                                 "from {{ ref('raw_customers') }}\n",
     "models/customers.sql": CUSTOMERS_SQL,
     "models/orders.sql": "with final as (\n    select * from {{ ref('raw_orders') }}\n)\n\nselect * from final\n",
+    # a dbt source over the seeded table, as a project declares the raw tables it reads
+    "models/_sources.yml": "version: 2\n\nsources:\n  - name: crm\n    schema: \"{{ target.schema }}\"\n    tables:\n"
+                           "      - name: crm_customers\n        identifier: raw_customers\n",
 }
 CUSTOMERS_VIEW = """schema: marts
 table_name: customers
@@ -60,20 +63,40 @@ dimensions:
     sql: ${marts__customers.is_valid_email}
   customer_greeting:
     sql: "'Dear ' || ${marts__customers.first_name}"
+  customer_raw_email:
+    sql: ${crm__crm_customers.email}
+"""
+CRM_VIEW = """schema: crm
+table_name: crm_customers
+dimensions:
+  customer_id:
+    primary_key: true
+  email: {}
 """
 JOIN = """- join_from_view: marts__orders
   join_to_view: marts__customers
   join_type: always_left
   on_sql: ${marts__orders.customer_id} = ${marts__customers.customer_id}
   relationship_type: many_to_one
+- join_from_view: marts__orders
+  join_to_view: crm__crm_customers
+  on_sql: ${marts__orders.customer_id} = ${crm__crm_customers.customer_id}
+  relationship_type: many_to_one
 """
-FIELDS = ["marts__customers.has_invalid_email", "marts__orders.customer_email_ok", "marts__orders.customer_greeting"]
+FIELDS = ["marts__customers.has_invalid_email", "marts__orders.customer_email_ok", "marts__orders.customer_greeting",
+          "marts__orders.customer_raw_email"]
 
 
 def semantic_model():
     return format_for("omni", "omni").read_model({
         "omni/model.yaml": "{}\n", "omni/relationships.yaml": JOIN,
-        "omni/marts/customers.view.yaml": CUSTOMERS_VIEW, "omni/marts/orders.view.yaml": ORDERS_VIEW})
+        "omni/marts/customers.view.yaml": CUSTOMERS_VIEW, "omni/marts/orders.view.yaml": ORDERS_VIEW,
+        "omni/crm/crm_customers.view.yaml": CRM_VIEW})
+
+
+def relation_in(schema: str):
+    """Where a view's table is in the warehouse: models in the build's schema, the source by its identifier."""
+    return lambda view: f"{schema}.raw_customers" if view.name == "crm__crm_customers" else f"{schema}.{view.model_name}"
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -125,6 +148,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     pushed = {**DBT, **plan.files}
     negated = "not ({{ validate_email('tr.normalized_email') }}) as has_invalid_email"
     assert negated in pushed["models/customers.sql"], pushed["models/customers.sql"]
+    assert "left join {{ source('crm', 'crm_customers') }} as crm_customers" in pushed["models/orders.sql"]
     pushed["models/customers_bare.sql"] = pushed["models/customers.sql"].replace(
         negated, "not {{ validate_email('tr.normalized_email') }} as has_invalid_email")
     database = root / "warehouse.duckdb"
@@ -146,11 +170,11 @@ def test_every_pushed_column_equals_the_analysts_sql_on_the_warehouse(built) -> 
             view_name, _, name = pushed.id.partition(".")
             view = model.views[view_name]
             check = values.build(view, view.fields[name], pushed.column, built=f"dev.{pushed.model}",
-                                 relation=lambda v: f"prod.{v.model_name}", semantic=model)
+                                 relation=relation_in("prod"), semantic=model)
             results[pushed.id] = values.run(check, warehouse.query)
     assert {i: (r.total, r.wrong) for i, r in results.items()} == {
         "marts__customers.has_invalid_email": (4, 0), "marts__orders.customer_email_ok": (5, 0),
-        "marts__orders.customer_greeting": (5, 0)}
+        "marts__orders.customer_greeting": (5, 0), "marts__orders.customer_raw_email": (5, 0)}
 
 
 @pytest.mark.slow

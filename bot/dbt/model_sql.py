@@ -1228,9 +1228,11 @@ class ModelEditor:
             return written.substitutes[position]
         return _resolve(column, self.model, branch, reference)
 
-    def join(self, ref_name: str, on: exp.Expression, marker: str, joined_columns: list[str] | None) -> str:
-        """Join `{{ ref('<ref_name>') }}` to the final SELECT (written now) and return its alias; a join
-        to that model the final SELECT already has (a left one, on the same condition) is reused.
+    def join(self, ref_name: str, on: exp.Expression, marker: str, joined_columns: list[str] | None,
+             source: str | None = None) -> str:
+        """Join `{{ ref('<ref_name>') }}` (with `source`: `{{ source('<source>', '<ref_name>') }}`, a dbt
+        source's table) to the final SELECT (written now) and return its alias; a join to that relation
+        the final SELECT already has (a left one, on the same condition) is reused.
 
         `on` compares output columns of this model (unqualified) with the joined model's, qualified
         by `marker`; `joined_columns` are the joined model's columns (None: unknown, it selects `*`).
@@ -1238,8 +1240,11 @@ class ModelEditor:
         mean: a set operation, aggregation, DISTINCT, a subquery to qualify, or an unqualified column
         the joined model also has. A bare `*` becomes `<relation>.*`, so the join adds no columns.
         """
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref_name):
-            raise ModelSqlError(f"cannot join model {ref_name!r}: its name is no plain identifier")
+        for name in (ref_name, source) if source is not None else (ref_name,):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ModelSqlError(f"cannot join {'source table' if source else 'model'} {name!r}: its name "
+                                    f"is no plain identifier")
+        call = f"source('{source}', '{ref_name}')" if source is not None else f"ref('{ref_name}')"
         if self.accepted:
             self._flush()
         model = self.model
@@ -1264,18 +1269,18 @@ class ModelEditor:
             raise ModelSqlError("the final select reads a Jinja relation without an alias; give it one "
                                 "(`from {{ ref('x') }} as x`) so the join's columns can be told apart", where)
         joins = select.args.get("joins") or []
-        wanted = f"ref('{ref_name.lower()}')"
+        wanted = call.replace(" ", "").lower()
         for existing in joins:
             table = existing.this
             region = jinja_names.get(table.name) if isinstance(table, exp.Table) else None
-            if region is None or re.sub(r"[\s\"]", "", region.inner.replace('"', "'")).lower() != wanted.replace(" ", ""):
+            if region is None or re.sub(r"[\s\"]", "", region.inner.replace('"', "'")).lower() != wanted:
                 continue
             alias = table.alias or table.name
             rendered = self._join_condition(on, marker, alias, qualifier, branch)
             if (existing.side or "").upper() == "LEFT" and existing.args.get("on") is not None and \
                     _masked_node(mask_jinja(rendered), self.dialect) == existing.args["on"]:
                 return alias
-            raise ModelSqlError(f"the final select already joins ref('{ref_name}') (as `{alias}`) by another "
+            raise ModelSqlError(f"the final select already joins {call} (as `{alias}`) by another "
                                 f"kind of join or on another condition; layersync does not add a second one", where)
         taken = {qualifier.lower(), relation.name.lower()} | {
             (j.this.alias or j.this.name).lower() for j in joins if isinstance(j.this, exp.Table)}
@@ -1291,10 +1296,10 @@ class ModelEditor:
         if edits and joins:
             raise ModelSqlError("the final select has `*` and joins already: which relation's columns it means "
                                 "cannot be kept apart from the new join's", where)
-        edits.append(self._join_edit(branch, ref_name, alias, condition))
+        edits.append(self._join_edit(branch, call, alias, condition))
         result = _apply(self.text, edits)
         _check_no_placeholder_leak(model, result)
-        _check_no_new_jinja(model, result, frozenset({"{{ ref('" + ref_name + "') }}"}))
+        _check_no_new_jinja(model, result, frozenset({"{{ " + call + " }}"}))
         joined = _validate(result, [], self.dialect)
         before, after = analyse_model(model), analyse_model(joined)
         if before != after:
@@ -1336,7 +1341,7 @@ class ModelEditor:
             raise ModelSqlError(f"the final select names `{clash[0]}` without qualifying it, and the joined model "
                                 f"{why}: the join would make it ambiguous", where)
 
-    def _join_edit(self, branch: _Branch, ref_name: str, alias: str, condition: str) -> _Edit:
+    def _join_edit(self, branch: _Branch, call: str, alias: str, condition: str) -> _Edit:
         """`left join {{ ref('m') }} as m on ...` after the FROM clause (and its joins), in the file's style."""
         model = self.model
         tokens = _tokenize(model.masked, _dialect(self.dialect))
@@ -1346,7 +1351,7 @@ class ModelEditor:
         end = _after_jinja(tokens[stop - 1].end + 1, model.regions)
         _check_balanced(model, branch.keyword_start, end, "the end of the final select's FROM clause")
         left, join_kw, as_kw, on_kw = ("left", "join", "as", "on") if self.lowercase else ("LEFT", "JOIN", "AS", "ON")
-        clause = f"{left} {join_kw} {{{{ ref('{ref_name}') }}}} {as_kw} {alias}"
+        clause = f"{left} {join_kw} {{{{ {call} }}}} {as_kw} {alias}"
         limit = tokens[stop].start if stop < len(tokens) else len(model.text)
         line_end = _line_end_after(model, end, limit)
         if line_end is None:

@@ -95,6 +95,17 @@ class Model:
     directory: str
 
 
+@dataclass(frozen=True)
+class Source:
+    """One table of a dbt `sources:` entry: a model reads it as `{{ source('<source>', '<table>') }}`."""
+
+    source: str
+    table: str
+    schema: str                      # the warehouse schema (`schema:`, else the source's name)
+    path: str                        # the YAML file declaring it
+    columns: tuple[str, ...] | None  # the columns it lists, None when it lists none
+
+
 def config_alias(sql: str) -> str | None:
     """`alias=` from a `{{ config(...) }}` call; Jinja call syntax is Python's, so `ast` reads it."""
     start = sql.find("config(")
@@ -203,6 +214,32 @@ class DbtProject:
                 if posix.suffix.lower() == ".csv" and posix.stem.lower() == wanted:
                     return path
         return None
+
+    def find_source(self, table_name: str) -> list[Source]:
+        """The source tables a view's `table_name` may be, by their warehouse name (`identifier`) or dbt's
+        (`name`); a source depends on no model, so any model may read it. Several when several sources
+        declare that name."""
+        wanted = normalise_table_name(table_name)
+        found: list[Source] = []
+        for path in self._yaml_files():
+            text = self.store.read_text(path) or ""
+            if "sources" not in text or wanted not in text.lower():
+                continue
+            data = fast_yaml(text)
+            for entry in data.get("sources") or [] if isinstance(data, dict) else []:
+                if not isinstance(entry, dict) or not isinstance(entry.get("tables"), list):
+                    continue
+                for table in entry["tables"]:
+                    if not isinstance(table, dict) or table.get("name") is None:
+                        continue
+                    names = {str(table["name"]).lower(), str(table.get("identifier") or table["name"]).lower()}
+                    if wanted not in names:
+                        continue
+                    columns = [c.get("name") for c in table.get("columns") or [] if isinstance(c, dict)]
+                    found.append(Source(str(entry.get("name")), str(table["name"]),
+                                        str(entry.get("schema") or entry.get("name")), path,
+                                        tuple(str(c) for c in columns if c is not None) or None))
+        return found
 
     def refs(self, model_name: str) -> list[str]:
         """The models `model_name` refs directly (its SQL as the store has it now)."""

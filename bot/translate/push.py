@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Literal
 from sqlglot import exp
 
 from bot.dbt import model_sql, schema_yaml
-from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model
+from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model, Source
 from bot.errors import LayersyncError, TranslationError
 from bot.semantic.model import Field, SemanticModel, View
 from bot.semantic.refs import JOIN_PREFIX, Ref, Resolver, scan
@@ -241,8 +241,10 @@ class PushPlanner:
 
         One parse per model and one edit per YAML file, not per field, keeps a batch's cost at
         what it touches. A field whose column does not survive its model's splice is skipped
-        with its reason, the others still go in; a YAML file that cannot be edited fails its
-        fields, and the plan is made again without them, so their SQL edits do not stay behind.
+        with its reason, the others still go in. A field that fails after some of its edits
+        are written — a YAML file that cannot be edited, or a joined column refused at the splice,
+        whose join is in the model by then — fails, and the plan is made again without it, so
+        none of its edits stay behind (its join only when another field reads through it).
         """
         requests = list(requests)
         failed: dict[str, Skipped] = {}
@@ -250,7 +252,10 @@ class PushPlanner:
             self.overlay.files.clear()
             self._editors.clear()
             drafts, skipped = self._draft_all([r for r in requests if r.field.id not in failed])
-            drafts = self._write_models(drafts, skipped)
+            drafts, joined_failures = self._write_models(drafts, skipped)
+            if joined_failures:
+                failed.update(joined_failures)
+                continue
             yaml_failures = self._apply_yaml(drafts)
             if not yaml_failures:
                 break
@@ -370,10 +375,15 @@ class PushPlanner:
         where = (field.location.file, field.location.line)
         target = self.project.find_model(other.model_name)
         seed = None if target is not None else self.project.find_seed(other.model_name)
-        if target is None and seed is None:
+        source = None if target is not None or seed is not None else self._source(request, other)
+        if target is None and seed is None and source is None:
             raise joins.JoinRefused(
-                f"`{field.name}` reads view `{other.name}`, whose table `{other.model_name}` is no model or seed of "
-                f"the dbt project: `{model.name}` cannot ref it", "unknown-model", *where)
+                f"`{field.name}` reads view `{other.name}`, whose table `{other.model_name}` is no model, seed or "
+                f"source of the dbt project: `{model.name}` cannot ref it", "unknown-model", *where)
+        if source is not None:
+            on = joins.condition(join, resolver, self.dialect)
+            return editor.join(source.table, on, joins.marker(join), list(source.columns or ()) or None,
+                               source=source.source)
         ref_name = target.name if target is not None else seed.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         if target is not None:
             chain = [model.name.lower()] if target.path == model.path else \
@@ -387,6 +397,20 @@ class PushPlanner:
         on = joins.condition(join, resolver, self.dialect)
         return editor.join(ref_name, on, marker, self._columns_of(target, seed))
 
+    def _source(self, request: FieldRequest, other: View) -> Source | None:
+        """The dbt source table the other view reads, if one does: by name, and by the view's schema when
+        several sources declare that name (a source depends on no model, so no join to it is a cycle)."""
+        found = self.project.find_source(other.table_name)
+        if len(found) > 1 and other.dbt_schema:
+            found = [s for s in found if other.dbt_schema.lower() in (s.schema.lower(), s.source.lower())] or found
+        if len(found) > 1:
+            loc = request.field.location
+            names = ", ".join(f"source('{s.source}', '{s.table}') ({s.path})" for s in found)
+            raise joins.JoinRefused(f"`{request.field.name}` reads view `{other.name}`, whose table "
+                                    f"`{other.table_name}` is declared by several dbt sources: {names}; give the "
+                                    f"view its `schema`", "ambiguous-source", loc.file, loc.line)
+        return found[0] if found else None
+
     def _columns_of(self, target: Model | None, seed: str | None) -> list[str] | None:
         """The joined relation's columns, when they can be known without running dbt."""
         if target is not None:
@@ -398,21 +422,28 @@ class PushPlanner:
         header = (self._read(seed or "").splitlines() or [""])[0]
         return [c.strip().strip('"') for c in header.split(",") if c.strip()]
 
-    def _write_models(self, drafts: list["_Draft"], skipped: list[Skipped]) -> list["_Draft"]:
-        """Splice each model's accepted columns; a field whose column failed there is skipped."""
+    def _write_models(self, drafts: list["_Draft"], skipped: list[Skipped]
+                      ) -> tuple[list["_Draft"], dict[str, Skipped]]:
+        """Splice each model's accepted columns; a field whose column failed there is skipped. Returned
+        apart: the failed fields whose column read a join, which the model holds already."""
         for path, editor in self._editors.items():
             text = editor.finish()
             if text != self._read(path):
                 self.overlay.files[path] = text
         kept: list[_Draft] = []
+        joined: dict[str, Skipped] = {}
         for draft in drafts:
             error = self._editors[draft.model.path].failure(draft.sql_edit) if draft.sql_edit else None
             if error is None:
                 kept.append(draft)
                 continue
             exc = _model_error(draft.request, draft.model, error)
-            skipped.append(Skipped(draft.request.field.id, exc.file, exc.line, exc.message))
-        return kept
+            skip = Skipped(draft.request.field.id, exc.file, exc.line, exc.message)
+            if draft.sql_edit is not None and draft.sql_edit.foreign:
+                joined[skip.id] = skip
+            else:
+                skipped.append(skip)
+        return kept, joined
 
     def _column_doc(self, model: Model, column: str, field: Field) -> schema_yaml.ColumnDoc:
         tests = ("unique", "not_null") if field.primary_key else ()
