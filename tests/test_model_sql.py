@@ -212,11 +212,12 @@ SHAPES = [
         JAFFLE_ORDERS,
         "is_large_order",
         "amount > 100",
+        # the file writes its select lists one column per line: `select * from final` is opened up so
         JAFFLE_ORDERS.replace(
-            "select * from final\n", "select *, amount > 100 as is_large_order from final\n"
+            "select * from final\n", "select\n    *,\n    amount > 100 as is_large_order\nfrom final\n"
         ),
         removed=["select * from final"],
-        added=["select *, amount > 100 as is_large_order from final"],
+        added=["select", "    *,", "    amount > 100 as is_large_order", "from final"],
     ),
     Shape(
         "explicit_final_alias_substitution",

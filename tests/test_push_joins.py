@@ -220,7 +220,8 @@ def test_push_to_dbt_writes_the_join_and_dbt_accepts_it(tmp_path) -> None:
     after = _file(remote, result.branch, "models/marts/orders.sql")
     assert after == before.replace(
         "select * from final\n",
-        "select final.*, (customers.first_name || ' ' || customers.last_name) as customer_full_name from final\n"
+        "select\n    final.*,\n    (customers.first_name || ' ' || customers.last_name) as customer_full_name\n"
+        "from final\n"
         "left join {{ ref('customers') }} as customers\n"
         "    on final.customer_id = customers.customer_id\n")
 

@@ -19,6 +19,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.tokens import Token, TokenType
 
+from bot.dbt import sql_layout
+
 __all__ = [
     "ModelShape",
     "ModelSqlError",
@@ -334,6 +336,7 @@ class _Model:
     regions: tuple[_Jinja, ...]
     branches: tuple[_Branch, ...]
     by_name: bool  # UNION BY NAME: branches line up by name, not position
+    style: sql_layout.Style = sql_layout.Style()  # how the file writes its select lists
 
     def line(self, offset: int) -> int:
         return _line_of(self.text, offset)
@@ -613,7 +616,8 @@ def _load(text: str, dialect: str) -> _Model:
         _build_branch(select, tokens, keyword, stop, text, regions)
         for select, (keyword, stop) in zip(selects, spans)
     )
-    return _Model(text, masked, dialect, regions, branches, _is_by_name(tree))
+    style = sql_layout.style_of(masked, tokens, lambda i: _list_start(tokens, i, len(tokens), text), _LIST_END)
+    return _Model(text, masked, dialect, regions, branches, _is_by_name(tree), style)
 
 
 def model_ctes(select: exp.Select) -> list[exp.CTE]:
@@ -1024,26 +1028,77 @@ def _leading_whitespace(line: str) -> str:
     return line[:len(line) - len(line.lstrip(" \t"))]
 
 
-def _insertion(model: _Model, branch: _Branch, items: list[str]) -> list[_Edit]:
-    """Edits appending `items` to the branch's select list in the file's style: the text
-    appending them one call at a time writes, each new item styled like the last one."""
+@dataclass(frozen=True)
+class _Layout:
+    """Where and how new items go at the end of a select list (see `_layout`)."""
+
+    kind: str                 # "lines" (one per line after the last), "leading" (`, item` lines), "open" (the
+    # one-line list becomes one item per line, as the file writes its lists), "inline" (`, item` on the line)
+    indent: str = ""          # a new item's first line starts here
+    hanging: str = ""         # its continuation lines start here
+    line_end: int = 0
+    gap: str = " "            # between a leading comma and its item
+
+
+def _layout(model: _Model, branch: _Branch) -> _Layout:
     text = model.text
     last = branch.projections[-1]
     line_end = _line_end_after(model, last.end, branch.list_end)
     line_start = text.rfind("\n", 0, last.start) + 1
     before = model.masked[line_start:last.start]
-    newline = "\r\n" if "\r\n" in text else "\n"
     comma = branch.separators[-1] if branch.separators else None
+    style = model.style
     if line_end is not None and before.strip() == "":
-        _check_balanced(model, branch.keyword_start, line_end, "the end of the final select list")
         indent = _leading_whitespace(text[line_start:last.start])
-        return [_Edit(last.end, last.end, ","),
-                _Edit(line_end, line_end, newline + indent + f",{newline}{indent}".join(items))]
+        if comma is None and style.leading_commas:
+            return _Layout("leading", indent, indent + "  ", line_end)
+        return _Layout("lines", indent, indent, line_end)
     if line_end is not None and comma is not None and before.strip() == "," and comma >= line_start:
-        _check_balanced(model, branch.keyword_start, line_end, "the end of the final select list")
         indent = _leading_whitespace(text[line_start:comma])
         gap = text[comma + 1:last.start]
-        return [_Edit(line_end, line_end, "".join(f"{newline}{indent},{gap}{item}" for item in items))]
+        return _Layout("leading", indent, indent + " " * (1 + len(gap)), line_end, gap)
+    if style.one_per_line and len(branch.projections) == 1:
+        keyword_line = text.rfind("\n", 0, branch.keyword_start) + 1
+        base = text[keyword_line:branch.keyword_start]
+        after = text[last.end:branch.list_end]
+        whitespace_before = text[:last.start].rstrip(" \t")
+        if base.strip() == "" and after.strip() == "" and \
+                model.masked[len(whitespace_before):last.start].strip() == "" and \
+                len(whitespace_before) > branch.keyword_start and \
+                not _overlaps_jinja(len(whitespace_before), branch.list_end, model.regions):
+            indent = base + (style.unit or "    ")
+            return _Layout("open", indent, indent, len(whitespace_before))
+    return _Layout("inline")
+
+
+def _insertion(model: _Model, branch: _Branch, items: list[str]) -> list[_Edit]:
+    """Edits appending `items` to the branch's select list in the file's style: the text
+    appending them one call at a time writes, each new item styled like the last one. A list that is
+    one `select *` on its line, in a file that writes its lists one item per line, is opened up so."""
+    text = model.text
+    last = branch.projections[-1]
+    newline = "\r\n" if "\r\n" in text else "\n"
+    layout = _layout(model, branch)
+    if layout.kind == "lines":
+        _check_balanced(model, branch.keyword_start, layout.line_end, "the end of the final select list")
+        indent = layout.indent
+        return [_Edit(last.end, last.end, ","),
+                _Edit(layout.line_end, layout.line_end, newline + indent + f",{newline}{indent}".join(items))]
+    if layout.kind == "leading":
+        _check_balanced(model, branch.keyword_start, layout.line_end, "the end of the final select list")
+        return [_Edit(layout.line_end, layout.line_end,
+                      "".join(f"{newline}{layout.indent},{layout.gap}{item}" for item in items))]
+    if layout.kind == "open":
+        _check_balanced(model, branch.keyword_start, branch.list_end, "the end of the final select list")
+        base = layout.indent[:len(layout.indent) - len(model.style.unit or "    ")]
+        if model.style.leading_commas:
+            tail = "".join(f"{newline}{layout.indent}, {item}" for item in items)
+        else:
+            tail = "," + f",".join(f"{newline}{layout.indent}{item}" for item in items)
+        edits = [_Edit(layout.line_end, last.start, newline + layout.indent), _Edit(last.end, last.end, tail)]
+        if branch.list_end < len(text):
+            edits.append(_Edit(last.end, branch.list_end, newline + base))
+        return edits
     _check_balanced(model, branch.keyword_start, last.end, "the end of the final select list")
     return [_Edit(last.end, last.end, "".join(f", {item}" for item in items))]
 
@@ -1179,10 +1234,12 @@ class ModelEditor:
         names += [e.name for e in self.accepted if e.name.lower() not in known and e.items[0] is not None]
         return ModelShape(output_columns=names, has_star=bool(first.stars) or first.dynamic)
 
-    def plan(self, name: str, expression: exp.Expression | str, foreign: frozenset[str] = frozenset()
-             ) -> ColumnEdit:
+    def plan(self, name: str, expression: exp.Expression | str, foreign: frozenset[str] = frozenset(),
+             layout: str | None = None) -> ColumnEdit:
         """The edit writing `<expression> as <name>`; ModelSqlError when it cannot be written. Columns
-        qualified by a `foreign` alias (a relation `join` added) are that relation's, not output columns."""
+        qualified by a `foreign` alias (a relation `join` added) are that relation's, not output columns.
+        `layout`: SQL the expression was written as (the analyst's, its references as plain names): a new
+        column it writes over several lines is written on those lines, where the list has one per line."""
         if name.lower() in self._written:
             self._flush()  # a second edit of one column reads the first as written
         model = self.model
@@ -1206,6 +1263,9 @@ class ModelEditor:
             _check_one_item(mask_jinja(new_sql), self.dialect, f"the new column {name!r}")
             target = reference.index_of(name)
             if target is None:
+                place = _layout(model, branch)
+                if layout is not None and place.kind != "inline":
+                    new_sql = self._flow(layout, new_sql, place.hanging)
                 item = f"{new_sql} {'as' if self.lowercase else 'AS'} {alias}"
                 _insertion(model, branch, [item])  # refuses a list ending inside Jinja, for this column
                 items.append(item)
@@ -1221,6 +1281,24 @@ class ModelEditor:
                 after = written
         return ColumnEdit(name, expression, self.column_sql(name), after, tuple(replacements), tuple(items),
                           tuple(substitutes), foreign)
+
+    def _flow(self, source: str, rendered: str, hanging: str) -> str:
+        """`rendered` on the lines of `source` (sql_layout.keep_layout), only when it still parses to the
+        same tree; else as it is."""
+        try:
+            source_tokens = _dialect(self.dialect).tokenize(source)
+            rendered_tokens = _dialect(self.dialect).tokenize(mask_jinja(rendered))
+            regions = tuple(_scan_jinja(rendered))
+        except (SqlglotError, ModelSqlError):
+            return rendered
+        result = sql_layout.keep_layout(source, source_tokens, rendered, rendered_tokens, hanging,
+                                        self.model.style.unit, lambda a, b: _overlaps_jinja(a, b, regions))
+        if result == rendered:
+            return result
+        try:
+            return result if _masked_node(result, self.dialect) == _masked_node(rendered, self.dialect) else rendered
+        except SqlglotError:
+            return rendered
 
     def _substitute(self, column: exp.Column, branch: _Branch, reference: _Branch, position: int) -> _Substitute:
         written = self._written.get(column.name.lower())

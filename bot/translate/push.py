@@ -189,6 +189,25 @@ def _is_plain_column(expression: exp.Expression) -> str | None:
     return None
 
 
+def layout_source(field: Field) -> str | None:
+    """The field's SQL as the analyst laid it out, each `${}` written as the name it refers to: the
+    lines the new column is written on (bot.dbt.sql_layout). None for one line: nothing to keep."""
+    text = (field.sql or "").strip()
+    if "\n" not in text:
+        return None
+    try:
+        parts = scan(text)
+    except ValueError:
+        return None
+    names = []
+    for part in parts:
+        if isinstance(part, Ref):
+            names.append(part.field if part.field.isidentifier() and not part.is_table else "__layersync_ref__")
+        else:
+            names.append(part)
+    return "".join(names)
+
+
 def _joined_views(expression: exp.Expression) -> list[str]:
     """The views a resolved expression reads through joins, in order, each once."""
     found: dict[str, None] = {}
@@ -340,7 +359,7 @@ class PushPlanner:
                     foreign: frozenset[str] = frozenset()) -> "_Draft":
         field = request.field
         editor = self._editor(model)
-        edit = editor.plan(field.name, expression, foreign)
+        edit = editor.plan(field.name, expression, foreign, layout=layout_source(field))
         if edit.before is not None and edit.changed and not self._may_replace(request, model, editor):
             raise TranslationError(
                 f"model `{model.name}` already has a column `{field.name}` (`{edit.before}`) that layersync did not "
