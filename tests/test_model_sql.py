@@ -811,3 +811,25 @@ def test_a_cast_of_a_macro_is_no_atom_but_a_macro_inside_a_call_is() -> None:
             "    {{ m('x') }} as c\nfrom t\n")
     out = upsert_column(text, "n", "a + b + c")
     assert out.splitlines()[4] == "    ({{ m('x') }}::int) + coalesce({{ m('x') }}, 0) + ({{ m('x') }}) as n"
+
+
+def test_a_failing_column_among_many_is_found_by_halves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One column of 128 that breaks the splice: the others go in, and finding it re-reads the model
+    about 2·log2(128) times (writing the columns one at a time re-read the growing model 128 times)."""
+    real = model_sql._validate
+    loads = _count_loads(monkeypatch)
+
+    def picky(text: str, names: list[str], dialect: str):
+        if "c77" in names:
+            raise ModelSqlError("the edited model does not project 'c77'")
+        return real(text, names, dialect)
+
+    monkeypatch.setattr(model_sql, "_validate", picky)
+    editor = ModelEditor("select\n    id,\n    amount\nfrom t\n")
+    edits = [editor.plan(f"c{k}", f"amount * {k}") for k in range(128)]
+    for edit in edits:
+        editor.accept(edit)
+    text = editor.finish()
+    assert [k for k, e in enumerate(edits) if editor.failure(e) is not None] == [77]
+    assert text.count(" as c") == 127 and "as c77\n" not in text and "as c76,\n    amount * 78 as c78" in text
+    assert len(loads) <= 2 * 7 + 4, len(loads)

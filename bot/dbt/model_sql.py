@@ -1323,8 +1323,8 @@ class ModelEditor:
                 raise ModelSqlError(f"cannot join {'source table' if source else 'model'} {name!r}: its name "
                                     f"is no plain identifier")
         call = f"source('{source}', '{ref_name}')" if source is not None else f"ref('{ref_name}')"
-        if self.accepted:
-            self._flush()
+        if any(c.name.lower() in self._written for c in on.find_all(exp.Column) if c.table != marker):
+            self._flush()  # the condition reads a column accepted but not written yet
         model = self.model
         if len(model.branches) != 1:
             raise ModelSqlError("the final query is a set operation; a join cannot be added to it safely",
@@ -1360,6 +1360,11 @@ class ModelEditor:
                 return alias
             raise ModelSqlError(f"the final select already joins {call} (as `{alias}`) by another "
                                 f"kind of join or on another condition; layersync does not add a second one", where)
+        if self.accepted:
+            # The new join changes the text the accepted columns were planned on: write them first. A join
+            # found above is reused without it, so N columns through one join cost one parse, not N.
+            self._flush()
+            return self.join(ref_name, on, marker, joined_columns, source)
         taken = {qualifier.lower(), relation.name.lower()} | {
             (j.this.alias or j.this.name).lower() for j in joins if isinstance(j.this, exp.Table)}
         taken |= {cte.alias.lower() for cte in (model_ctes(select))}
@@ -1440,14 +1445,15 @@ class ModelEditor:
         newline = "\r\n" if "\r\n" in model.text else "\n"
         return _Edit(line_end, line_end, f"{newline}{indent}{clause}{newline}{indent}    {on_kw} {condition}")
 
-    def checkpoint(self) -> tuple[str, _Model]:
-        """The model with what is accepted written: `rollback` returns to it (a join whose column failed)."""
-        if self.accepted:
-            self._flush()
-        return self.text, self.model
+    def checkpoint(self) -> tuple:
+        """The editor as it is, accepted columns included: `rollback` returns to it (a join whose column
+        failed). Nothing is written for it, so a checkpoint per joined column costs no parse."""
+        return self.text, self.model, self.lowercase, list(self.accepted), dict(self._written), dict(self.failures)
 
-    def rollback(self, checkpoint: tuple[str, _Model]) -> None:
-        self._reset(*checkpoint)
+    def rollback(self, checkpoint: tuple) -> None:
+        text, model, lowercase, accepted, written, failures = checkpoint
+        self.text, self.model, self.lowercase = text, model, lowercase
+        self.accepted, self._written, self.failures = list(accepted), dict(written), dict(failures)
 
     def accept(self, edit: ColumnEdit) -> None:
         """Write `edit` (at `finish`); the columns planned after it read it as written."""
@@ -1455,11 +1461,12 @@ class ModelEditor:
         if edit.changed:
             self._written[edit.name.lower()] = edit
 
-    def _splice(self) -> tuple[str, _Model]:
-        """The text with the accepted columns, and that text as validated (loaded)."""
-        edits = [e for edit in self.accepted for e in edit.replacements]
+    def _splice(self, accepted: list[ColumnEdit] | None = None) -> tuple[str, _Model]:
+        """The text with the accepted columns (or those of `accepted`), and that text as validated (loaded)."""
+        accepted = self.accepted if accepted is None else accepted
+        edits = [e for edit in accepted for e in edit.replacements]
         for position, branch in enumerate(self.model.branches):
-            items = [item for edit in self.accepted if (item := edit.items[position]) is not None]
+            items = [item for edit in accepted if (item := edit.items[position]) is not None]
             if items:
                 edits += _insertion(self.model, branch, items)
         if not edits:
@@ -1467,21 +1474,43 @@ class ModelEditor:
         result = _apply(self.text, edits)
         _check_no_placeholder_leak(self.model, result)
         _check_no_new_jinja(self.model, result)
-        return result, _validate(result, [edit.name for edit in self.accepted if edit.changed], self.dialect)
+        return result, _validate(result, [edit.name for edit in accepted if edit.changed], self.dialect)
 
     def _flush(self) -> None:
-        """Splice what is accepted; when the splice fails as a whole, write the columns one at a time
-        so each one that fails is known (and the others still go in)."""
+        """Splice what is accepted; when the splice fails as a whole, the columns that fail are found by
+        halves (k failures among N columns: about k·log N splices, where writing them one at a time
+        re-read the growing model N times) and the others still go in."""
         try:
             text, model = self._splice()
-        except ModelSqlError:
-            text, model = self.text, None
-            for edit in self.accepted:
+        except ModelSqlError as error:
+            if len(self.accepted) == 1:
+                self.failures[id(self.accepted[0])] = error
+                text, model = self.text, self.model
+            else:
+                middle = len(self.accepted) // 2
+                good = self._splicing(self.accepted[:middle]) + self._splicing(self.accepted[middle:])
                 try:
-                    text = upsert_column(text, edit.name, edit.expression, self.dialect, edit.foreign)
-                except ModelSqlError as error:
-                    self.failures[id(edit)] = error
+                    text, model = self._splice(good) if good else (self.text, self.model)
+                except ModelSqlError:  # columns that splice apart but not together: one at a time
+                    text, model = self.text, None
+                    for edit in good:
+                        try:
+                            text = upsert_column(text, edit.name, edit.expression, self.dialect, edit.foreign)
+                        except ModelSqlError as one:
+                            self.failures[id(edit)] = one
         self._reset(text, model)
+
+    def _splicing(self, edits: list[ColumnEdit]) -> list[ColumnEdit]:
+        """The edits among `edits` that splice; each that does not gets its reason in `failures`."""
+        try:
+            self._splice(edits)
+            return list(edits)
+        except ModelSqlError as error:
+            if len(edits) == 1:
+                self.failures[id(edits[0])] = error
+                return []
+        middle = len(edits) // 2
+        return self._splicing(edits[:middle]) + self._splicing(edits[middle:])
 
     def finish(self) -> str:
         """The model with every accepted column written; those that could not be are in `failures`."""
