@@ -8,10 +8,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bot.dbt.project import MemoryStore
+from bot.dbt.project import DbtProject, DirStore, MemoryStore
 from bot.dbt.runner import run_dbt, write_duckdb_profile
 from bot.semantic.formats import format_for
-from bot.translate import values
+from bot.translate import compiled, values
 from bot.translate.push import FieldRequest, PushPlanner
 from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -135,6 +135,42 @@ def test_a_view_without_a_primary_key_cannot_be_checked() -> None:
         values.build(view, view.fields["double"], "double", built="dev.orders", relation=lambda v: v.model_name)
 
 
+# ---------------------------------------------------------------- the check step: dbt's compiled SQL
+
+def _compile(model_sql: str) -> str:
+    """What dbt compiles a model of DBT to: refs to relation names, the project's macro rendered."""
+    import jinja2
+
+    environment = jinja2.Environment()
+    macros = environment.from_string(MACRO).module
+    return environment.from_string(model_sql).render(
+        ref=lambda name: f'"memory"."main"."{name}"', validate_email=macros.validate_email,
+        source=lambda s, t: f'"memory"."main"."{t}"')
+
+
+def _plan():
+    model = semantic_model()
+    requests = [FieldRequest(model.views[v], model.views[v].fields[f]) for v, f in (i.split(".") for i in FIELDS)]
+    return PushPlanner(MemoryStore(DBT), semantic=lambda: model).plan(requests)
+
+
+def test_the_compiled_columns_compute_the_fields() -> None:
+    plan = _plan()
+    code = {name: _compile(plan.files[f"models/{name}.sql"]) for name in ("customers", "orders")}
+    assert len(plan.edits) == 4 and compiled.problems(plan, code, "duckdb") == []
+
+
+def test_a_macro_negated_without_parentheses_is_caught_in_the_compiled_sql() -> None:
+    """The PR of issue 13 passed its checks with exit 0: dbt compiled it fine. Its meaning did not survive."""
+    plan = _plan()
+    bare = plan.files["models/customers.sql"].replace("not ({{ validate_email('tr.normalized_email') }})",
+                                                      "not {{ validate_email('tr.normalized_email') }}")
+    code = {"customers": _compile(bare), "orders": _compile(plan.files["models/orders.sql"])}
+    (problem,) = compiled.problems(plan, code, "duckdb")
+    assert (problem.id, problem.code) == ("marts__customers.has_invalid_email", "meaning-changed")
+    assert problem.is_failure and "not tr.normalized_email like '%@%.%' and" in problem.reason
+
+
 # ---------------------------------------------------------------- slow: dbt builds prod and the pushed branch
 
 @pytest.fixture(scope="module")
@@ -172,6 +208,10 @@ def test_every_pushed_column_equals_the_analysts_sql_on_the_warehouse(built) -> 
             check = values.build(view, view.fields[name], pushed.column, built=f"dev.{pushed.model}",
                                  relation=relation_in("prod"), semantic=model)
             results[pushed.id] = values.run(check, warehouse.query)
+    code = DbtProject(DirStore(database.parent / "dev")).compiled_code(["customers", "orders", "customers_bare"])
+    assert compiled.problems(plan, code, "duckdb") == []
+    assert [s.id for s in compiled.problems(plan, {**code, "customers": code["customers_bare"]}, "duckdb")] == \
+        ["marts__customers.has_invalid_email"]
     assert {i: (r.total, r.wrong) for i, r in results.items()} == {
         "marts__customers.has_invalid_email": (4, 0), "marts__orders.customer_email_ok": (5, 0),
         "marts__orders.customer_greeting": (5, 0), "marts__orders.customer_raw_email": (5, 0)}
@@ -192,3 +232,46 @@ def test_the_check_flags_a_macro_negated_without_parentheses(built) -> None:
             "where b.has_invalid_email is distinct from (not p.is_valid_email) order by 1")
     assert (result.total, result.wrong, result.ok) == (4, 2, False)
     assert wrong_ids == [(2,), (4,)]
+
+
+# ---------------------------------------------------------------- slow: push-to-dbt's own check step
+
+def _repos(root: Path) -> tuple[Path, Path]:
+    import git
+
+    remote = root / "dbt.git"
+    git.Repo.init(remote, bare=True, initial_branch="main")
+    work = git.Repo.clone_from(remote, root / "dbt")
+    _write(Path(work.working_tree_dir), {**DBT, ".gitignore": "target/\nlogs/\n*.duckdb\n"})
+    work.git.add("-A")
+    work.index.commit("shop")
+    work.git.push("origin", "HEAD:refs/heads/main")
+    semantic = root / "semantic"
+    repo = git.Repo.init(semantic, initial_branch="main")
+    _write(semantic, {"omni/model.yaml": "{}\n", "omni/relationships.yaml": JOIN,
+                      "omni/marts/customers.view.yaml": CUSTOMERS_VIEW.split("  has_invalid_email:")[0],
+                      "omni/marts/orders.view.yaml": ORDERS_VIEW, "omni/crm/crm_customers.view.yaml": CRM_VIEW})
+    repo.git.add("-A")
+    repo.index.commit("views")
+    _write(semantic, {"omni/marts/customers.view.yaml": CUSTOMERS_VIEW})
+    repo.git.add("-A")
+    repo.index.commit("has_invalid_email")
+    return remote, semantic
+
+
+@pytest.mark.slow
+def test_push_to_dbt_reports_a_column_whose_compiled_sql_changes_its_meaning(tmp_path, monkeypatch) -> None:
+    """With the fault put back (a macro column taken for an atom), dbt compiles the PR's SQL without a
+    word; the check step reads the compiled column and refuses the field instead of opening the PR."""
+    from bot.dbt import model_sql
+    from bot.forge.local import LocalForge
+    from bot.push_to_dbt import PushRequest, run
+
+    remote, semantic = _repos(tmp_path)
+    monkeypatch.setattr(model_sql, "_bare_jinja", lambda text: False)
+    result = run(PushRequest(semantic_repo=semantic, dbt_repo=remote, semantic_path="omni"),
+                 LocalForge(tmp_path / "state.sqlite"))
+    assert result.pushed == [] and result.pr is None and result.exit_code == 1
+    (skip,) = result.skipped
+    assert (skip.id, skip.code) == ("marts__customers.has_invalid_email", "meaning-changed")
+    assert "not tr.normalized_email like" in skip.reason

@@ -1336,8 +1336,8 @@ class ModelEditor:
             if select.args.get(key):
                 raise ModelSqlError(f"the final select has {what}; a joined column would have to be grouped too",
                                     where)
-        source = (select.args.get("from_") or select.args.get("from"))
-        relation = source.this if source is not None else None
+        from_clause = (select.args.get("from_") or select.args.get("from"))
+        relation = from_clause.this if from_clause is not None else None
         if not isinstance(relation, exp.Table) or not relation.name:
             raise ModelSqlError("the final select reads no single named relation (a subquery, or nothing) "
                                 "that the join's columns could be qualified by", where)

@@ -6,11 +6,12 @@ opens only the files it needs: a project of thousands of models is indexed by fi
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Mapping, Protocol
+from typing import Iterable, Mapping, Protocol
 
 import yaml
 from ruamel.yaml import YAML
@@ -166,6 +167,8 @@ class DbtProject:
         self.model_paths: list[str] = _paths(data, "model-paths", "source-paths", default="models")
         self.seed_paths: list[str] = _paths(data, "seed-paths", "data-paths", default="seeds")
         self.snapshot_paths: list[str] = _paths(data, "snapshot-paths", default="snapshots")
+        target = data.get("target-path")
+        self.target_path: str = str(target).strip("/") if isinstance(target, str) and target.strip("/") else "target"
         self._models: dict[str, Model] | None = None
         self._listing: list[str] | None = None
         self._declared: dict[tuple[str, int], list[str]] = {}
@@ -239,6 +242,23 @@ class DbtProject:
                     found.append(Source(str(entry.get("name")), str(table["name"]),
                                         str(entry.get("schema") or entry.get("name")), path,
                                         tuple(str(c) for c in columns if c is not None) or None))
+        return found
+
+    def compiled_code(self, names: Iterable[str]) -> dict[str, str]:
+        """The SQL dbt compiled for these models (macros expanded, refs resolved), from the manifest the
+        last `dbt compile` left in the target path; by model name (lower case), only those compiled."""
+        text = self.store.read_text(f"{self.target_path}/manifest.json")
+        try:
+            nodes = json.loads(text).get("nodes", {}) if text else {}
+        except (ValueError, AttributeError):
+            return {}
+        wanted = {n.lower() for n in names}
+        found: dict[str, str] = {}
+        for node in nodes.values() if isinstance(nodes, dict) else ():
+            if isinstance(node, dict) and node.get("resource_type") == "model" and \
+                    str(node.get("name", "")).lower() in wanted and node.get("package_name") == self.name and \
+                    isinstance(node.get("compiled_code"), str):
+                found[str(node["name"]).lower()] = node["compiled_code"]
         return found
 
     def refs(self, model_name: str) -> list[str]:

@@ -63,6 +63,9 @@ class PushPlan:
     files: dict[str, str] = dc_field(default_factory=dict)
     pushed: list[PushedField] = dc_field(default_factory=list)
     skipped: list[Skipped] = dc_field(default_factory=list)
+    # field id -> the column edit written for it (what it computes over its model's columns), for checks
+    # that read the model as dbt compiles it (bot.translate.compiled)
+    edits: dict[str, model_sql.ColumnEdit] = dc_field(default_factory=dict, compare=False, repr=False)
 
     @property
     def models(self) -> list[str]:
@@ -281,6 +284,8 @@ class PushPlanner:
             failed.update(yaml_failures)
         plan = PushPlan(skipped=skipped + list(failed.values()))
         plan.pushed = [draft.pushed() for draft in drafts]
+        plan.edits = {draft.request.field.id: draft.sql_edit for draft in drafts
+                      if draft.sql_edit is not None and draft.sql_changed}
         plan.files = {path: text for path, text in self.overlay.files.items()
                       if text != self.base_store.read_text(path)}
         return plan
