@@ -343,3 +343,17 @@ def test_columns_through_one_join_cost_a_few_parses_not_some_per_column(monkeypa
         assert len(result.pushed) == n and result.skipped == []
         assert result.files["models/orders.sql"].count("left join") == 1
         assert len(loads) <= 6, (n, len(loads))
+
+
+def test_a_ctes_unqualified_columns_do_not_block_a_join_of_the_final_select() -> None:
+    """jaffle-shop's orders ends `select * from customer_order_count`, a CTE that partitions by an
+    unqualified `customer_id`: that column is the CTE's, and the join of the final select cannot make it
+    ambiguous (the join was refused for it)."""
+    files = {**PROJECT, "models/orders.sql": (
+        "with customer_order_count as (\n    select\n        *,\n        row_number() over (\n"
+        "            partition by customer_id\n            order by order_id asc\n        ) as customer_order_number\n"
+        "    from {{ ref('stg_orders') }}\n)\n\nselect * from customer_order_count\n")}
+    result = plan(["marts__orders.customer_first"], files=files)
+    assert [p.action for p in result.pushed] == ["added"], result.skipped
+    assert "left join {{ ref('customers') }} as customers\n    on customer_order_count.customer_id = " \
+           "customers.customer_id\n" in result.files["models/orders.sql"]

@@ -161,3 +161,13 @@ def test_the_push_takes_changed_fields_in_the_view_files_order(tmp_path: Path) -
     selection = select_changed(RevisionReader(tmp_path, "semantic-layer repo"), after, before, "duckdb", fmt,
                                root="omni")
     assert [r.field.name for r in selection.requests] == NEW
+
+
+def test_a_multi_line_column_inlined_into_another_is_written_on_one_line() -> None:
+    """Found pushing onto jaffle-shop: a CASE the file writes over four lines, inlined as an operand,
+    kept its line breaks and the indentation of its own place."""
+    sql = ("select\n    order_id,\n    case\n        when order_total >= 30 then 'large'\n        else 'small'\n"
+           "    end as order_size\nfrom {{ ref('stg_orders') }}\n")
+    out = model_sql.upsert_column(sql, "size_rank", "case when order_size = 'large' then 2 else 1 end")
+    assert out == sql.replace("    end as order_size\n", "    end as order_size,\n    case when case when order_total "
+                              ">= 30 then 'large' else 'small' end = 'large' then 2 else 1 end as size_rank\n")

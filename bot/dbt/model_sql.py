@@ -818,7 +818,30 @@ def _resolve(column: exp.Column, model: _Model, branch: _Branch, reference: _Bra
         raise ModelSqlError(
             f"column {column.name!r} sits where another branch has a star", model.line(projection.start)
         )
-    return _Substitute(model.text[projection.start:projection.inner_end], projection.inner)
+    return _Substitute(_one_line(model, projection.start, projection.inner_end), projection.inner)
+
+
+def _one_line(model: _Model, start: int, end: int) -> str:
+    """The model's text[start:end] with its line breaks between tokens made spaces: an expression written
+    over several lines at its own place in the file would land, inlined as an operand of another column,
+    with its lines indented for somewhere else. Comments, literals and Jinja are kept as written."""
+    text = model.text[start:end]
+    if "\n" not in text:
+        return text
+    try:
+        tokens = _dialect(model.dialect).tokenize(model.masked[start:end])
+    except TokenError:
+        return text
+    pieces, position = [], 0
+    for before, after in zip(tokens, tokens[1:]):
+        gap_start, gap_end = before.end + 1, after.start
+        gap = text[gap_start:gap_end]
+        if "\n" in gap and gap.strip() == "" and \
+                not _overlaps_jinja(start + gap_start, start + gap_end, model.regions):
+            pieces += [text[position:gap_start], " "]
+            position = gap_end
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def _bare_jinja(text: str) -> bool:
@@ -1409,10 +1432,11 @@ class ModelEditor:
 
     def _check_unambiguous(self, branch: _Branch, has_joins: bool, joined_columns: list[str] | None,
                            where: int) -> None:
-        """An unqualified column of the final select must stay this relation's once the join is there."""
+        """An unqualified column of the final select must stay this relation's once the join is there (a
+        CTE's or a subquery's columns are their own select's: the join does not reach them)."""
         names = sorted({c.name.lower() for c in branch.select.find_all(exp.Column)
                         if not c.table and not isinstance(c.this, exp.Star)
-                        and not c.name.startswith(("__j", "_j"))})
+                        and not c.name.startswith(("__j", "_j")) and c.find_ancestor(exp.Select) is branch.select})
         if not names:
             return
         if has_joins:
