@@ -357,3 +357,22 @@ def test_a_ctes_unqualified_columns_do_not_block_a_join_of_the_final_select() ->
     assert [p.action for p in result.pushed] == ["added"], result.skipped
     assert "left join {{ ref('customers') }} as customers\n    on customer_order_count.customer_id = " \
            "customers.customer_id\n" in result.files["models/orders.sql"]
+
+
+def test_columns_planned_before_a_join_are_planned_again_over_it_in_their_order() -> None:
+    """Found on jaffle-shop: the view's plain columns came first in the file, were written unqualified, and
+    the join after them was refused, since the joined model selects `*` and might have those names too."""
+    semantic = model(extra={"omni/marts/orders.view.yaml": ORDERS.replace(
+        "  customer_name:", "  is_big:\n    sql: amount > 10\n  customer_name:")})
+    view = semantic.views["marts__orders"]
+    files = {**PROJECT, "models/customers.sql": "select * from raw_customers\n"}
+    result = PushPlanner(MemoryStore(files), semantic=lambda: semantic).plan(
+        [FieldRequest(view, view.fields[n]) for n in ("is_big", "customer_first")])
+    assert [(p.id, p.action) for p in result.pushed] == [("marts__orders.is_big", "added"),
+                                                         ("marts__orders.customer_first", "added")], result.skipped
+    assert result.files["models/orders.sql"] == PROJECT["models/orders.sql"].replace(
+        "select * from final\n",
+        "select final.*, final.amount > 10 as is_big, upper(customers.first_name) as customer_first from final\n"
+        "left join {{ ref('customers') }} as customers\n"
+        "    on final.customer_id = customers.customer_id\n")
+    assert [p.dbt_sql for p in result.pushed] == ["final.amount > 10", "upper(customers.first_name)"]

@@ -1212,6 +1212,7 @@ class ColumnEdit:
     items: tuple[str | None, ...]  # per branch, the select item to append (None: replaced in place)
     substitutes: tuple[_Substitute, ...]  # per branch, what a later column reading this one writes
     foreign: frozenset[str] = frozenset()  # aliases of joined relations its expression reads as written
+    layout: str | None = None   # the SQL it was written as (see ModelEditor.plan)
 
     @property
     def changed(self) -> bool:
@@ -1228,6 +1229,7 @@ class ModelEditor:
     def __init__(self, text: str, dialect: str = "duckdb") -> None:
         self.dialect = dialect
         self.failures: dict[int, ModelSqlError] = {}   # id(ColumnEdit) -> why it was not written
+        self._replanned: dict[int, ColumnEdit] = {}    # id(ColumnEdit) -> the edit planned again in its place
         self._reset(text)
 
     def _reset(self, text: str, model: _Model | None = None) -> None:
@@ -1303,7 +1305,7 @@ class ModelEditor:
             if position == 0:
                 after = written
         return ColumnEdit(name, expression, self.column_sql(name), after, tuple(replacements), tuple(items),
-                          tuple(substitutes), foreign)
+                          tuple(substitutes), foreign, layout)
 
     def _flow(self, source: str, rendered: str, hanging: str) -> str:
         """`rendered` on the lines of `source` (sql_layout.keep_layout), only when it still parses to the
@@ -1384,10 +1386,26 @@ class ModelEditor:
             raise ModelSqlError(f"the final select already joins {call} (as `{alias}`) by another "
                                 f"kind of join or on another condition; layersync does not add a second one", where)
         if self.accepted:
-            # The new join changes the text the accepted columns were planned on: write them first. A join
-            # found above is reused without it, so N columns through one join cost one parse, not N.
-            self._flush()
-            return self.join(ref_name, on, marker, joined_columns, source)
+            # The new join changes the model the accepted columns were planned on: they are planned again
+            # over the joined model, in their order (their columns then read the relation qualified, so the
+            # join cannot make them ambiguous). A join found above is reused without it, so N columns
+            # through one join cost one parse, not N.
+            pending, written = self.accepted, self._written
+            self.accepted, self._written = [], {}
+            try:
+                alias = self.join(ref_name, on, marker, joined_columns, source)
+            except ModelSqlError:
+                self.accepted, self._written = pending, written
+                raise
+            for edit in pending:
+                try:
+                    again = self.plan(edit.name, edit.expression, edit.foreign, edit.layout)
+                except ModelSqlError as error:
+                    self.failures[id(edit)] = error
+                    continue
+                self._replanned[id(edit)] = again
+                self.accept(again)
+            return alias
         taken = {qualifier.lower(), relation.name.lower()} | {
             (j.this.alias or j.this.name).lower() for j in joins if isinstance(j.this, exp.Table)}
         taken |= {cte.alias.lower() for cte in (model_ctes(select))}
@@ -1472,12 +1490,21 @@ class ModelEditor:
     def checkpoint(self) -> tuple:
         """The editor as it is, accepted columns included: `rollback` returns to it (a join whose column
         failed). Nothing is written for it, so a checkpoint per joined column costs no parse."""
-        return self.text, self.model, self.lowercase, list(self.accepted), dict(self._written), dict(self.failures)
+        return (self.text, self.model, self.lowercase, list(self.accepted), dict(self._written), dict(self.failures),
+                dict(self._replanned))
 
     def rollback(self, checkpoint: tuple) -> None:
-        text, model, lowercase, accepted, written, failures = checkpoint
+        text, model, lowercase, accepted, written, failures, replanned = checkpoint
         self.text, self.model, self.lowercase = text, model, lowercase
         self.accepted, self._written, self.failures = list(accepted), dict(written), dict(failures)
+        self._replanned = dict(replanned)
+
+    def current(self, edit: ColumnEdit) -> ColumnEdit:
+        """The edit as it will be written: planned again when a join came in under it (its columns then
+        read the model's relation qualified)."""
+        while id(edit) in self._replanned:
+            edit = self._replanned[id(edit)]
+        return edit
 
     def accept(self, edit: ColumnEdit) -> None:
         """Write `edit` (at `finish`); the columns planned after it read it as written."""
@@ -1543,6 +1570,7 @@ class ModelEditor:
         return self.text
 
     def failure(self, edit: ColumnEdit) -> ModelSqlError | None:
+        edit = self.current(edit)
         return self.failures.get(id(edit))
 
 

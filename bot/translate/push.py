@@ -457,6 +457,9 @@ class PushPlanner:
         kept: list[_Draft] = []
         joined: dict[str, Skipped] = {}
         for draft in drafts:
+            if draft.sql_edit is not None:   # planned again under a join that came after it
+                draft.sql_edit = self._editors[draft.model.path].current(draft.sql_edit)
+                draft.dbt_sql = draft.sql_edit.after
             error = self._editors[draft.model.path].failure(draft.sql_edit) if draft.sql_edit else None
             if error is None:
                 kept.append(draft)
