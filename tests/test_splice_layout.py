@@ -171,3 +171,18 @@ def test_a_multi_line_column_inlined_into_another_is_written_on_one_line() -> No
     out = model_sql.upsert_column(sql, "size_rank", "case when order_size = 'large' then 2 else 1 end")
     assert out == sql.replace("    end as order_size\n", "    end as order_size,\n    case when case when order_total "
                               ">= 30 then 'large' else 'small' end = 'large' then 2 else 1 end as size_rank\n")
+
+
+def test_a_multi_line_column_of_the_same_push_is_inlined_on_one_line_and_crlf_files_keep_crlf() -> None:
+    view = VIEW + "  band_rank:\n    sql: CASE WHEN spend_band = 'high' THEN 1 ELSE 2 END\n"  # the column just written
+    model = format_for("omni", "omni").read_model({"omni/model.yaml": "{}\n", "omni/marts/customers.view.yaml": view})
+    fields = model.views["marts__customers"]
+    sql = CUSTOMERS_SQL.replace("\n", "\r\n")
+    files = {"dbt_project.yml": "name: shop\nprofile: shop\n", "models/customers.sql": sql}
+    plan = PushPlanner(MemoryStore(files), semantic=lambda: model).plan(
+        [FieldRequest(fields, fields.fields[n]) for n in ("spend_band", "band_rank")])
+    out = plan.files["models/customers.sql"]
+    assert "\n" not in out.replace("\r\n", "")
+    assert out.endswith("    end as spend_band,\r\n    case when case when lifetime_spend >= 100 then 'high' when "
+                        "lifetime_spend >= 10 then 'mid' else 'low' end = 'high' then 1 else 2 end as band_rank\r\n"
+                        "from joined\r\n")

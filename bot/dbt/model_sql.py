@@ -822,22 +822,26 @@ def _resolve(column: exp.Column, model: _Model, branch: _Branch, reference: _Bra
 
 
 def _one_line(model: _Model, start: int, end: int) -> str:
-    """The model's text[start:end] with its line breaks between tokens made spaces: an expression written
-    over several lines at its own place in the file would land, inlined as an operand of another column,
-    with its lines indented for somewhere else. Comments, literals and Jinja are kept as written."""
-    text = model.text[start:end]
+    """The model's text[start:end] on one line (see `_flat`)."""
+    return _flat(model.text[start:end], model.dialect)
+
+
+def _flat(text: str, dialect: str) -> str:
+    """`text` with its line breaks between tokens made spaces: an expression written over several lines
+    at its own place would land, inlined as an operand of another column, with its lines indented for
+    somewhere else. Comments, literals and Jinja are kept as written."""
     if "\n" not in text:
         return text
     try:
-        tokens = _dialect(model.dialect).tokenize(model.masked[start:end])
-    except TokenError:
+        tokens = _dialect(dialect).tokenize(mask_jinja(text))
+        regions = tuple(_scan_jinja(text))
+    except (TokenError, ModelSqlError):
         return text
     pieces, position = [], 0
     for before, after in zip(tokens, tokens[1:]):
         gap_start, gap_end = before.end + 1, after.start
         gap = text[gap_start:gap_end]
-        if "\n" in gap and gap.strip() == "" and \
-                not _overlaps_jinja(start + gap_start, start + gap_end, model.regions):
+        if "\n" in gap and gap.strip() == "" and not _overlaps_jinja(gap_start, gap_end, regions):
             pieces += [text[position:gap_start], " "]
             position = gap_end
     pieces.append(text[position:])
@@ -1301,7 +1305,7 @@ class ModelEditor:
                 items.append(None)
                 projection = branch.projections[target]
                 written = new_sql if edits else self.text[projection.start:projection.inner_end]
-            substitutes.append(_Substitute(written, _masked_node(written, self.dialect)))
+            substitutes.append(_Substitute(_flat(written, self.dialect), _masked_node(written, self.dialect)))
             if position == 0:
                 after = written
         return ColumnEdit(name, expression, self.column_sql(name), after, tuple(replacements), tuple(items),
@@ -1317,7 +1321,8 @@ class ModelEditor:
         except (SqlglotError, ModelSqlError):
             return rendered
         result = sql_layout.keep_layout(source, source_tokens, rendered, rendered_tokens, hanging,
-                                        self.model.style.unit, lambda a, b: _overlaps_jinja(a, b, regions))
+                                        self.model.style.unit, lambda a, b: _overlaps_jinja(a, b, regions),
+                                        "\r\n" if "\r\n" in self.text else "\n")
         if result == rendered:
             return result
         try:

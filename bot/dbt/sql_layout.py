@@ -106,7 +106,7 @@ def _key(token: Token) -> str:
 
 
 def keep_layout(source: str, source_tokens: Sequence[Token], rendered: str, rendered_tokens: Sequence[Token],
-                indent: str, unit: str | None, fixed: Callable[[int, int], bool]) -> str:
+                indent: str, unit: str | None, fixed: Callable[[int, int], bool], newline: str = "\n") -> str:
     """`rendered` (one line) on the lines `source` (the analyst's SQL) puts its tokens on: where the
     analyst broke a line before a token that `rendered` has too, `rendered` breaks it there, at
     `indent` plus the analyst's depth of indentation (in the file's `unit` when known). `fixed(a, b)`:
@@ -132,7 +132,7 @@ def keep_layout(source: str, source_tokens: Sequence[Token], rendered: str, rend
                 continue
             depth = depths.get(src_lines.of(source_tokens[i].start), "")
             deeper = unit * (len(depth) // len(step)) if unit and step else depth
-            breaks[j] = "\n" + indent + deeper
+            breaks[j] = newline + indent + deeper
     if not breaks:
         return rendered
     pieces, position = [], 0
