@@ -37,6 +37,10 @@ class Commented:
     comments: tuple[str, ...]
 
 
+class Spaced(list):
+    """A list written with a blank line between its items (as dbt files often separate models)."""
+
+
 def _bare(value: Any) -> Any:
     """A value to be written as data, its `Commented` wrappers removed."""
     if isinstance(value, Commented):
@@ -122,7 +126,8 @@ class Document:
     def separated(self, path: Path) -> bool | None:
         """Whether the entries of the collection at `path` have blank lines between them: most gaps
         decide, a tie goes to the last gap; None when it has fewer than two entries."""
-        return self._separated(self._need(path))
+        node = self.node(path)
+        return None if node is None else self._separated(node)
 
     def comment_lines(self, path: Path) -> list[int]:
         """0-based indices of the comment lines right above the entry at `path` (no blank between)."""
@@ -181,7 +186,7 @@ class Document:
             return
         slot = self._child_slot(parent, last)
         if slot is not None:
-            self._replace(slot, value, keep_style)
+            self._replace(slot, value, keep_style, [*parents, slot.value])
             self._expect_at(slot, _bare(value))
             return
         if not isinstance(parent, MappingNode) or not isinstance(last, str):
@@ -222,6 +227,35 @@ class Document:
 
     def append(self, path: Path, value: Any, *, separate: bool | None = None) -> None:
         self.insert(path, None, value, separate=separate)
+
+    def update(self, path: Path, value: Any) -> None:
+        """Make the value at `path` equal `value` with the fewest edits: keys missing from it removed,
+        new keys added after the key they follow in `value`, a list that `value` extends appended
+        to, every other difference replaced."""
+        self._update(tuple(path), self.get(path), value)
+
+    def _update(self, path: tuple, old: Any, new: Any) -> None:
+        if isinstance(old, dict) and isinstance(new, Mapping) and old:
+            for key in old:
+                if key not in new:
+                    self.remove((*path, key))
+            kept = [k for k in new if k in old]
+            for key, value in new.items():
+                if key in old:
+                    self._update((*path, key), old[key], value)
+                    continue
+                before = [k for k in kept if list(new).index(k) < list(new).index(key)]
+                if before:
+                    self.set((*path, key), value, after=before[-1])
+                else:
+                    self.set((*path, key), value, before=kept[0] if kept else None)
+        elif isinstance(old, list) and isinstance(new, list) and len(new) >= len(old) > 0:
+            for index, item in enumerate(old):
+                self._update((*path, index), item, new[index])
+            for item in new[len(old):]:
+                self.append(path, item)
+        elif not same(old, _bare(new)):
+            self.set(path, new)
 
     def remove(self, path: Path, *, empty: str | None = "{}") -> None:
         """Remove the entry at `path` with the comment lines right above it. Removing a collection's
@@ -581,7 +615,10 @@ class Document:
         if isinstance(value, Mapping) and value:
             return [head] + [line for k, v in value.items() for line in self._pair_lines(child, k, v, lay)]
         if isinstance(value, list) and value:
-            return [head] + [line for item in value for line in self._item_lines(column + lay.offset, item, lay)]
+            lines = [head]
+            for n, item in enumerate(value):
+                lines += ([""] if n and isinstance(value, Spaced) else []) + self._item_lines(column + lay.offset, item, lay)
+            return lines
         if isinstance(value, Mapping):
             return [head + " {}"]
         if isinstance(value, list):
@@ -624,53 +661,39 @@ class Document:
                     at += 1
                 self._splice(at, at, "-")
 
-    def _replace(self, slot: _Slot, value: Any, keep_style: bool, block: bool = False) -> None:
-        """`block`: a collection value is written in block style even where a flow one was."""
-        old = slot.value
+    def _replace(self, slot: _Slot, value: Any, keep_style: bool, chain: list[Node], block: bool = False) -> None:
+        """Write `value` where the slot's value is (`chain`: the nodes from the root to it); `block`:
+        a collection value is written in block style even where a flow one was."""
+        old, raw = slot.value, value
         value = _bare(value)
         if slot.parent.flow_style:
             self._splice(old.start_mark.index, old.end_mark.index, inline(value, True) or double_quoted(str(value)))
             return
         quote = old.style if keep_style and isinstance(old, ScalarNode) and old.style in QUOTES else None
         flow = isinstance(old, (MappingNode, SequenceNode)) and bool(old.flow_style) and not block
-        one_line = flow or isinstance(old, ScalarNode) and old.style not in ("|", ">") and (
-            _is_empty(old) or self._line_at(max(old.end_mark.index - 1, 0)) == old.start_mark.line)
+        one_line = isinstance(old, (MappingNode, SequenceNode)) and bool(old.flow_style) or \
+            isinstance(old, ScalarNode) and old.style not in ("|", ">") and (
+                _is_empty(old) or self._line_at(max(old.end_mark.index - 1, 0)) == old.start_mark.line)
         nested = isinstance(value, (Mapping, list)) and bool(value)
         text = inline(value, flow and nested, quote) if one_line and (flow or not nested) else None
         if text is not None:
-            if _is_empty(old):
-                start = old.start_mark.index
-                self._splice(start, start, (" " if self.text[start - 1:start] == ":" else "") + text)
-            else:
-                self._splice(old.start_mark.index, old.end_mark.index, text)
+            start = old.start_mark.index
+            self._splice(start, old.end_mark.index, (" " if _is_empty(old) and self.text[start - 1:start] == ":"
+                                                     else "") + text)
             return
         column = self._entry_column(slot)
-        lay = self._layout(self._walk_to(slot))
+        lay = self._layout(chain)
         child = column + lay.step if slot.key is not None else old.start_mark.column
+        lines = None
         if keep_style and isinstance(old, ScalarNode) and old.style in ("|", ">") and isinstance(value, str):
-            block = block_scalar(value, " " * child, old.style)
-            if block is not None:
-                self._splice(self._head(slot), self._content_end(old),
-                             " " + self.nl.join([block[0]] + block[1:]))
-                return
-        lines = self._value_lines("", column, child, value, lay)
-        self._splice(self._head(slot), self._content_end(old) if not _is_empty(old) else self._head(slot),
-                     self.nl.join(lines))
-
-    def _walk_to(self, slot: _Slot) -> list[Node]:
-        """The chain of nodes from the root to the slot's value (for the local layout)."""
-        chain: list[Node] = []
-        node = self.root
-        target = slot.value
-        while node is not None:
-            chain.append(node)
-            if node is target:
-                return chain
-            children = [v for _k, v in node.value] if isinstance(node, MappingNode) else \
-                node.value if isinstance(node, SequenceNode) else []
-            node = next((c for c in children if c.start_mark.index <= target.start_mark.index
-                         and c.end_mark.index >= target.end_mark.index and c is not node), None)
-        return chain
+            block_lines = block_scalar(value, " " * child, old.style)
+            lines = None if block_lines is None else [" " + block_lines[0]] + block_lines[1:]
+        lines = lines or self._value_lines("", column, child, raw, lay)
+        if one_line:   # the header (or nothing) where the value was; what follows it on its line stays
+            self._splice(self._head(slot), old.end_mark.index, lines[0])
+            self._insert_lines(self._line_at(max(old.end_mark.index - 1, self._head(slot))) + 1, lines[1:])
+        else:
+            self._splice(self._head(slot), self._content_end(old), self.nl.join(lines))
 
     def _add_entry(self, chain: list[Node], position: int, key: Any, value: Any, open_empty: bool,
                    separate: bool | None = None) -> None:
@@ -680,7 +703,7 @@ class Document:
         if node.flow_style:
             if not entries and open_empty and node is not self.root and len(chain) > 1:
                 holder = self._slot_of(chain[-2], self._index_in(chain[-2], node))
-                self._replace(holder, {key: value} if key is not None else [value], False, block=True)
+                self._replace(holder, {key: value} if key is not None else [value], False, chain, block=True)
                 return
             item = inline(_bare(value), True) or double_quoted(str(value))
             if key is not None:

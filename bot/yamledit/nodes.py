@@ -89,7 +89,10 @@ def plain(value: Any, seen: dict[int, Any] | None = None, path: str | None = Non
 def build(node: Node, path: str | None = None) -> tuple[Any, dict[int, Any]]:
     """`plain(node)` and, for every collection node, the container built for it (by the node's id)."""
     built: dict[int, Any] = {}
-    return bounded(_from_node(node, built, path)), built
+    data = _from_node(node, built, path)
+    if built.pop(_ALIASED, False):   # without aliases nothing is shared: the size is the document's
+        bounded(data)
+    return data, built
 
 
 def scalar_value(node: Node) -> Any:
@@ -109,8 +112,12 @@ def _loaded_line(container: Any) -> int | None:
         return None
 
 
+_ALIASED = -1   # key of `built` set when a node was met twice (an alias)
+
+
 def _from_node(node: Node, built: dict[int, Any], path: str | None) -> Any:
     if id(node) in built:
+        built[_ALIASED] = True
         return built[id(node)]
     if isinstance(node, ScalarNode):
         convert = _SCALARS.get(node.tag)

@@ -55,8 +55,9 @@ def single_quoted(value: str) -> str | None:
 
 
 def _reads_back(snippet: str, value: Any) -> bool:
+    """Both PyYAML parsers agree (libyaml accepts a few plain scalars the pure one refuses, `[0?]`)."""
     try:
-        return yaml.load(snippet, Loader=_LOADER) == value
+        return all(yaml.load(snippet, Loader=loader) == value for loader in {_LOADER, yaml.SafeLoader})
     except yaml.YAMLError:
         return False
 
