@@ -132,8 +132,11 @@ def test_creating_semantic_models_and_metrics_then_adding_a_measure() -> None:
 def test_crlf_and_no_final_newline_are_kept() -> None:
     text = "a: 1\r\nb: [x]\r\nc:\r\n  - d\r\ntext: |\r\n  last"
     result = _edit(text, ("append", ("c",), "e"), ("set", ("z",), "multi\nline"))
-    assert result == "a: 1\r\nb: [x]\r\nc:\r\n  - d\r\n  - e\r\ntext: |-\r\n  last\r\nz: |-\r\n  multi\r\n  line"
+    # after the block scalar that ends the file its value would gain a line break: the key goes before it
+    assert result == "a: 1\r\nb: [x]\r\nc:\r\n  - d\r\n  - e\r\nz: |-\r\n  multi\r\n  line\r\ntext: |\r\n  last"
     assert yaml.safe_load(result)["text"] == "last"
+    # inside a list there is no choosing: the block's header says `-` (strip)
+    assert _edit("a:\n  - |\n    last", ("append", ("a",), "z")) == "a:\n  - |-\n    last\n  - z"
 
 
 def test_insert_a_key_at_a_chosen_position_above_the_next_keys_comment() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from bot.yamledit.nodes import (
-    MappingNode, Node, ScalarNode, SequenceNode, YamlEditError, build, compose, same, scalar_value,
+    MappingNode, Node, ScalarNode, SequenceNode, YamlEditError, build, compose, key_of, same, scalar_value,
 )
 from bot.yamledit.render import QUOTES, block_scalar, double_quoted, inline, key_text, plain_ok
 
@@ -39,6 +39,10 @@ class Commented:
 
 class Spaced(list):
     """A list written with a blank line between its items (as dbt files often separate models)."""
+
+
+class Flow(list):
+    """A list written in flow style, `[a, b]`, where a block list would be the default."""
 
 
 def _bare(value: Any) -> Any:
@@ -91,6 +95,7 @@ class Document:
         self._lines: list[str] | None = None
         self._starts: list[int] = []
         self._votes: tuple[Counter, Counter] | None = None
+        self._renamed: dict[int, Any] = {}
 
     # ---- reading
 
@@ -191,21 +196,21 @@ class Document:
             return
         if not isinstance(parent, MappingNode) or not isinstance(last, str):
             raise YamlEditError(f"no `{_show(path)}` to set", self.path, parent.start_mark.line + 1)
-        keys = [scalar_value(k) for k, _v in parent.value]
+        keys = [key_of(k) for k, _v in parent.value]
         position = len(keys)
         if after is not None and after in keys:
             position = keys.index(after) + 1
         elif before is not None and before in keys:
             position = keys.index(before)
+        while position == len(keys) and position and not parent.flow_style \
+                and self._open_block(parent.value[position - 1][1]):
+            position -= 1      # after it, the block's value would gain a line break: go before it
         self._add_entry(parents, position, last, value, open_empty)
         twin = self._twins[id(parent)]
         items = list(twin.items())
         names = [k for k, _v in items]
-        at = names.index(keys[position]) if position < len(keys) and keys[position] in names else len(items)
-        if after is not None and after in names:   # past keys added after `after` already
-            at = names.index(after) + 1
-            while at < len(names) and names[at] not in keys:
-                at += 1
+        following = self._renamed.get(id(parent.value[position][0]), keys[position]) if position < len(keys) else None
+        at = names.index(following) if following in names else len(items)
         items.insert(at, (last, _bare(value)))
         twin.clear()
         twin.update(items)
@@ -271,27 +276,32 @@ class Document:
                 self._splice(spans[0][0], spans[1][0], "")
             else:
                 self._splice(spans[0][0], spans[0][1], "")
-        elif len(parent.value) == 1 and parent is not self.root:
-            outer = self._walk(path[:-1])
-            holder = self._slot_of(outer[-2], self._index_in(outer[-2], parent)) if len(outer) > 1 else None
-            if holder is None:
-                raise YamlEditError(f"cannot remove `{_show(path)}`", self.path)
+        else:
+            holder = None
+            if len(parent.value) == 1 and parent is not self.root:
+                outer = self._walk(path[:-1])
+                holder = self._slot_of(outer[-2], self._index_in(outer[-2], parent))
             fill = "" if empty is None else " " + ("[]" if isinstance(parent, SequenceNode) else "{}")
-            self._splice(self._head(holder), self._content_end(parent), fill)
-            if empty is None:
+            if holder is not None and self._line_at(self._head(holder)) == self._entry_line(slot):
+                self._splice(self._head(holder), self._content_end(parent), fill)   # `- a: 1` -> `- {}`
+            else:
+                start, end = self._leading_start(slot), self._own_end(slot)
+                prev_blank, next_blank = self.is_blank(start - 1), self.is_blank(end)
+                opener = start > 0 and self.line_text(start - 1).split("#")[0].rstrip().endswith((":", "-"))
+                if holder is not None:
+                    pass           # the collection goes: blank lines around it are its parent's
+                elif next_blank and (prev_blank or opener):
+                    end += 1
+                elif prev_blank and slot.index == len(parent.value) - 1:
+                    start -= 1
+                self._delete_lines(start, end)
+                if holder is not None and fill:
+                    self._splice(self._head(holder), self._head(holder), fill)
+            if holder is not None and empty is None:
                 self._expect_at(holder, None)
                 return
-        else:
-            start, end = self._leading_start(slot), self._own_end(slot)
-            prev_blank, next_blank = self.is_blank(start - 1), self.is_blank(end)
-            opener = start > 0 and self.line_text(start - 1).split("#")[0].rstrip().endswith((":", "-"))
-            if next_blank and (prev_blank or opener):
-                end += 1
-            elif prev_blank and slot.index == len(parent.value) - 1:
-                start -= 1
-            self._delete_lines(start, end)
         if isinstance(parent, MappingNode):
-            self._twins[id(parent)].pop(scalar_value(slot.key), None)
+            self._twins[id(parent)].pop(self._key_now(slot), None)
         else:
             self._list_op(parent, slot.index, "remove", None)
 
@@ -300,11 +310,12 @@ class Document:
         slot = self._need_slot(path)
         if slot.key is None:
             raise YamlEditError(f"`{_show(path)}` is no mapping key", self.path)
-        old = scalar_value(slot.key)
+        old = key_of(slot.key)
         style = slot.key.style if slot.key.style in QUOTES and plain_ok(str(old), key=True) else None
         self._splice(slot.key.start_mark.index, slot.key.end_mark.index,
                      key_text(new, style, bool(slot.parent.flow_style)))
         twin = self._twins[id(slot.parent)]
+        self._renamed[id(slot.key)] = new
         items = [(new if k == old else k, v) for k, v in twin.items()]
         twin.clear()
         twin.update(items)
@@ -346,21 +357,22 @@ class Document:
                 raise YamlEditError(f"{what}: two edits overlap", self.path)
             text = text[:start] + replacement + text[end:]
             limit = start
-        if not self.final_break and text.endswith(self.nl):
-            text = text[:-len(self.nl)]
-        result = self.bom + text
-        if result == self.original:
+        # A file without a final line break gets none, unless the edit ends it in a block scalar whose
+        # last line break is part of its value.
+        texts = [text[:-len(self.nl)], text] if not self.final_break and text.endswith(self.nl) else [text]
+        if self.bom + texts[0] == self.original:
             return self.original
         self._apply_list_ops()
-        try:
-            root = compose(text, self.path)
-            got = None if root is None else build(root, self.path)[0]
-        except YamlEditError as exc:
-            raise YamlEditError(f"{what}: the edited file would not read back ({exc.message})", self.path,
-                                exc.line) from None
-        if not same(got, self.expected):
-            raise YamlEditError(f"{what}: could not make this edit without changing something else", self.path)
-        return result
+        for candidate in texts:
+            try:
+                root = compose(candidate, self.path)
+                got = None if root is None else build(root, self.path)[0]
+            except YamlEditError as exc:
+                raise YamlEditError(f"{what}: the edited file would not read back ({exc.message})", self.path,
+                                    exc.line) from None
+            if same(got, self.expected):
+                return self.bom + candidate
+        raise YamlEditError(f"{what}: could not make this edit without changing something else", self.path)
 
     # ---- paths
 
@@ -379,7 +391,7 @@ class Document:
     def _child_slot(self, node: Node, step: Step) -> _Slot | None:
         if isinstance(node, MappingNode) and isinstance(step, (str, int, float, bool)):
             for i, (key, _value) in enumerate(node.value):
-                if isinstance(key, ScalarNode) and scalar_value(key) == step:
+                if isinstance(key, ScalarNode) and (scalar_value(key) == step or key_of(key) == step):
                     return self._slot_of(node, i)
         elif isinstance(node, SequenceNode) and isinstance(step, int) and not isinstance(step, bool):
             if -len(node.value) <= step < len(node.value):
@@ -424,11 +436,15 @@ class Document:
 
     def _expect_at(self, slot: _Slot, value: Any) -> None:
         if slot.key is not None:
-            self._twins[id(slot.parent)][scalar_value(slot.key)] = value
+            self._twins[id(slot.parent)][self._key_now(slot)] = value
         else:
             self._list_op(slot.parent, slot.index, "set", value)
         if isinstance(value, (dict, list)):
             self._twins.pop(id(slot.value), None)
+
+    def _key_now(self, slot: _Slot) -> Any:
+        """The slot's key in the expected data (a key renamed in this batch goes by its new name)."""
+        return self._renamed.get(id(slot.key), key_of(slot.key))
 
     def _list_op(self, seq: SequenceNode, index: int, kind: str, value: Any) -> None:
         twin = self._twins[id(seq)]
@@ -614,6 +630,8 @@ class Document:
         """`head` (ending in `:` or `-`) and the value after it; nested entries at `child`."""
         if isinstance(value, Mapping) and value:
             return [head] + [line for k, v in value.items() for line in self._pair_lines(child, k, v, lay)]
+        if isinstance(value, Flow):
+            return [head + " " + str(inline(list(value), flow=True))]
         if isinstance(value, list) and value:
             lines = [head]
             for n, item in enumerate(value):
@@ -623,10 +641,12 @@ class Document:
             return [head + " {}"]
         if isinstance(value, list):
             return [head + " []"]
+        if value is None:
+            return [head]       # `key:` — nothing written is null
         text = inline(value)
         if text is not None:
             return [head + " " + text]
-        block = block_scalar(str(value), " " * child)
+        block = block_scalar(str(value), child, child - column)
         if block is None:
             return [head + " " + double_quoted(str(value))]
         return [head + " " + block[0]] + block[1:]
@@ -645,6 +665,13 @@ class Document:
     def _delete_lines(self, first: int, end: int) -> None:
         self._splice(self._line_start(first), self._line_start(end) if end < len(self.lines) else len(self.text), "")
 
+    def _open_block(self, node: Node) -> bool:
+        """A `|` / `>` scalar (clip chomping) that ends a file with no final line break."""
+        if self.final_break or not isinstance(node, ScalarNode) or node.style not in ("|", ">"):
+            return False
+        header = self.text[node.start_mark.index:self._line_start(node.start_mark.line + 1)].split("#")[0]
+        return node.end_mark.index >= len(self.text) - len(self.nl) and not any(c in header for c in "+-")
+
     def _keep_last_block_value(self) -> None:
         """A `|` / `>` scalar ending a file that has no final line break has no final line break in
         its value; lines written after it would give it one, so its header says `-` (strip)."""
@@ -652,24 +679,22 @@ class Document:
         while isinstance(node, (MappingNode, SequenceNode)) and node.value and not node.flow_style:
             last = node.value[-1]
             node = last[1] if isinstance(last, tuple) else last
-        if isinstance(node, ScalarNode) and node.style in ("|", ">") and node.end_mark.index >= len(self.text) - len(self.nl):
-            start = node.start_mark.index
-            header = self.text[start:self._line_start(node.start_mark.line + 1)].split("#")[0]
-            if not any(c in header for c in "+-"):
-                at = start + 1
-                while self.text[at:at + 1].isdigit():
-                    at += 1
-                self._splice(at, at, "-")
+        if self._open_block(node):
+            at = node.start_mark.index + 1
+            while self.text[at:at + 1].isdigit():
+                at += 1
+            self._splice(at, at, "-")
 
     def _replace(self, slot: _Slot, value: Any, keep_style: bool, chain: list[Node], block: bool = False) -> None:
         """Write `value` where the slot's value is (`chain`: the nodes from the root to it); `block`:
         a collection value is written in block style even where a flow one was."""
         old, raw = slot.value, value
         value = _bare(value)
-        if slot.parent.flow_style:
-            self._splice(old.start_mark.index, old.end_mark.index, inline(value, True) or double_quoted(str(value)))
-            return
         quote = old.style if keep_style and isinstance(old, ScalarNode) and old.style in QUOTES else None
+        if slot.parent.flow_style:
+            self._splice(old.start_mark.index, old.end_mark.index,
+                         inline(value, True, quote) or double_quoted(str(value)))
+            return
         flow = isinstance(old, (MappingNode, SequenceNode)) and bool(old.flow_style) and not block
         one_line = isinstance(old, (MappingNode, SequenceNode)) and bool(old.flow_style) or \
             isinstance(old, ScalarNode) and old.style not in ("|", ">") and (
@@ -686,7 +711,7 @@ class Document:
         child = column + lay.step if slot.key is not None else old.start_mark.column
         lines = None
         if keep_style and isinstance(old, ScalarNode) and old.style in ("|", ">") and isinstance(value, str):
-            block_lines = block_scalar(value, " " * child, old.style)
+            block_lines = block_scalar(value, child, child - column, old.style)
             lines = None if block_lines is None else [" " + block_lines[0]] + block_lines[1:]
         lines = lines or self._value_lines("", column, child, raw, lay)
         if one_line:   # the header (or nothing) where the value was; what follows it on its line stays
@@ -705,6 +730,9 @@ class Document:
                 holder = self._slot_of(chain[-2], self._index_in(chain[-2], node))
                 self._replace(holder, {key: value} if key is not None else [value], False, chain, block=True)
                 return
+            if isinstance(value, Commented):
+                raise YamlEditError(f"cannot write a comment line above `{key}` inside a flow collection",
+                                    self.path, node.start_mark.line + 1)
             item = inline(_bare(value), True) or double_quoted(str(value))
             if key is not None:
                 item = f"{key_text(key, flow=True)}: {item}"
