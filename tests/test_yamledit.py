@@ -1,14 +1,13 @@
 """The YAML edit kit (bot.yamledit): edits by path, byte-identical outside the edit, verified by a re-read."""
 from __future__ import annotations
 
-import difflib
-
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.yamledit import Commented, Document, YamlEditError, plain
+from test_schema_yaml import _diff as _changed
 
 DBT = """\
 version: 2
@@ -32,16 +31,6 @@ models:
     columns:
       - name: id
 """
-
-
-def _changed(old: str, new: str) -> tuple[list[str], list[str]]:
-    removed, added = [], []
-    for line in difflib.ndiff(old.splitlines(True), new.splitlines(True)):
-        if line.startswith("- "):
-            removed.append(line[2:])
-        elif line.startswith("+ "):
-            added.append(line[2:])
-    return removed, added
 
 
 def _edit(text: str, *ops) -> str:
