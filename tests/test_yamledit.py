@@ -221,3 +221,13 @@ def test_any_text_reads_back_and_nothing_else_moves(value: str, where: str) -> N
     assert got == value
     removed, _added = _changed(DBT, result)
     assert removed in ([], ["    description: 'Orders'\n"], ["        data_tests: [unique, not_null]\n"])
+
+
+def test_inner_and_outer_lists_appended_at_one_place_keep_their_nesting() -> None:
+    """The last semantic model ends where its `measures:` list does: a measure appended to it and a
+    semantic model appended after it go to the same offset, the inner entry first."""
+    text = "semantic_models:\n  - name: orders\n    measures:\n      - name: total\n"
+    doc = Document(text)
+    doc.append(("semantic_models",), {"name": "trial", "measures": [{"name": "n"}]})
+    doc.append(("semantic_models", {"name": "orders"}, "measures"), {"name": "count"})
+    assert doc.result() == text + "      - name: count\n  - name: trial\n    measures:\n      - name: 'n'\n"

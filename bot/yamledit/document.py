@@ -90,7 +90,7 @@ class Document:
         else:
             self.expected, self._twins = build(self.root, path)
         self._data: Any = None
-        self._edits: list[tuple[int, int, str, int]] = []
+        self._edits: list[tuple[int, int, str, int, int]] = []   # start, end, text, rank, order
         self._list_ops: dict[int, tuple[list, list[tuple[int, int, str, Any]]]] = {}
         self._lines: list[str] | None = None
         self._starts: list[int] = []
@@ -352,7 +352,7 @@ class Document:
         if not self._edits:
             return self.original
         text, limit = self.text, len(self.text) + 1
-        for start, end, replacement, _n in sorted(self._edits, key=lambda e: (e[0], e[1], e[3]), reverse=True):
+        for start, end, replacement, _r, _n in sorted(self._edits, key=lambda e: e[:2] + e[3:], reverse=True):
             if end > limit:
                 raise YamlEditError(f"{what}: two edits overlap", self.path)
             text = text[:start] + replacement + text[end:]
@@ -653,14 +653,15 @@ class Document:
 
     # ---- splicing
 
-    def _splice(self, start: int, end: int, text: str) -> None:
-        self._edits.append((start, end, text, len(self._edits)))
+    def _splice(self, start: int, end: int, text: str, rank: int = 0) -> None:
+        """Insertions at one offset land in `rank` order, then in the order they were made."""
+        self._edits.append((start, end, text, rank, len(self._edits)))
 
-    def _insert_lines(self, at_line: int, lines: list[str]) -> None:
+    def _insert_lines(self, at_line: int, lines: list[str], rank: int = 0) -> None:
         offset = self._line_start(at_line) if at_line < len(self.lines) else len(self.text)
         if offset == len(self.text) and not self.final_break:
             self._keep_last_block_value()
-        self._splice(offset, offset, "".join(line + self.nl for line in lines))
+        self._splice(offset, offset, "".join(line + self.nl for line in lines), rank)
 
     def _delete_lines(self, first: int, end: int) -> None:
         self._splice(self._line_start(first), self._line_start(end) if end < len(self.lines) else len(self.text), "")
@@ -765,7 +766,7 @@ class Document:
         else:
             at = self._leading_start(self._slot_of(node, position))
             lines = lines + ([""] if separate else [])
-        self._insert_lines(at, lines)
+        self._insert_lines(at, lines, -column)   # an entry of an inner collection before one of an outer
 
     def _separated(self, node: Node) -> bool | None:
         if not isinstance(node, (MappingNode, SequenceNode)) or node.flow_style or len(node.value) < 2:
