@@ -231,3 +231,24 @@ def test_inner_and_outer_lists_appended_at_one_place_keep_their_nesting() -> Non
     doc.append(("semantic_models",), {"name": "trial", "measures": [{"name": "n"}]})
     doc.append(("semantic_models", {"name": "orders"}, "measures"), {"name": "count"})
     assert doc.result() == text + "      - name: count\n  - name: trial\n    measures:\n      - name: 'n'\n"
+
+
+def test_a_document_of_only_comments_gets_its_keys_below_them() -> None:
+    doc = Document("# properties for marts\n")
+    doc.set(("version",), 2)
+    doc.set(("models",), [{"name": "orders"}])
+    assert doc.result() == "# properties for marts\nversion: 2\nmodels:\n  - name: orders\n"
+
+
+def test_update_makes_the_fewest_edits() -> None:
+    doc = Document(DBT)
+    entry = doc.get(("models", 1))
+    entry = {"name": "customers", "description": "People", **{k: v for k, v in entry.items() if k != "name"}}
+    entry["config"]["materialized"] = "view"
+    entry["columns"].append({"name": "email"})
+    doc.update(("models", 1), entry)
+    result = doc.result()
+    assert _changed(DBT, result) == (["    config: {materialized: table}\n"],
+                                     ["    description: People\n", "    config: {materialized: view}\n",
+                                      "      - name: email\n"])
+    assert result.index("description: People") < result.index("config:")

@@ -285,17 +285,14 @@ def upsert_columns_changes(text: str | None, columns: Sequence[ColumnDoc]) -> tu
     reports a field as documented only when its entry changed."""
     if not columns:
         return text or "", set()
-    start = text or ""
-    file = _File(start)
-    if file.doc.root is None:   # new, or only comments: keep them
-        start = (start if not start or start.endswith("\n") else start + "\n") + "version: 2\n"
-        file = _File(start)
+    file = _File(text or "")
+    if file.doc.root is None:   # new, or only comments (kept above it)
+        file.doc.set(("version",), 2)
     batch = _Batch(file)
     for doc in columns:
         batch.add(doc)
     changed = batch.apply()
-    result = file.result("documenting columns")
-    return (text if result is start and text else result), changed
+    return file.result("documenting columns"), changed
 
 
 def remove_column(text: str, model: str, column: str) -> str:

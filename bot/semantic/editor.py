@@ -52,7 +52,7 @@ from bot.semantic.rewrite import (
     SIMPLE_IDENT, SPLICE_SAFE, case_like, field_ref_matches, is_own_column, own_column_style, rewrite_bare_columns,
     rewrite_field_refs, rewrite_table_refs,
 )
-from bot.yamledit import Commented, Document, Flow, Path, YamlEditError, key_text, printable
+from bot.yamledit import Commented, Document, Flow, Path, YamlEditError, printable
 
 __all__ = [
     "add_dimension", "set_description", "rename_column_refs", "rename_field", "rename_field_refs",

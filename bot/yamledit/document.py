@@ -181,7 +181,7 @@ class Document:
         parents, last = self._walk(path[:-1]), path[-1]
         if self.root is None and len(path) == 1:
             self._insert_lines(len(self.lines), self._pair_lines(0, last, value, self._layout([])))
-            self.expected = {last: _bare(value)}
+            self.expected = {**(self.expected or {}), last: _bare(value)}
             return
         if not parents:
             raise YamlEditError(f"no `{_show(path[:-1])}` to set `{last}` in", self.path)
@@ -341,10 +341,6 @@ class Document:
         if not self.is_comment(index):
             raise YamlEditError("only comment lines can be removed as lines", self.path, index + 1)
         self._delete_lines(index, index + 1)
-
-    def replace_text(self, start: int, end: int, text: str) -> None:
-        """A raw splice of the original text, for edits the data does not see (a block header)."""
-        self._splice(start, end, text)
 
     def result(self, what: str = "editing") -> str:
         """The edited text, once its re-read equals the expected data; the original (the very same
