@@ -252,3 +252,13 @@ def test_update_makes_the_fewest_edits() -> None:
                                      ["    description: People\n", "    config: {materialized: view}\n",
                                       "      - name: email\n"])
     assert result.index("description: People") < result.index("config:")
+
+
+def test_an_alias_bomb_is_refused_with_a_line_before_anything_is_expanded() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 8)] + ["models: []"]
+    with pytest.raises(YamlEditError) as info:
+        Document("\n".join(lines) + "\n", "bomb.yml")
+    assert "aliases expand" in info.value.message and info.value.line is not None and info.value.file == "bomb.yml"
+    shared = Document("d: &d {materialized: table}\nm: *d\n")
+    assert shared.data == {"d": {"materialized": "table"}, "m": {"materialized": "table"}}

@@ -16,7 +16,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bot.errors import LayersyncError
-from bot.yamlbounds import bounded
+from bot.yamlbounds import AliasExpansionError, bounded
 
 __all__ = ["MappingNode", "Node", "ScalarNode", "SequenceNode", "YamlEditError", "build", "compose", "plain", "same",
            "key_of", "scalar_value"]
@@ -92,8 +92,12 @@ def build(node: Node, path: str | None = None) -> tuple[Any, dict[int, Any]]:
     """`plain(node)` and, for every collection node, the container built for it (by the node's id)."""
     built: dict[int, Any] = {}
     data = _from_node(node, built, path)
-    if built.pop(_ALIASED, False):   # without aliases nothing is shared: the size is the document's
-        bounded(data)
+    aliased = built.pop(_ALIASED, None)
+    if aliased is not None:          # without aliases nothing is shared: the size is the document's
+        try:
+            bounded(data)
+        except AliasExpansionError as exc:
+            raise YamlEditError(exc.problem, path, exc.line or aliased) from None
     return data, built
 
 
@@ -125,7 +129,7 @@ _ALIASED = -1   # key of `built` set when a node was met twice (an alias)
 
 def _from_node(node: Node, built: dict[int, Any], path: str | None) -> Any:
     if id(node) in built:
-        built[_ALIASED] = True
+        built.setdefault(_ALIASED, node.start_mark.line + 1)   # the line of the first anchor aliased
         return built[id(node)]
     if isinstance(node, ScalarNode):
         convert = _SCALARS.get(node.tag)
