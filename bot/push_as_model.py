@@ -20,7 +20,6 @@ import tempfile
 from dataclasses import dataclass, field as dc_field
 from datetime import date, datetime
 from decimal import Decimal
-from io import StringIO
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -41,6 +40,7 @@ from bot.translate import measure_sql
 from bot.translate.measure_sql import GroupBy, MeasureQuery, MeasureUnsupported, dbt_ref, quote_reserved
 from bot.translate.push import MAX_COLUMN_BYTES, PushedField, PushPlan, Skipped
 from bot.untrusted import quote
+from bot.yamledit import Document
 from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 MODEL_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -257,13 +257,10 @@ def _properties(name: str, view: View, query: MeasureQuery, groups: list[GroupBy
                                "group_by": [g.field + (f":{g.grain}" if g.grain else "") for g in groups]}},
         "columns": columns,
     }]}
-    yaml = YAML()
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    out = StringIO()
-    yaml.dump(document, out)
-    return out.getvalue()
+    doc = Document("", f"{name}.yml")
+    for key, value in document.items():
+        doc.set((key,), value)
+    return doc.result(f"writing the properties of model {name}")
 
 
 def _said(field: Field) -> str:

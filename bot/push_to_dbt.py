@@ -20,6 +20,7 @@ from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace, repo_remote
 from bot.selection import Selection, format_at, model_reader, select_changed, select_named
+from bot.translate import compiled
 from bot.translate.metrics import PushedMetric
 from bot.translate.push import FieldRequest, PushedField, PushPlan, PushPlanner, Skipped
 
@@ -281,7 +282,8 @@ class _InRepo:
 def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], config: Config, base_store: Any,
                     profiles_dir: Path | None, log: Callable[[str], None],
                     semantic: Callable[[], Any] | None = None) -> PushPlan:
-    """Plan, then let dbt judge; fields on models dbt rejects are dropped and the rest re-planned.
+    """Plan, then let dbt judge; fields on models dbt rejects, and fields whose column dbt compiles to
+    something else than the field computes (bot.translate.compiled), are dropped and the rest re-planned.
     The plan's paths are the dbt project's (`dbt_path` is its folder in the checkout)."""
     excluded: dict[str, Skipped] = {}
     project_dir = ws.root / dbt_path if dbt_path else ws.root
@@ -302,7 +304,12 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
         finally:
             ws.discard(written)
         if check.ok:
-            return plan
+            # dbt accepted the SQL; now what it means, read from dbt's compiled SQL (macros rendered)
+            changed = compiled.problems(plan, project.compiled_code(plan.models), config.dbt_dialect)
+            if not changed:
+                return plan
+            excluded.update((s.id, s) for s in changed)
+            continue
         blamed = check.failing_models or set(plan.models)
         reason = "dbt rejected the edit: " + " / ".join(check.errors[:6])
         for p in plan.pushed:

@@ -42,11 +42,12 @@ def test_new_dimension_becomes_a_column_on_a_branch_with_a_pr(repos) -> None:
     assert [(p.id, p.model, p.column, p.action) for p in result.pushed] == [
         ("orders.is_large_order", "orders", "is_large_order", "added")]
     assert result.pushed[0].dbt_sql == "amount > 20"
-    # The model: one line changed (the new column); the rest byte-identical.
+    # The model: the final `select *` opened up one column per line, as the file writes its lists; the rest
+    # byte-identical.
     before, after = repos.dbt_file("main", ORDERS_SQL), repos.dbt_file(result.branch, ORDERS_SQL)
     added, removed = added_and_removed(before, after)
     assert removed == ["select * from final"]
-    assert added == ["select *, amount > 20 as is_large_order from final"]
+    assert added == ["select", "    *,", "    amount > 20 as is_large_order", "from final"]
     # The YAML: the column entry added, nothing else touched.
     added, removed = added_and_removed(repos.dbt_file("main", MARTS_YML), repos.dbt_file(result.branch, MARTS_YML))
     assert removed == []
