@@ -38,6 +38,7 @@ def test_demo_pushes_builds_and_verifies_values(demo) -> None:
     assert "MISMATCH" not in out
     # The measure became a MetricFlow metric, its numbers equal to the BI definition's, in total and by group.
     assert "-> metric orders_large_order_revenue in semantic model orders (simple, added)" in out
+    assert "-> metric orders_large_order_share in semantic model orders (ratio, added)" in out
     assert re.search(r"✓ total: dbt (\S+)  bi \1\n", out) and "✗" not in out
     assert "pushed   omni_dbt_marts__orders.is_large_order -> orders.is_large_order (added)" in out
     assert out.rstrip().splitlines()[-1].startswith("demo ok")

@@ -73,6 +73,9 @@ OMNI_ORDERS_MEASURE = """\
     filters:
       is_large_order:
         is: true
+  large_order_share:
+    label: Share of revenue from large orders
+    sql: ${omni_dbt_marts__orders.large_order_revenue} / NULLIF(${omni_dbt_marts__orders.revenue}, 0)
 """
 OMNI_CUSTOMERS_EDIT = """\
   customer_tier:
@@ -216,8 +219,10 @@ def run_demo(workdir: Path | None = None, layout: str = "omni") -> int:
     commit = analyst_edit(semantic, layout)
     orders, customers = ("omni_dbt_marts__orders", "omni_dbt_marts__customers") if layout == "omni" else \
         ("orders", "customers")
+    measures = f"{orders}.large_order_revenue (a measure)" + (f", {orders}.large_order_share (a ratio of two)"
+                                                              if layout == "omni" else "")
     print(f"analyst committed {commit[:12]} to the semantic layer: {orders}.is_large_order, {orders}.order_size, "
-          f"{orders}.large_order_revenue (a measure), {customers}.customer_tier\n")
+          f"{measures}, {customers}.customer_tier\n")
     state = root / "state.sqlite"
     forge = LocalForge(state)
     progress.current().done()
