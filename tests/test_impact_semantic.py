@@ -27,6 +27,16 @@ measures:
   customers:
     sql: ${TABLE}.customer_id
     aggregate_type: count_distinct
+  completed_count:
+    aggregate_type: count
+    filters:
+      status:
+        is: completed
+  completed_share:
+    sql: ${completed_count} / NULLIF(${count}, 0)
+  statuses:
+    sql: ${TABLE}.status
+    aggregate_type: list
 """
 
 
@@ -86,3 +96,18 @@ def test_a_view_on_a_model_new_in_dev_is_checked_and_its_measures_have_no_prod_v
     totals = {v.measure: v for v in diff.values if v.dimension is None}
     assert totals["count"].prod is None and totals["count"].dev == 100 and totals["count"].delta is None
     assert {v.dimension for v in diff.values} == {None, "status", "is_big"}
+
+
+def test_filtered_and_ratio_measures_are_the_bi_tools_numbers_and_a_list_is_no_breakage(warehouse) -> None:
+    """Impact computes measures as the BI tool does (the same SQL as parity checks): a filtered count
+    counts only its rows, a ratio divides two measures, and a `list` (no SQL can aggregate it the same
+    way everywhere) is neither compared nor reported broken."""
+    view = OmniYamlReader().read(VIEW, "views/orders.view.yaml")
+    diff = semantic_diff(warehouse, [view], {"orders": "orders"}, "prod", "dev")
+    totals = {v.measure: v for v in diff.values if v.dimension is None}
+    completed = sum(1 for i in range(100) if i % 3 == 0)
+    assert (totals["completed_count"].prod, totals["completed_count"].dev) == (completed, completed)
+    assert totals["completed_share"].prod == pytest.approx(completed / 100)
+    by_status = {v.group: v for v in diff.values if v.dimension == "status" and v.measure == "completed_count"}
+    assert by_status["placed"].prod == 0 and by_status["completed"].prod == completed
+    assert "statuses" not in totals and "orders.statuses" not in {b.id for b in diff.broken}

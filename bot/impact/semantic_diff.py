@@ -8,13 +8,11 @@ from typing import Any, Iterable
 
 from sqlglot import exp
 
-from bot.errors import LayersyncError
-from bot.semantic.model import Field, View
+from bot.semantic.model import Field, SemanticModel, View
 from bot.semantic.refs import Resolver
+from bot.translate.measure_sql import MeasureUnsupported, measure_query
 from bot.warehouse.base import Warehouse
 
-AGGREGATES = {"sum": "SUM", "count": "COUNT", "count_distinct": "COUNT", "average": "AVG", "avg": "AVG",
-              "min": "MIN", "max": "MAX", "median": "MEDIAN"}
 MAX_GROUP_VALUES = 12
 
 
@@ -64,25 +62,35 @@ def _expression(view: View, item: Field, dialect: str) -> exp.Expression:
     return Resolver(view, dialect).resolve(replace(item, kind="dimension"))
 
 
-def measure_expression(view: View, measure: Field, dialect: str) -> exp.Expression:
-    kind = (measure.aggregate_type or "sum").lower()
-    if kind not in AGGREGATES:
-        raise LayersyncError(f"aggregate_type `{kind}` is not supported", measure.location.file, measure.location.line)
-    inner = _expression(view, measure, dialect)
-    if kind == "count_distinct":
-        inner = exp.Distinct(expressions=[inner])
-    return exp.func(AGGREGATES[kind], inner) if kind != "count" or not isinstance(inner, exp.Star) \
-        else exp.Count(this=exp.Star())
+def _alone(view: View) -> SemanticModel:
+    """The view as a model of its own: impact compares one view's numbers on one relation per side."""
+    return SemanticModel(format="", views={view.name: view})
+
+
+def measure_select(view: View, measures: list[Field], schema: str, table: str, dialect: str,
+                   dimension: Field | None = None) -> exp.Select:
+    """The measures as the BI tool computes them (`bot.translate.measure_sql`: filters, every
+    aggregate type, measures over measures), over `schema.table`, grouped by `dimension` first."""
+    query = measure_query(_alone(view), view, measures, [dimension.name] if dimension is not None else [],
+                          relation=lambda _: _table(schema, table), read_dialect=dialect, order=False)
+    return query.select
+
+
+def _computable(view: View, measure: Field, dialect: str) -> bool:
+    """False for a measure no BI SQL can be built for whatever the data (a `list`, an unknown type):
+    nothing the PR broke, so neither compared nor reported."""
+    try:
+        measure_select(view, [measure], "s", "t", dialect)
+    except MeasureUnsupported as exc:
+        return exc.code != "aggregate-type"
+    except Exception:  # noqa: BLE001 - other failures are the field's to report as broken
+        return True
+    return True
 
 
 def _select(view: View, measures: list[Field], schema: str, table: str, dialect: str,
             dimension: Field | None = None) -> str:
-    projections = [measure_expression(view, m, dialect).as_(f"m{i}") for i, m in enumerate(measures)]
-    query = exp.select(*projections).from_(_table(schema, table))
-    if dimension is not None:
-        query = exp.select(_expression(view, dimension, dialect).as_("g"), *projections).from_(
-            _table(schema, table)).group_by(exp.column("g") if dialect == "duckdb" else exp.Literal.number(1))
-    return query.sql(dialect=dialect)
+    return measure_select(view, measures, schema, table, dialect, dimension).sql(dialect=dialect)
 
 
 def _number(value: Any) -> float | None:
@@ -115,10 +123,12 @@ def broken_fields(wh: Warehouse, view: View, schema: str, table: str, dialect: s
     """Fields whose SQL no longer compiles or runs against `schema` (checked with LIMIT 0)."""
     broken = []
     for item in view.fields.values():
+        if item.kind == "measure" and not _computable(view, item, dialect):
+            continue
         try:
-            expression = measure_expression(view, item, dialect) if item.kind == "measure" else \
-                _expression(view, item, dialect)
-            wh.query(exp.select(expression).from_(_table(schema, table)).limit(0).sql(dialect=dialect))
+            query = measure_select(view, [item], schema, table, dialect) if item.kind == "measure" else \
+                exp.select(_expression(view, item, dialect)).from_(_table(schema, table))
+            wh.query(query.limit(0).sql(dialect=dialect))
         except Exception as exc:  # noqa: BLE001 - any failure means the field is broken on dev
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             broken.append(BrokenField(item.id, item.location.file, item.location.line, message))
@@ -145,7 +155,8 @@ def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str | 
         result.views.append(view.name)
         result.broken.extend(broken_fields(wh, view, dev_schema, table, dialect))
         broken_ids = {b.id for b in result.broken}
-        measures = [m for m in view.fields.values() if m.kind == "measure" and m.id not in broken_ids]
+        measures = [m for m in view.fields.values() if m.kind == "measure" and m.id not in broken_ids
+                    and _computable(view, m, dialect)]
         if not measures:
             continue
         usual = prod_side or (dev_schema, table)          # groupings a BI user knows: prod's when it has them
