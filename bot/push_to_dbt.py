@@ -5,17 +5,19 @@ command do exactly the same thing.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass, field as dc_field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from bot import pr_body
 from bot.config import CONFIG_FILE, Config, ref_format_problem
 from bot import repo_paths
 from bot.dbt.project import DbtProject, DirStore, project_store
-from bot.dbt.runner import check_project
+from bot.dbt.runner import DbtCheck, EmptyBuild, check_project
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace, repo_remote
@@ -38,6 +40,9 @@ class PushRequest:
     origin: tuple[str, int] | None = None # the semantic issue/PR that asked (repo, number)
     semantic_path: str = ""               # the semantic model's folder in its repo ("": the root)
     dbt_path: str = ""                    # the dbt project's folder in its repo ("": the root)
+    warehouse: str | None = None          # the check builds touched models (zero rows) here: DuckDB path or DSN
+    prod_schema: str = "prod"             # …deferring unchanged parents to prod, read, never written
+    prod_state: Path | None = None        # prod's manifest.json (default: `dbt parse` of the base as prod)
 
 
 @dataclass
@@ -50,6 +55,7 @@ class PushResult:
     pushed: list[PushedField] = dc_field(default_factory=list)
     skipped: list[Skipped] = dc_field(default_factory=list)
     message: str = ""
+    check: DbtCheck | None = None         # dbt's verdict on the pushed edit (None: nothing was checked)
 
     @property
     def exit_code(self) -> int:
@@ -69,6 +75,7 @@ class PushResult:
             "skipped": [{"field": s.id, "file": s.file, "line": s.line, "reason": s.reason, "code": s.code}
                         for s in self.skipped],
             "message": self.message,
+            "check": None if self.check is None else pr_body.check_facts(self.check),
         }
 
 
@@ -190,13 +197,24 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
             result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
             result.message = "dry run: nothing written"
             return result
-        plan = in_repo.plan(_plan_and_check(ws, request.dbt_path, selection.requests, config, base_store,
-                                            request.profiles_dir, log, selection.semantic))
-        result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
+        checked, check = _plan_and_check(ws, request.dbt_path, selection.requests, config, base_store,
+                                         request, log, selection.semantic, branch)
+        plan = in_repo.plan(checked)
+        result.pushed, result.skipped, result.check = plan.pushed, result.skipped + plan.skipped, check
         changed = [p for p in plan.pushed if p.action != "unchanged"]
         if not plan.pushed or (not existed and not changed):
             result.message = ("nothing pushed: " + "; ".join(s.reason for s in plan.skipped)
                               if not plan.pushed else "dbt already has these columns; no branch needed")
+            return result
+        # The PR tells what it changes against its base, whatever earlier runs already pushed.
+        pushed_ids = {p.id for p in plan.pushed}
+        described = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
+                                             semantic=selection.semantic).plan(
+            [r for r in selection.requests if r.field.id in pushed_ids])).pushed
+        if not changed and all(p.action == "unchanged" for p in described):
+            # A rerun after the PR merged: the branch holds nothing the base lacks, so no PR (not an
+            # empty duplicate of the merged one).
+            result.message = f"the fields are already in the base branch `{base}`: no PR opened"
             return result
         ws.write(plan.files)
         message = _commit_message(plan.pushed, semantic_label, head)
@@ -205,15 +223,15 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
             ws.push(branch)
             log(f"pushed {branch} ({result.commit[:12]}) to {forge_repo}")
         result.branch = branch
-        # The PR tells what it changes against its base, whatever earlier runs already pushed.
-        pushed_ids = {p.id for p in plan.pushed}
-        described = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
-                                             semantic=selection.semantic).plan(
-            [r for r in selection.requests if r.field.id in pushed_ids])).pushed
+        if check is None and config.dbt_check:     # a rerun: the branch's edits were checked when pushed
+            earlier = forge.find_pr_by_head(forge_repo, branch)
+            check_note = pr_body.read_hidden_json(earlier.body if earlier else None, "check")
+        else:
+            check_note = pr_body.check_facts(check) if check is not None else None
         body = pr_body.render(branch=branch, pushed=described, skipped=result.skipped,
                               semantic_repo=semantic_label,
                               semantic_commit=head, dbt_checked=config.dbt_check,
-                              origin=request.origin)
+                              origin=request.origin, check=check_note)
         result.pr, result.pr_created = forge.open_or_update_pr(forge_repo, head=branch, base=base,
                                                                title=pr_body.title(described), body=body)
         result.message = (f"{'opened' if result.pr_created else 'updated'} PR #{result.pr.number}"
@@ -257,35 +275,115 @@ class _InRepo:
 
 
 def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], config: Config, base_store: Any,
-                    profiles_dir: Path | None, log: Callable[[str], None],
-                    semantic: Callable[[], Any] | None = None) -> PushPlan:
+                    request: PushRequest, log: Callable[[str], None],
+                    semantic: Callable[[], Any] | None = None,
+                    branch: str = "") -> tuple[PushPlan, DbtCheck | None]:
     """Plan, then let dbt judge; fields on models dbt rejects are dropped and the rest re-planned.
-    The plan's paths are the dbt project's (`dbt_path` is its folder in the checkout)."""
+    The plan's paths are the dbt project's (`dbt_path` is its folder in the checkout). Returns the
+    plan and dbt's last verdict (None when nothing needed checking)."""
     excluded: dict[str, Skipped] = {}
     project_dir = ws.root / dbt_path if dbt_path else ws.root
     project = DbtProject(DirStore(project_dir))
-    while True:  # each failed round excludes at least one field, so this ends
-        live = [r for r in requests if r.field.id not in excluded]
-        planner = PushPlanner(DirStore(project_dir), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
-                              base_store=base_store, semantic=semantic)
-        plan = planner.plan(live)
-        plan.skipped.extend(excluded.values())
-        if not plan.files or not config.dbt_check:
-            return plan
-        written = [repo_paths.join(dbt_path, p) for p in plan.files]
-        ws.write({repo_paths.join(dbt_path, p): t for p, t in plan.files.items()})
+    with _check_warehouse(request, config, project_dir, project.profile, branch, log) as empty:
+        while True:  # each failed round excludes at least one field, so this ends
+            live = [r for r in requests if r.field.id not in excluded]
+            planner = PushPlanner(DirStore(project_dir), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
+                                  base_store=base_store, semantic=semantic)
+            plan = planner.plan(live)
+            plan.skipped.extend(excluded.values())
+            if not plan.files or not config.dbt_check:
+                return plan, None
+            written = [repo_paths.join(dbt_path, p) for p in plan.files]
+            ws.write({repo_paths.join(dbt_path, p): t for p, t in plan.files.items()})
+            try:
+                check = check_project(project_dir, plan.models, profile=project.profile,
+                                      profiles_dir=request.profiles_dir, log=log, build=empty)
+            finally:
+                ws.discard(written)
+            if not check.ok and empty is not None and check.failing_models:
+                check = _not_the_edits(check, project_dir, project.profile, empty, log)
+            if check.ok:
+                return plan, check
+            blamed = check.failing_models or set(plan.models)
+            reason = "dbt rejected the edit: " + " / ".join(check.errors[:6])
+            for p in plan.pushed:
+                if p.model in blamed and p.action != "unchanged":
+                    excluded[p.id] = Skipped(p.id, p.file, p.line, reason, "dbt-error")
+
+
+def _not_the_edits(check: DbtCheck, project_dir: Path, profile: str, empty: EmptyBuild,
+                   log: Callable[[str], None]) -> DbtCheck:
+    """A model that fails the empty build without the edit too, in the warehouse (a source the
+    check's warehouse lacks, SQL only the team's warehouse runs), is not the edit's fault: it is
+    reported as not bound. A model that does not even compile stays a failure, as `dbt compile` said."""
+    before = check_project(project_dir, sorted(check.failing_models), profile=profile, log=log, build=empty)
+    if before.ok:
+        return check
+    also = {m for m in (before.failing_models | set(before.unbound)) & check.failing_models
+            if not any(e.startswith(f"{m}: Compilation Error") for e in before.errors)}
+    if not before.failing_models and not before.unbound:      # the branch does not parse without the edit
+        also = set()
+    if not also:
+        return check
+    reason = _first([e for e in before.errors if any(e.startswith(f"{m}: ") for m in also)])
+    unbound = {**check.unbound, **{m: f"fails without this edit too: {reason}" for m in sorted(also)}}
+    failing = check.failing_models - also
+    errors = [e for e in check.errors if not any(e.startswith(f"{m}: ") for m in also)]
+    return replace(check, ok=not failing, failing_models=failing, errors=errors if failing else [], unbound=unbound)
+
+
+def _first(errors: list[str]) -> str:
+    """The warehouse's own words of dbt's first error (`Catalog Error: …`), not its `Runtime Error in
+    model x (path)` heading."""
+    for error in errors:
+        lines = [line.strip() for line in error.split("\n") if line.strip()]
+        words = [line for line in lines[1:] if " Error" in line or line.endswith("!")] or lines
+        if words:
+            return words[0]
+    return "it does not build there"
+
+
+@contextlib.contextmanager
+def _check_warehouse(request: PushRequest, config: Config, project_dir: Path, profile: str, branch: str,
+                     log: Callable[[str], None]) -> Iterator[EmptyBuild | None]:
+    """Where the push check builds the touched models with zero rows, or None (a static check only).
+
+    The configured warehouse (`request.warehouse`): a scratch schema of its own per branch, deferring
+    unchanged parents to prod's relations (prod's manifest: the given state, else `dbt parse` of the
+    base as prod; bot.impact.prod) — prod is only read — and dropped afterwards. Without one, a scratch
+    DuckDB of layersync's own when the project is DuckDB SQL and no profiles dir of the team's is
+    given. Otherwise there is nothing to bind columns against, and the PR says so."""
+    if not config.dbt_check:
+        yield None
+        return
+    if request.warehouse is None:
+        embedded = request.profiles_dir is None and config.dbt_dialect == "duckdb"
+        yield EmptyBuild() if embedded else None
+        return
+    from bot.impact.build import Target, dev_schema_name, drop_schema, reading_schema
+    from bot.impact.prod import ProdEnv, prepare_prod
+
+    target = Target.parse(request.warehouse)
+    state: Path | None = None
+    schemas = {request.prod_schema}
+    try:
+        prod = prepare_prod(project_dir, target, ProdEnv(schema=request.prod_schema, state=request.prod_state),
+                            log=log)
+        state, schemas = prod.manifest, schemas | set(prod.schemas)
+    except RepoError as error:        # no prod to defer to: the parents are built too, with zero rows
+        log(f"the push check builds the parents too: {error}")
+    schema = dev_schema_name(f"check_{_short_hash(branch or request.prod_schema)}", "layersync_{number}",
+                             protected=schemas)
+    with tempfile.TemporaryDirectory(prefix="layersync-check-profiles-") as tmp:
+        target.write_profile(Path(tmp), profile, schema)
         try:
-            check = check_project(project_dir, plan.models, profile=project.profile, profiles_dir=profiles_dir,
-                                  log=log)
+            with reading_schema(target, request.prod_schema):
+                yield EmptyBuild(Path(tmp), state, f"schema `{schema}` of {target.describe()}")
         finally:
-            ws.discard(written)
-        if check.ok:
-            return plan
-        blamed = check.failing_models or set(plan.models)
-        reason = "dbt rejected the edit: " + " / ".join(check.errors[:6])
-        for p in plan.pushed:
-            if p.model in blamed and p.action != "unchanged":
-                excluded[p.id] = Skipped(p.id, p.file, p.line, reason, "dbt-error")
+            try:
+                drop_schema(target, schema, schemas, prod_schema=request.prod_schema)
+            except Exception as error:  # noqa: BLE001 - a scratch schema left behind is not the push's failure
+                log(f"could not drop the check's scratch schema {schema}: {error}")
 
 
 def _commit_message(pushed: list[PushedField], semantic_repo: str, head: str) -> str:
