@@ -42,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--base", metavar="BRANCH", help="dbt branch the PR targets (default: the remote's default)")
     push.add_argument("--dialect", help="SQL dialect of the semantic layer (default: layersync.yml, else duckdb)")
     push.add_argument("--dbt-dialect", help="SQL dialect of the dbt project (default: layersync.yml, else duckdb)")
-    push.add_argument("--profiles-dir", type=Path, help="dbt profiles dir for the check (default: in-memory DuckDB)")
+    push.add_argument("--profiles-dir", type=Path, help="dbt profiles dir for a static check (`dbt compile`); "
+                      "default: the touched models are built with zero rows in a scratch DuckDB")
+    push.add_argument("--warehouse", metavar="PATH|DSN",
+                      help="build the touched models with zero rows in a scratch schema of this DuckDB file or "
+                           "postgresql:// DSN, reading unchanged parents from prod (never written)")
+    _prod_options(push, "default: dbt parse of the base branch", schema_default="prod")
     push.add_argument("--state-db", type=Path, default=None,
                       help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
     push.add_argument("--json", action="store_true", help="print a machine-readable result")
@@ -136,7 +141,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     forge = LocalForge(args.state_db or default_state_db())
     request = PushRequest(semantic_repo=args.semantic_repo, dbt_repo=args.dbt_repo, fields=args.field,
                           since=args.since, base=args.base, dialect=args.dialect, dbt_dialect=args.dbt_dialect,
-                          profiles_dir=args.profiles_dir, semantic_path=semantic_path, dbt_path=dbt_path)
+                          profiles_dir=args.profiles_dir, semantic_path=semantic_path, dbt_path=dbt_path,
+                          warehouse=args.warehouse, prod_schema=args.prod_schema, prod_state=args.prod_state)
     def log(line: str) -> None:
         if args.verbose:
             print(f"  dbt | {line}", file=sys.stderr)

@@ -46,7 +46,7 @@ def _inline(text: str | None) -> str:
 def check_facts(check: DbtCheck) -> dict[str, Any]:
     """What dbt's check established, kept in the PR (hidden) so a rerun that checks nothing new
     still tells the reviewer how the branch's edits were checked."""
-    return {"how": check.how, "where": check.where, "bound": check.bound,
+    return {"how": check.how, "where": check.where, "bound": check.bound, "models": list(check.models),
             "unbound": dict(sorted(check.unbound.items()))}
 
 
@@ -55,17 +55,23 @@ def check_lines(check: dict[str, Any] | None, dbt_checked: bool = True) -> list[
     if not dbt_checked:
         return ["_Not checked with dbt (`dbt_check: false` in layersync.yml)._"]
     if not isinstance(check, dict) or not check.get("how"):
-        return ["_Checked with dbt when these edits were pushed._"]
+        return ["_Not checked again: the branch already held these edits (see its earlier runs)._"]
     how = str(check["how"])
     unbound = check.get("unbound") if isinstance(check.get("unbound"), dict) else {}
-    if check.get("bound"):
+    models = [str(m) for m in check.get("models") or []]
+    reasons = [f"- `{m}`: {str(why).replace(chr(10), ' ')}" for m, why in unbound.items()]
+    if check.get("bound") and (not models or set(models) - set(unbound)):
         lines = [f"_Checked before it was pushed: `dbt {how}` of the touched models (zero rows) in "
                  f"{check.get('where') or 'a warehouse'}: dbt bound every column they read._"]
         if unbound:
-            lines[0] = lines[0].replace("every column they read", "the columns of the others")
-            lines += ["", "**Only a static check ran for** (the check could not build them):", ""]
-            lines += [f"- `{m}`: {str(why).replace(chr(10), ' ')}" for m, why in unbound.items()]
+            lines[0] = lines[0].replace("the touched models", "the touched models "
+                                        + ", ".join(f"`{m}`" for m in models if m not in unbound))
+            lines += ["", "**Only a static check ran for** (the check could not build them):", "", *reasons]
         return lines
+    if check.get("bound"):              # built, but none of the touched models could be judged there
+        return [f"_Only a static check ran: `dbt compile` of the touched models. `dbt {how}` in "
+                f"{check.get('where') or 'a warehouse'} could not build them, so the columns they read were "
+                "not checked:_", "", *reasons]
     return [f"_Only a static check ran: `dbt {how}` of the touched models, after dbt parsed the whole project. "
             "No warehouse was available to build them in, so the columns they read were not checked: "
             "a column the model does not have shows only when the branch is built._"]

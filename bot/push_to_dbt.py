@@ -17,7 +17,7 @@ from bot import pr_body
 from bot.config import CONFIG_FILE, Config, ref_format_problem
 from bot import repo_paths
 from bot.dbt.project import DbtProject, DirStore, project_store
-from bot.dbt.runner import DbtCheck, EmptyBuild, check_project
+from bot.dbt.runner import DbtCheck, EmptyBuild, check_project, warehouse_words
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace, repo_remote
@@ -333,14 +333,7 @@ def _not_the_edits(check: DbtCheck, project_dir: Path, profile: str, empty: Empt
 
 
 def _first(errors: list[str]) -> str:
-    """The warehouse's own words of dbt's first error (`Catalog Error: …`), not its `Runtime Error in
-    model x (path)` heading."""
-    for error in errors:
-        lines = [line.strip() for line in error.split("\n") if line.strip()]
-        words = [line for line in lines[1:] if " Error" in line or line.endswith("!")] or lines
-        if words:
-            return words[0]
-    return "it does not build there"
+    return next((warehouse_words(e) for e in errors if e.strip()), "") or "it does not build there"
 
 
 @contextlib.contextmanager
@@ -378,7 +371,8 @@ def _check_warehouse(request: PushRequest, config: Config, project_dir: Path, pr
         target.write_profile(Path(tmp), profile, schema)
         try:
             with reading_schema(target, request.prod_schema):
-                yield EmptyBuild(Path(tmp), state, f"schema `{schema}` of {target.describe()}")
+                # the PR names the schema, not the warehouse's address (a DSN's host is nobody's business there)
+                yield EmptyBuild(Path(tmp), state, f"scratch schema `{schema}` of the configured {target.kind} warehouse")
         finally:
             try:
                 drop_schema(target, schema, schemas, prod_schema=request.prod_schema)

@@ -374,4 +374,40 @@ def test_a_model_that_fails_without_the_edit_too_is_not_blamed_and_the_pr_says_s
     assert set(result.check.unbound) == {"legacy_orders"}
     assert result.check.unbound["legacy_orders"].startswith("fails without this edit too: Catalog Error")
     body = result.pr.body
-    assert "**Only a static check ran for**" in body and "- `legacy_orders`: fails without this edit too" in body
+    assert "_Only a static check ran: `dbt compile` of the touched models. `dbt build --empty`" in body
+    assert "- `legacy_orders`: fails without this edit too: Catalog Error" in body
+    assert "bound every column" not in body
+
+
+@pytest.mark.slow
+def test_a_configured_warehouse_checks_in_a_scratch_schema_deferring_to_prod(repos, tmp_path) -> None:
+    """With the team's warehouse configured, the touched model is built empty in a scratch schema of
+    its own, its unchanged parents read from prod; prod is never written, the scratch schema is dropped."""
+    import duckdb
+    import git
+
+    from bot.impact.build import build_prod
+
+    checkout = tmp_path / "prod-checkout"
+    git.Repo.clone_from(repos.remote, checkout)
+    warehouse = tmp_path / "warehouse.duckdb"
+    built, _manifest = build_prod(checkout, warehouse, "prod")
+    assert built.ok, built.errors
+
+    def prod_tables() -> list[tuple]:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            return con.execute("select table_schema, table_name from information_schema.tables "
+                               "order by 1, 2").fetchall()
+
+    before = prod_tables()
+    repos.edit_view("orders", "\nmeasures:", "\n  ghost:\n    sql: ${TABLE}.no_such_column + 1\nmeasures:")
+    repos.edit_view("customers", "\nmeasures:", "\n  is_new:\n    sql: ${number_of_orders} = 0\nmeasures:")
+    repos.commit_semantic()
+    result = push(repos, warehouse=str(warehouse))
+    assert result.exit_code == 1
+    assert {s.id: s.code for s in result.skipped} == {"orders.ghost": "dbt-error"}
+    assert [p.id for p in result.pushed] == ["customers.is_new"]
+    assert result.check.bound and "scratch schema `layersync_check_" in result.check.where
+    assert str(warehouse) not in result.pr.body
+    assert "bound every column" in result.pr.body
+    assert prod_tables() == before            # prod untouched, and no scratch schema left behind

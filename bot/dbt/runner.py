@@ -53,6 +53,7 @@ class DbtCheck:
     where: str = ""                      # the warehouse it built in, in words ("" for a static check)
     bound: bool = False                  # columns were bound: the touched models were built in a warehouse
     unbound: dict[str, str] = field(default_factory=dict)   # touched models the build could not judge, and why
+    models: list[str] = field(default_factory=list)          # the touched models it judged
 
 
 def _strip_timestamp(line: str) -> str:
@@ -296,8 +297,9 @@ def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
         args = ["compile", "--select", *models] if models else ["parse"]
         checked = run_dbt(args, project_dir, profiles_dir, log=log)
         if not checked.ok:
-            return DbtCheck(False, checked.error_lines(), _models_named(checked.output, models), how="compile")
-    return DbtCheck(True, how="compile" if models else "parse")
+            return DbtCheck(False, checked.error_lines(), _models_named(checked.output, models), how="compile",
+                            models=sorted(models))
+    return DbtCheck(True, how="compile" if models else "parse", models=sorted(models))
 
 
 def _deps(project_dir: Path, profiles_dir: Path, log: Callable[[str], None] | None) -> DbtCheck | None:
@@ -337,26 +339,35 @@ def _empty_build_check(project_dir: Path, models: Sequence[str], *, profile: str
             state = Path(build.state)
             args += ["--defer", "--state", str((state.parent if state.suffix == ".json" else state).resolve())]
         run = run_dbt(args, project_dir, profiles_dir, log=log)
+        verdict = DbtCheck(True, how="build --empty", where=build.where, bound=True, models=sorted(models))
         nodes = _built_nodes(target)
-    how, where = "build --empty", build.where
-    if not nodes:                          # dbt stopped before building anything: a parse or compile error
-        if run.ok:
-            return DbtCheck(True, how=how, where=where, bound=True)
-        return DbtCheck(False, run.error_lines(), _models_named(run.output, models), how=how, where=where)
-    touched = set(models)
-    failing = {m for m in touched if nodes.get(m, BuiltNode("")).status in ("error", "runtime error")}
-    errors = [f"{m}: {nodes[m].message}" for m in sorted(failing) if nodes[m].message]
-    unbound: dict[str, str] = {}
-    for m in sorted(touched - failing):
-        node = nodes.get(m)
-        if node is None or node.status != "skipped":
-            continue
-        broken = [p for p in _ancestors(m, nodes) if nodes[p].status in ("error", "runtime error")]
-        why = "; ".join(f"`{p}` does not build here: {_first_line(nodes[p].message)}" for p in broken[:2])
-        unbound[m] = why or "dbt skipped it"
+        if not nodes:                      # dbt stopped before building anything: a parse or compile error
+            if not run.ok:
+                verdict.ok, verdict.errors = False, run.error_lines()
+                verdict.failing_models, verdict.bound = _models_named(run.output, models), False
+            return verdict
+        touched = set(models)
+        failing = {m for m in touched if nodes.get(m, BuiltNode("")).status in ("error", "runtime error")}
+        errors = [f"{m}: {nodes[m].message}" for m in sorted(failing) if nodes[m].message]
+        for m in sorted(touched - failing):
+            node = nodes.get(m)
+            if node is None or node.status != "skipped":
+                continue
+            broken = [p for p in _ancestors(m, nodes) if nodes[p].status in ("error", "runtime error")]
+            why = "; ".join(f"`{p}` does not build here: {warehouse_words(nodes[p].message)}" for p in broken[:2])
+            verdict.unbound[m] = why or "dbt skipped it"
+        if verdict.unbound:        # dbt compiles no model it skips: the static check still runs for those
+            skipped = sorted(verdict.unbound)
+            compiled = run_dbt(["compile", "--target-path", str(scratch / "compiled"), "--select", *skipped],
+                               project_dir, profiles_dir, log=log)
+            if not compiled.ok:
+                blamed = _models_named(compiled.output, skipped) or set(skipped)
+                failing |= blamed
+                errors += [f"{m}: " + " / ".join(compiled.error_lines()[:3]) for m in sorted(blamed)]
+                verdict.unbound = {m: why for m, why in verdict.unbound.items() if m not in blamed}
     if failing:
-        return DbtCheck(False, errors or run.error_lines(), failing, how=how, where=where, bound=True, unbound=unbound)
-    return DbtCheck(True, how=how, where=where, bound=True, unbound=unbound)
+        verdict.ok, verdict.failing_models, verdict.errors = False, failing, errors or run.error_lines()
+    return verdict
 
 
 def _built_nodes(target: Path) -> dict[str, BuiltNode]:
@@ -391,8 +402,14 @@ def _ancestors(name: str, nodes: dict[str, BuiltNode]) -> list[str]:
     return seen
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+def warehouse_words(message: str) -> str:
+    """The warehouse's own line of a dbt node error (`Catalog Error: Table … does not exist!`), not
+    dbt's `Runtime Error in model x (path)` heading above it."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if lines and lines[0].startswith(f"{lines[0].split(':')[0]}: "):     # `orders: Runtime Error …`
+        lines[0] = lines[0].split(": ", 1)[1]
+    body = [line for line in lines[1:] if "Error" in line] if lines and " Error in " in lines[0] else []
+    return (body or lines or [""])[0]
 
 
 def _models_named(output: str, models: Sequence[str]) -> set[str]:

@@ -109,5 +109,7 @@ def _push(ctx: Context, command: Command, issue: dict, repo: str, number: int) -
                                   message="this issue names no field; use `/push-to-dbt VIEW.FIELD`")
         request = PushRequest(semantic_repo=ws.root, fields=fields, since=since, dbt_forge_repo=ctx.settings.dbt_repo,
                               profiles_dir=ctx.settings.profiles_dir, origin=(repo, number),
-                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path)
+                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path,
+                              warehouse=ctx.settings.warehouse, prod_schema=ctx.settings.prod_schema,
+                              prod_state=ctx.settings.prod_state)
         return run(request, ctx.forge, log=lambda line: ctx.log.debug("dbt | %s", line))
