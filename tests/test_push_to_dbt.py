@@ -1,4 +1,4 @@
-"""push-to-dbt end to end on real git repos, with real `dbt parse` / `dbt compile` checks."""
+"""push-to-dbt end to end on real git repos, with real dbt checks (`dbt build --empty`, `dbt compile`)."""
 from __future__ import annotations
 
 import difflib
