@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     _prod_options(push, "default: dbt parse of the base branch", schema_default="prod")
     push.add_argument("--state-db", type=Path, default=None,
                       help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
+    push.add_argument("--as-model", metavar="NAME",
+                      help="write one dbt model NAME aggregating the measures (--field, default: the changed ones) "
+                           "by --group-by, checked with dbt build and compared with the BI definition")
+    push.add_argument("--group-by", action="append", default=[], metavar="VIEW.DIM",
+                      help="with --as-model: a dimension to group by (repeatable; of the view or of one it joins "
+                           "many_to_one); VIEW.DIM:GRAIN truncates a time dimension")
+    push.add_argument("--grain", choices=("day", "week", "month", "quarter", "year"),
+                      help="with --as-model: also group by the view's time dimension at this grain")
     push.add_argument("--json", action="store_true", help="print a machine-readable result")
     push.add_argument("-v", "--verbose", action="store_true", help="stream dbt's output to stderr")
 
@@ -147,6 +155,13 @@ def _cmd_push(args: argparse.Namespace) -> int:
         if args.verbose:
             print(f"  dbt | {line}", file=sys.stderr)
 
+    if args.as_model is not None or args.group_by or args.grain:
+        from bot import push_as_model
+
+        if args.as_model is None:
+            raise LayersyncError("--group-by and --grain go with --as-model NAME")
+        as_model = push_as_model.AsModelRequest(request, args.as_model, args.group_by, args.grain)
+        return _emit(push_as_model.run(as_model, forge, log=log), args.json, push_as_model.format_text)
     return _emit(run(request, forge, log=log), args.json, format_push_result)
 
 

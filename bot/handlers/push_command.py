@@ -1,6 +1,7 @@
 """`/push-to-dbt` commented on an issue or PR of the semantic-layer repo."""
 from __future__ import annotations
 
+from bot import push_as_model
 from bot.errors import LayersyncError
 from bot.handlers.commands import (USAGE, Command, CommandError, field_ids_in_text, is_preview, mention, parse_comment,
                                    quote)
@@ -32,6 +33,8 @@ def render_result(result: PushResult) -> str:
         lines += ["", "| field | dbt column | change |", "|---|---|---|"]
         lines += [f"| {quote(p.id, table=True)} | {quote(f'{p.model}.{p.column}', table=True)} | {p.action} |"
                   for p in result.pushed]
+    if isinstance(result, push_as_model.AsModelResult) and result.parity:
+        lines += ["", push_as_model.parity_summary(result)]
     if result.skipped:
         lines += ["", "<details><summary>Not pushed (" + str(len(result.skipped)) + ")</summary>", "",
                   "| field | where | why |", "|---|---|---|"]
@@ -112,4 +115,8 @@ def _push(ctx: Context, command: Command, issue: dict, repo: str, number: int) -
                               semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path,
                               warehouse=ctx.settings.warehouse, prod_schema=ctx.settings.prod_schema,
                               prod_state=ctx.settings.prod_state)
+        if command.as_model is not None:
+            return push_as_model.run_for_comment(
+                push_as_model.AsModelRequest(request, command.as_model, list(command.group_by), command.grain),
+                ctx.forge, log=lambda line: ctx.log.debug("dbt | %s", line))
         return run(request, ctx.forge, log=lambda line: ctx.log.debug("dbt | %s", line))
