@@ -284,7 +284,8 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
     excluded: dict[str, Skipped] = {}
     project_dir = ws.root / dbt_path if dbt_path else ws.root
     project = DbtProject(DirStore(project_dir))
-    with _check_warehouse(request, config, project_dir, project.profile, branch, log) as empty:
+    with contextlib.ExitStack() as stack:
+        where: list[EmptyBuild | None] = []        # set up once, only when something needs checking
         while True:  # each failed round excludes at least one field, so this ends
             live = [r for r in requests if r.field.id not in excluded]
             planner = PushPlanner(DirStore(project_dir), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
@@ -293,6 +294,10 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
             plan.skipped.extend(excluded.values())
             if not plan.files or not config.dbt_check:
                 return plan, None
+            if not where:
+                where.append(stack.enter_context(_check_warehouse(request, config, project_dir, project.profile,
+                                                                  branch, log)))
+            empty = where[0]
             written = [repo_paths.join(dbt_path, p) for p in plan.files]
             ws.write({repo_paths.join(dbt_path, p): t for p, t in plan.files.items()})
             try:
