@@ -13,6 +13,9 @@ from dataclasses import dataclass, field as dc_field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import sqlglot
+from sqlglot import exp
+
 from bot import pr_body
 from bot.config import CONFIG_FILE, Config, ref_format_problem
 from bot import repo_paths
@@ -311,9 +314,28 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
                 return plan, check
             blamed = check.failing_models or set(plan.models)
             reason = "dbt rejected the edit: " + " / ".join(check.errors[:6])
-            for p in plan.pushed:
-                if p.model in blamed and p.action != "unchanged":
-                    excluded[p.id] = Skipped(p.id, p.file, p.line, reason, "dbt-error")
+            for p in _culprits(plan.pushed, blamed, check.errors, config.dbt_dialect):
+                excluded[p.id] = Skipped(p.id, p.file, p.line, reason, "dbt-error")
+
+
+def _culprits(pushed: list[PushedField], blamed: set[str], errors: list[str], dialect: str) -> list[PushedField]:
+    """The fields of the models dbt rejected that its error names: a column the warehouse says is not
+    there (`Referenced column "no_such_column" not found`) is one field's fault, not its neighbours'
+    on the same model. When the error names none of their columns, every field of the model goes."""
+    fields = [p for p in pushed if p.model in blamed and p.action != "unchanged"]
+    said = " ".join(errors).lower()
+    named = [p for p in fields if any(f'"{c}"' in said or f"'{c}'" in said for c in _columns_read(p.dbt_sql, dialect))]
+    return named or fields
+
+
+def _columns_read(sql: str | None, dialect: str) -> set[str]:
+    if not sql:
+        return set()
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.ParseError:
+        return set()
+    return {column.name.lower() for column in tree.find_all(exp.Column) if column.name}
 
 
 def _not_the_edits(check: DbtCheck, project_dir: Path, profile: str, empty: EmptyBuild,

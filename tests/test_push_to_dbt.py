@@ -312,6 +312,15 @@ def test_a_column_the_model_lacks_is_caught_before_anything_is_pushed(repos) -> 
     assert LocalForge(repos.state_db).list_prs() == []
     assert repos.branch_sha("layersync/push/orders-ghost") is None
 
+    # A good field on the same model is not dropped with it: dbt's error names the ghost's column only.
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.commit_semantic("and a good one")
+    both = push(repos, since=None, fields=["orders.ghost", "orders.is_large_order"])
+    assert both.exit_code == 1 and [p.id for p in both.pushed] == ["orders.is_large_order"]
+    assert [(s.id, s.code) for s in both.skipped] == [("orders.ghost", "dbt-error")]
+    model = repos.dbt_file(both.branch, ORDERS_SQL)
+    assert "amount > 20 as is_large_order" in model and "no_such_column" not in model
+
 
 @pytest.mark.slow
 def test_with_no_warehouse_to_build_in_the_pr_says_only_a_static_check_ran(repos, tmp_path) -> None:
