@@ -47,7 +47,7 @@ def check_facts(check: DbtCheck) -> dict[str, Any]:
     """What dbt's check established, kept in the PR (hidden) so a rerun that checks nothing new
     still tells the reviewer how the branch's edits were checked."""
     return {"how": check.how, "where": check.where, "bound": check.bound, "models": list(check.models),
-            "unbound": dict(sorted(check.unbound.items()))}
+            "unbound": dict(sorted(check.unbound.items())), "unbuilt_because": check.unbuilt_because}
 
 
 def check_lines(check: dict[str, Any] | None, dbt_checked: bool = True) -> list[str]:
@@ -72,9 +72,10 @@ def check_lines(check: dict[str, Any] | None, dbt_checked: bool = True) -> list[
         return [f"_Only a static check ran: `dbt compile` of the touched models. `dbt {how}` in "
                 f"{check.get('where') or 'a warehouse'} could not build them, so the columns they read were "
                 "not checked:_", "", *reasons]
+    because = str(check.get("unbuilt_because") or "no warehouse was available to build them in")
     return [f"_Only a static check ran: `dbt {how}` of the touched models, after dbt parsed the whole project. "
-            "No warehouse was available to build them in, so the columns they read were not checked: "
-            "a column the model does not have shows only when the branch is built._"]
+            f"The columns they read were not checked ({because}): a column the model does not have shows "
+            "only when the branch is built._"]
 
 
 def title(pushed: Sequence[PushedField]) -> str:

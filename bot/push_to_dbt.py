@@ -288,7 +288,7 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
     project_dir = ws.root / dbt_path if dbt_path else ws.root
     project = DbtProject(DirStore(project_dir))
     with contextlib.ExitStack() as stack:
-        where: list[EmptyBuild | None] = []        # set up once, only when something needs checking
+        where: list[tuple[EmptyBuild | None, str]] = []   # set up once, only when something needs checking
         while True:  # each failed round excludes at least one field, so this ends
             live = [r for r in requests if r.field.id not in excluded]
             planner = PushPlanner(DirStore(project_dir), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
@@ -300,7 +300,7 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
             if not where:
                 where.append(stack.enter_context(_check_warehouse(request, config, project_dir, project.profile,
                                                                   branch, log)))
-            empty = where[0]
+            empty, because = where[0]
             written = [repo_paths.join(dbt_path, p) for p in plan.files]
             ws.write({repo_paths.join(dbt_path, p): t for p, t in plan.files.items()})
             try:
@@ -308,6 +308,8 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
                                       profiles_dir=request.profiles_dir, log=log, build=empty)
             finally:
                 ws.discard(written)
+            if empty is None:
+                check.unbuilt_because = because
             if not check.ok and empty is not None and check.failing_models:
                 check = _not_the_edits(check, project_dir, project.profile, empty, log)
             if check.ok:
@@ -365,25 +367,30 @@ def _first(errors: list[str]) -> str:
 
 @contextlib.contextmanager
 def _check_warehouse(request: PushRequest, config: Config, project_dir: Path, profile: str, branch: str,
-                     log: Callable[[str], None]) -> Iterator[EmptyBuild | None]:
-    """Where the push check builds the touched models with zero rows, or None (a static check only).
+                     log: Callable[[str], None]) -> Iterator[tuple[EmptyBuild | None, str]]:
+    """Where the push check builds the touched models with zero rows — or None, with the reason that
+    only a static check can run (the PR says it).
 
     The configured warehouse (`request.warehouse`): a scratch schema of its own per branch, deferring
     unchanged parents to prod's relations (prod's manifest: the given state, else `dbt parse` of the
     base as prod; bot.impact.prod) — prod is only read — and dropped afterwards. Without one, a scratch
     DuckDB of layersync's own when the project is DuckDB SQL and no profiles dir of the team's is
-    given. Otherwise there is nothing to bind columns against, and the PR says so."""
-    if not config.dbt_check:
-        yield None
-        return
+    given. Otherwise there is nothing to bind columns against."""
     if request.warehouse is None:
-        embedded = request.profiles_dir is None and config.dbt_dialect == "duckdb"
-        yield EmptyBuild() if embedded else None
+        if request.profiles_dir is not None:
+            yield None, "the given profiles dir is the team's, and no warehouse for the check is configured"
+        elif config.dbt_dialect != "duckdb":
+            yield None, f"the project's SQL is {config.dbt_dialect} and no warehouse for the check is configured"
+        else:
+            yield EmptyBuild(), ""
         return
     from bot.impact.build import Target, dev_schema_name, drop_schema, reading_schema
     from bot.impact.prod import ProdEnv, prepare_prod
 
-    target = Target.parse(request.warehouse)
+    try:
+        target = Target.parse(request.warehouse)
+    except (ValueError, NotImplementedError) as error:
+        raise LayersyncError(f"the warehouse for the push check: {error}") from None
     state: Path | None = None
     schemas = {request.prod_schema}
     try:
@@ -392,6 +399,10 @@ def _check_warehouse(request: PushRequest, config: Config, project_dir: Path, pr
         state, schemas = prod.manifest, schemas | set(prod.schemas)
     except RepoError as error:        # no prod to defer to: the parents are built too, with zero rows
         log(f"the push check builds the parents too: {error}")
+    except Exception as error:  # noqa: BLE001 - a warehouse that is down leaves the static check, said in the PR
+        log(f"the push check's warehouse cannot be read ({type(error).__name__}: {error}); dbt compile only")
+        yield None, f"the configured warehouse could not be read ({type(error).__name__})"
+        return
     schema = dev_schema_name(f"check_{_short_hash(branch or request.prod_schema)}", "layersync_{number}",
                              protected=schemas)
     with tempfile.TemporaryDirectory(prefix="layersync-check-profiles-") as tmp:
@@ -399,7 +410,7 @@ def _check_warehouse(request: PushRequest, config: Config, project_dir: Path, pr
         try:
             with reading_schema(target, request.prod_schema):
                 # the PR names the schema, not the warehouse's address (a DSN's host is nobody's business there)
-                yield EmptyBuild(Path(tmp), state, f"scratch schema `{schema}` of the configured {target.kind} warehouse")
+                yield EmptyBuild(Path(tmp), state, f"scratch schema `{schema}` of the configured {target.kind} warehouse"), ""
         finally:
             try:
                 drop_schema(target, schema, schemas, prod_schema=request.prod_schema)

@@ -334,8 +334,19 @@ def test_with_no_warehouse_to_build_in_the_pr_says_only_a_static_check_ran(repos
     result = push(repos, profiles_dir=profiles)
     assert result.exit_code == 0 and result.check is not None and not result.check.bound
     body = LocalForge(repos.state_db).list_prs()[0].body
-    assert "Only a static check ran: `dbt compile`" in body and "were not checked" in body
+    assert "Only a static check ran: `dbt compile`" in body
+    assert "were not checked (the given profiles dir is the team's, and no warehouse for the check is configured)" \
+        in body
     assert "Checked before it was pushed" not in body
+
+
+@pytest.mark.slow
+def test_a_configured_warehouse_that_cannot_be_reached_leaves_a_static_check_said_plainly(repos) -> None:
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.commit_semantic()
+    result = push(repos, warehouse="postgresql://layersync@127.0.0.1:1/analytics")    # nothing listens on port 1
+    assert result.exit_code == 0 and result.check is not None and not result.check.bound
+    assert "were not checked (the configured warehouse could not be read (OperationalError))" in result.pr.body
 
 
 @pytest.mark.slow

@@ -54,6 +54,7 @@ class DbtCheck:
     bound: bool = False                  # columns were bound: the touched models were built in a warehouse
     unbound: dict[str, str] = field(default_factory=dict)   # touched models the build could not judge, and why
     models: list[str] = field(default_factory=list)          # the touched models it judged
+    unbuilt_because: str = ""            # a static check: why nothing was built (for the PR body)
 
 
 def _strip_timestamp(line: str) -> str:
