@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     _prod_options(push, "default: dbt parse of the base branch", schema_default="prod")
     push.add_argument("--state-db", type=Path, default=None,
                       help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
+    push.add_argument("--no-parity", dest="parity", action="store_false",
+                      help="pushed metrics: skip the build of the branch that compares mf query with the BI numbers")
+    push.add_argument("--warehouse", metavar="PATH|DSN",
+                      help="where that build goes: a DuckDB file or a postgresql:// DSN (default: a scratch DuckDB)")
     push.add_argument("--as-model", metavar="NAME",
                       help="write one dbt model NAME aggregating the measures (--field, default: the changed ones) "
                            "by --group-by, checked with dbt build and compared with the BI definition")
@@ -150,7 +154,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     request = PushRequest(semantic_repo=args.semantic_repo, dbt_repo=args.dbt_repo, fields=args.field,
                           since=args.since, base=args.base, dialect=args.dialect, dbt_dialect=args.dbt_dialect,
                           profiles_dir=args.profiles_dir, semantic_path=semantic_path, dbt_path=dbt_path,
-                          warehouse=args.warehouse, prod_schema=args.prod_schema, prod_state=args.prod_state)
+                          parity=args.parity, warehouse=args.warehouse, prod_schema=args.prod_schema,
+                          prod_state=args.prod_state)
     def log(line: str) -> None:
         if args.verbose:
             print(f"  dbt | {line}", file=sys.stderr)
@@ -181,10 +186,22 @@ def format_push_result(result) -> str:
     lines = []
     for p in result.pushed:
         lines.append(f"pushed   {p.id} -> {p.model}.{p.column} ({p.action})")
+    lines += _metric_lines(getattr(result, "metrics", []))
     for s in result.skipped:
         where = f"{s.file}:{s.line}: " if s.file and s.line else ""
         lines.append(f"skipped  {s.id}: {where}{s.reason}")
     return "\n".join(lines + _outcome_lines(result, 9, " (no new commit)"))
+
+
+def _metric_lines(metrics) -> list[str]:
+    """A pushed measure, its MetricFlow metric and its parity rows (✓/✗: mf query vs the BI definition)."""
+    lines = []
+    for m in metrics:
+        lines.append(f"pushed   {m.id} -> metric {m.metric} in semantic model {m.semantic_model} ({m.kind}, {m.action})")
+        for row in m.parity or ():
+            group = "total" if row["group"] is None else ", ".join(f"{k} = {v}" for k, v in row["group"].items())
+            lines.append(f"         {'✓' if row['ok'] else '✗'} {group}: dbt {row['dbt']}  bi {row['bi']}")
+    return lines
 
 
 def _outcome_lines(result, width: int, no_commit: str) -> list[str]:

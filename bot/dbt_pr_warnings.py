@@ -28,7 +28,8 @@ def semantic_warnings(dbt_repo: Path, base: str, head: str, semantic_repo: Path,
     dbt = RevisionReader(dbt_repo, "dbt repo")
     head_sha = dbt.commit(head).hexsha
     check_folder(dbt, head_sha, dbt_path, "dbt_path")
-    plan = plan_pull(changes_between(dbt_repo, base, head, root=dbt_path), texts, dbt_commit=head_sha,
+    changes = changes_between(dbt_repo, base, head, dialect=config.dbt_dialect, root=dbt_path)
+    plan = plan_pull(changes, texts, dbt_commit=head_sha,
                      dialect=config.dialect, fmt=format_at(semantic, semantic_rev, semantic_path, config=config))
     return [n for n in plan.notes if n.kind in ("broken", "renamed", "altered", "problem")]
 

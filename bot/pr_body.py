@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Sequence
 
 from bot.dbt.runner import DbtCheck
+from bot.translate.metrics import PushedMetric
 from bot.translate.push import PushedField, Skipped
+from bot.untrusted import quote
 
 ACTION_WORDS = {"added": "new column", "replaced": "expression replaced", "documented": "documented",
                 "unchanged": "already up to date"}
@@ -78,10 +81,11 @@ def check_lines(check: dict[str, Any] | None, dbt_checked: bool = True) -> list[
             "only when the branch is built._"]
 
 
-def title(pushed: Sequence[PushedField]) -> str:
-    if len(pushed) == 1:
-        return f"layersync: push {pushed[0].id} to dbt"
-    return f"layersync: push {len(pushed)} semantic-layer fields to dbt"
+def title(pushed: Sequence[PushedField], metrics: Sequence[PushedMetric] = ()) -> str:
+    every = [p.id for p in pushed] + [m.id for m in metrics]
+    if len(every) == 1:
+        return f"layersync: push {every[0]} to dbt"
+    return f"layersync: push {len(every)} semantic-layer fields to dbt"
 
 
 def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skipped],
@@ -119,3 +123,65 @@ def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skip
         lines.append("")
     lines += check_lines(check, dbt_checked)
     return "\n".join(lines)
+
+
+METRIC_ACTIONS = {"added": "new metric", "replaced": "definition replaced", "unchanged": "already up to date"}
+
+
+def _number(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def metrics_section(metrics: Sequence[PushedMetric], notes: Sequence[str] = (), parity_error: str | None = None,
+                    *, checked: bool = True) -> str:
+    """Measures pushed as MetricFlow metrics: what each became, and its numbers beside the BI tool's."""
+    if not metrics and not notes:
+        return ""
+    lines = ["", "### Metrics (dbt semantic layer)", "",
+             "| field | semantic model | metric | type | time dimension | change |", "|---|---|---|---|---|---|"]
+    for m in metrics:
+        lines.append(f"| `{m.id}` ({m.file}:{m.line}) | `{m.semantic_model}` | `{m.metric}` | {m.kind} | "
+                     f"`{m.agg_time_dimension}` | {METRIC_ACTIONS.get(m.action, m.action)} |")
+    lines.append("")
+    if parity_error:
+        lines += [f"**Parity not checked:** {parity_error.replace(chr(10), ' ')}", ""]
+    for m in metrics:
+        lines += [f"#### `{m.id}` → metric `{m.metric}`", "", _fenced(_yaml(m.definition)), ""]
+        if m.parity is not None:
+            lines += ["| group | dbt (`mf query`) | BI definition | |", "|---|---|---|---|"]
+            for row in m.parity:
+                group = "total" if row["group"] is None else ", ".join(
+                    f"{quote(str(k), table=True)} = {quote(str(v), table=True)}" for k, v in row["group"].items())
+                lines.append(f"| {group} | {_number(row['dbt'])} | {_number(row['bi'])} | "
+                             f"{'✓' if row['ok'] else '✗'} |")
+            if not m.parity:
+                lines.append("| — | — | — | ✗ (not compared) |")
+            lines.append("")
+        if m.files:
+            lines += ["Files: " + ", ".join(_inline(f) for f in m.files), ""]
+    for note in notes:
+        lines.append(f"- {note.replace(chr(10), ' ')}")
+    if checked:
+        lines += ["", "_Metrics checked before they were pushed: `dbt parse` (the semantic manifest) and "
+                      "`mf validate-configs`; values: `mf query` on a build of this branch beside the BI "
+                      "definition run in the warehouse._"]
+    return "\n".join(lines)
+
+
+def _fenced(text: str) -> str:
+    """A YAML block no backtick run in it can close, and no `<!--` in it can turn into a marker."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}yaml\n" + text.replace("<!--", "<\u200d!--") + fence
+
+
+def _yaml(definition: dict) -> str:
+    from bot.yamledit import Document
+    doc = Document("")
+    doc.set(("metric",), definition)
+    text = doc.result("showing a metric")
+    return "\n".join(line[2:] for line in text.splitlines()[1:]) + "\n"

@@ -216,9 +216,6 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
     if since is None:
         result.message = "nothing to compare: the dbt commit has no parent (give --since)"
         return result
-    changes = changes_between(job.dbt_repo, since, head, root=job.dbt_path)
-    result.changes = [describe(c) for c in changes.changes]
-    catalog = column_types(job, changes, log)
     remote, env, forge_repo = repo_remote(forge, job.semantic_forge_repo, job.semantic_repo, "semantic-layer repo")
     branch = branch_name(head)
     with Workspace(remote, env) as ws:
@@ -227,6 +224,10 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
         semantic = RevisionReader(ws.root, "semantic-layer repo")
         check_folder(semantic, "HEAD", job.semantic_path, "--semantic-path")
         config = read_config(semantic, "HEAD", job.semantic_path).validated()
+        # the models are read in the warehouse's dialect (`dbt_dialect`), the views in `dialect`
+        changes = changes_between(job.dbt_repo, since, head, dialect=config.dbt_dialect, root=job.dbt_path)
+        result.changes = [describe(c) for c in changes.changes]
+        catalog = column_types(job, changes, log)
         texts = view_texts(semantic, "HEAD", config.format, job.semantic_path)
         fmt = format_at(semantic, "HEAD", job.semantic_path, config=config)
         plan = plan_pull(changes, texts, dbt_commit=head, dialect=config.dialect, catalog=catalog, fmt=fmt)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import sqlglot
 from sqlglot import exp
 
-from bot import pr_body
+from bot import pr_body, push_metrics
 from bot.config import CONFIG_FILE, Config, ref_format_problem
 from bot import repo_paths
 from bot.dbt.project import DbtProject, DirStore, project_store
@@ -25,6 +25,8 @@ from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace, repo_remote
 from bot.selection import Selection, format_at, model_reader, select_changed, select_named
+from bot.translate import compiled
+from bot.translate.metrics import PushedMetric
 from bot.translate.push import FieldRequest, PushedField, PushPlan, PushPlanner, Skipped
 
 
@@ -43,8 +45,10 @@ class PushRequest:
     origin: tuple[str, int] | None = None # the semantic issue/PR that asked (repo, number)
     semantic_path: str = ""               # the semantic model's folder in its repo ("": the root)
     dbt_path: str = ""                    # the dbt project's folder in its repo ("": the root)
-    warehouse: str | None = None          # the check builds touched models (zero rows) here: DuckDB path or DSN
-    prod_schema: str = "prod"             # …deferring unchanged parents to prod, read, never written
+    parity: bool = True                   # pushed metrics: build the branch and compare with the BI numbers
+    warehouse: str | None = None          # builds go here (DuckDB path or DSN): the push check's, in a scratch
+                                          # schema deferring to prod, and the metrics' parity build
+    prod_schema: str = "prod"             # the check defers unchanged parents to prod: read, never written
     prod_state: Path | None = None        # prod's manifest.json (default: `dbt parse` of the base as prod)
 
 
@@ -59,6 +63,8 @@ class PushResult:
     skipped: list[Skipped] = dc_field(default_factory=list)
     message: str = ""
     check: DbtCheck | None = None         # dbt's verdict on the pushed edit (None: nothing was checked)
+    metrics: list[PushedMetric] = dc_field(default_factory=list)   # measures pushed as MetricFlow metrics
+    metric_status: tuple[str, str] | None = None                   # their parity as a commit status
 
     @property
     def exit_code(self) -> int:
@@ -74,7 +80,8 @@ class PushResult:
                 "created": self.pr_created, "title": self.pr.title, "base": self.pr.base, "head": self.pr.head},
             "pushed": [{"field": p.id, "file": p.file, "line": p.line, "model": p.model, "column": p.column,
                         "action": p.action, "semantic_sql": p.semantic_sql, "dbt_sql": p.dbt_sql,
-                        "previous_dbt_sql": p.previous_dbt_sql, "files": list(p.files)} for p in self.pushed],
+                        "previous_dbt_sql": p.previous_dbt_sql, "files": list(p.files)} for p in self.pushed]
+                      + [push_metrics.metric_json(m) for m in self.metrics],
             "skipped": [{"field": s.id, "file": s.file, "line": s.line, "reason": s.reason, "code": s.code}
                         for s in self.skipped],
             "message": self.message,
@@ -196,31 +203,42 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         in_repo = _InRepo(request.dbt_path, base_store)
         if request.dry_run:
             plan = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
-                                            semantic=selection.semantic).plan(selection.requests))
-            result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped
+                                            semantic=selection.semantic).plan(candidates))
+            metrics = _metrics_in_repo(in_repo, push_metrics.dry_run(base_store, selection.semantic,
+                                                                    selection.requests, config))
+            result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped + metrics.plan.skipped
+            result.metrics = metrics.pushed
             result.message = "dry run: nothing written"
             return result
-        checked, check = _plan_and_check(ws, request.dbt_path, selection.requests, config, base_store,
-                                         request, log, selection.semantic, branch)
-        plan = in_repo.plan(checked)
-        result.pushed, result.skipped, result.check = plan.pushed, result.skipped + plan.skipped, check
-        changed = [p for p in plan.pushed if p.action != "unchanged"]
-        if not plan.pushed or (not existed and not changed):
-            result.message = ("nothing pushed: " + "; ".join(s.reason for s in plan.skipped)
-                              if not plan.pushed else "dbt already has these columns; no branch needed")
+        column_plan, check = _plan_and_check(ws, request.dbt_path, candidates, config, base_store,
+                                             request, log, selection.semantic, branch)
+        metrics = _metrics_in_repo(in_repo, push_metrics.plan_and_check(
+            ws, request.dbt_path, selection.requests, config, selection.semantic, column_plan.files,
+            profiles_dir=request.profiles_dir, parity=request.parity, warehouse=request.warehouse, log=log))
+        plan = in_repo.plan(column_plan)
+        plan.files.update(metrics.files)
+        result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped + metrics.plan.skipped
+        result.metrics, result.check = metrics.pushed, check
+        changed = [p for p in plan.pushed if p.action != "unchanged"] + \
+            [m for m in metrics.pushed if m.action != "unchanged"]
+        if not (plan.pushed or metrics.pushed) or (not existed and not changed):
+            result.message = ("nothing pushed: " + "; ".join(s.reason for s in result.skipped)
+                              if not (plan.pushed or metrics.pushed) else
+                              "dbt already has these columns and metrics; no branch needed")
             return result
         # The PR tells what it changes against its base, whatever earlier runs already pushed.
         pushed_ids = {p.id for p in plan.pushed}
         described = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
                                              semantic=selection.semantic).plan(
-            [r for r in selection.requests if r.field.id in pushed_ids])).pushed
-        if not changed and all(p.action == "unchanged" for p in described):
+            [r for r in candidates if r.field.id in pushed_ids])).pushed
+        described_metrics = _described_metrics(in_repo, base_store, selection, config, metrics)
+        if not changed and all(p.action == "unchanged" for p in [*described, *described_metrics]):
             # A rerun after the PR merged: the branch holds nothing the base lacks, so no PR (not an
             # empty duplicate of the merged one).
             result.message = f"the fields are already in the base branch `{base}`: no PR opened"
             return result
         ws.write(plan.files)
-        message = _commit_message(plan.pushed, semantic_label, head)
+        message = _push_message(plan.pushed, metrics.pushed, semantic_label, head)
         result.commit = ws.commit(message, sorted(plan.files)) if plan.files else None
         if result.commit is not None:
             ws.push(branch)
@@ -235,8 +253,12 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
                               semantic_repo=semantic_label,
                               semantic_commit=head, dbt_checked=config.dbt_check,
                               origin=request.origin, check=check_note)
+        body += pr_body.metrics_section(described_metrics, metrics.plan.notes, metrics.parity_error,
+                                        checked=config.dbt_check)
         result.pr, result.pr_created = forge.open_or_update_pr(forge_repo, head=branch, base=base,
-                                                               title=pr_body.title(described), body=body)
+                                                               title=pr_body.title(described, described_metrics),
+                                                               body=body)
+        result.metric_status = _set_metric_status(forge, forge_repo, ws, branch, result.commit, metrics)
         result.message = (f"{'opened' if result.pr_created else 'updated'} PR #{result.pr.number}"
                           if result.commit or result.pr_created else f"PR #{result.pr.number} is already up to date")
     return result
@@ -281,7 +303,8 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
                     request: PushRequest, log: Callable[[str], None],
                     semantic: Callable[[], Any] | None = None,
                     branch: str = "") -> tuple[PushPlan, DbtCheck | None]:
-    """Plan, then let dbt judge; fields on models dbt rejects are dropped and the rest re-planned.
+    """Plan, then let dbt judge; fields on models dbt rejects, and fields whose column dbt compiles to
+    something else than the field computes (bot.translate.compiled), are dropped and the rest re-planned.
     The plan's paths are the dbt project's (`dbt_path` is its folder in the checkout). Returns the
     plan and dbt's last verdict (None when nothing needed checking)."""
     excluded: dict[str, Skipped] = {}
@@ -305,7 +328,8 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
             ws.write({repo_paths.join(dbt_path, p): t for p, t in plan.files.items()})
             try:
                 check = check_project(project_dir, plan.models, profile=project.profile,
-                                      profiles_dir=request.profiles_dir, log=log, build=empty)
+                                      profiles_dir=request.profiles_dir, log=log, build=empty,
+                                      target_path=project_dir / project.target_path)
             finally:
                 ws.discard(written)
             if empty is None:
@@ -313,7 +337,12 @@ def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], 
             if not check.ok and empty is not None and check.failing_models:
                 check = _not_the_edits(check, project_dir, project.profile, empty, log)
             if check.ok:
-                return plan, check
+                # dbt accepted the SQL; now what it means, read from dbt's compiled SQL (macros rendered)
+                changed = compiled.problems(plan, project.compiled_code(plan.models), config.dbt_dialect)
+                if not changed:
+                    return plan, check
+                excluded.update((s.id, s) for s in changed)
+                continue
             blamed = check.failing_models or set(plan.models)
             reason = "dbt rejected the edit: " + " / ".join(check.errors[:6])
             for p in _culprits(plan.pushed, blamed, check.errors, config.dbt_dialect):
@@ -416,6 +445,52 @@ def _check_warehouse(request: PushRequest, config: Config, project_dir: Path, pr
                 drop_schema(target, schema, schemas, prod_schema=request.prod_schema)
             except Exception as error:  # noqa: BLE001 - a scratch schema left behind is not the push's failure
                 log(f"could not drop the check's scratch schema {schema}: {error}")
+
+
+def _metrics_in_repo(in_repo: "_InRepo", outcome: push_metrics.MetricsOutcome) -> push_metrics.MetricsOutcome:
+    """The metrics' files and skips as the repository names them (under the dbt folder)."""
+    if not in_repo.root:
+        return outcome
+    outcome.files = {in_repo.path(p): t for p, t in outcome.files.items()}
+    outcome.plan.pushed = [replace(m, files=tuple(in_repo.path(f) for f in m.files)) for m in outcome.plan.pushed]
+    outcome.plan.skipped = [in_repo._skipped(s) for s in outcome.plan.skipped]
+    return outcome
+
+
+def _described_metrics(in_repo: "_InRepo", base_store: Any, selection: Selection, config: Config,
+                       outcome: push_metrics.MetricsOutcome) -> list[PushedMetric]:
+    """The pushed metrics as the PR shows them: their change against the base branch, with the parity
+    this run measured."""
+    if not outcome.pushed:
+        return []
+    pushed_ids = {m.id for m in outcome.pushed}
+    against_base = _metrics_in_repo(in_repo, push_metrics.dry_run(
+        base_store, selection.semantic, [r for r in selection.requests if r.field.id in pushed_ids], config))
+    measured = {m.id: m for m in outcome.pushed}
+    return [replace(m, parity=measured[m.id].parity, files=measured[m.id].files or m.files)
+            for m in against_base.pushed if m.id in measured]
+
+
+def _set_metric_status(forge: Forge, repo: str, ws: Workspace, branch: str, commit: str | None,
+                       outcome: push_metrics.MetricsOutcome) -> tuple[str, str] | None:
+    """A failing commit status on any parity ✗ (or values that could not be compared), green otherwise."""
+    state = push_metrics.status(outcome)
+    sha = commit or ws.remote_branch_sha(branch)
+    if state is not None and sha:
+        forge.set_status(repo, sha, state[0], state[1], context="layersync/metrics")
+    return state
+
+
+def _push_message(columns: list[PushedField], metrics: list[PushedMetric], semantic_repo: str, head: str) -> str:
+    """The commit message: the columns' as before, and a line per metric; a push of metrics only says so."""
+    changed = [m for m in metrics if m.action != "unchanged"]
+    lines = "".join(f"- {m.id} -> metric {m.metric} in semantic model {m.semantic_model} ({m.action})\n"
+                    for m in changed)
+    if any(p.action != "unchanged" for p in columns) or not changed:
+        return _commit_message(columns, semantic_repo, head) + lines
+    subject = (f"layersync: push {changed[0].id} to dbt's semantic layer" if len(changed) == 1
+               else f"layersync: push {len(changed)} measures to dbt's semantic layer")
+    return f"{subject}\n\nFrom semantic-layer commit {head} of {semantic_repo}.\n\n{lines}"
 
 
 def _commit_message(pushed: list[PushedField], semantic_repo: str, head: str) -> str:

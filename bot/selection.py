@@ -191,4 +191,8 @@ def select_changed(reader: RevisionReader, head: str, since: str | None, dialect
             continue
         assert change.new is not None
         selection.requests.append(FieldRequest(new_views[change.view], change.new, change.old))
+    # The analyst's order, not the diff's alphabetical one: new columns go into a model in the order the
+    # view file lists their fields.
+    views = {name: index for index, name in enumerate(dict.fromkeys(r.view.name for r in selection.requests))}
+    selection.requests.sort(key=lambda r: (views[r.view.name], r.field.location.line))
     return selection

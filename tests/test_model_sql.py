@@ -212,11 +212,12 @@ SHAPES = [
         JAFFLE_ORDERS,
         "is_large_order",
         "amount > 100",
+        # the file writes its select lists one column per line: `select * from final` is opened up so
         JAFFLE_ORDERS.replace(
-            "select * from final\n", "select *, amount > 100 as is_large_order from final\n"
+            "select * from final\n", "select\n    *,\n    amount > 100 as is_large_order\nfrom final\n"
         ),
         removed=["select * from final"],
-        added=["select *, amount > 100 as is_large_order from final"],
+        added=["select", "    *,", "    amount > 100 as is_large_order", "from final"],
     ),
     Shape(
         "explicit_final_alias_substitution",
@@ -351,11 +352,12 @@ SHAPES = [
         "key_and_id",
         "order_key || id",
         "select\n    id,\n    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} as order_key,\n"
-        "    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} || id as key_and_id\nfrom t\n",
+        "    ({{ dbt_utils.generate_surrogate_key(['id', 'channel']) }}) || id as key_and_id\nfrom t\n",
         removed=["    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} as order_key"],
         added=[
             "    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} as order_key,",
-            "    {{ dbt_utils.generate_surrogate_key(['id', 'channel']) }} || id as key_and_id",
+            # what the macro renders is unknown here: it is an operand only in parentheses
+            "    ({{ dbt_utils.generate_surrogate_key(['id', 'channel']) }}) || id as key_and_id",
         ],
     ),
     Shape(
@@ -754,3 +756,80 @@ def test_join_alias_avoids_a_cte_of_the_same_name() -> None:
     editor = ModelEditor(text)
     assert editor.join("customers", _on(), "__m", ["customer_id"]) == "layersync_customers"
     assert "left join {{ ref('customers') }} as layersync_customers" in editor.finish()
+
+
+# ---------------------------------------------------------------- substitutes keep their meaning
+
+# Shaped like a real project's mart: a column computed by a macro that writes several tests joined by AND.
+VALIDATE_EMAIL = ("{% macro validate_email(column) %}{{ column }} like '%@%.%' and {{ column }} not like '% %'"
+                  " and {{ column }} not like '%@%@%'{% endmacro %}")
+EMAIL_MART = """with tr as (
+    select * from {{ ref('stg_customers') }}
+)
+
+select
+    tr.customer_id,
+    {{ validate_email('tr.normalized_email') }} as is_valid_email,
+    tr.first_name || ' ' || tr.last_name as full_name
+from tr
+"""
+
+
+def _render_with_macro(model: str) -> str:
+    environment = jinja2.Environment()
+    macros = environment.from_string(VALIDATE_EMAIL).module
+    return environment.from_string(model).render(ref=lambda name: name, validate_email=macros.validate_email)
+
+
+@pytest.mark.parametrize("expression, written", [
+    ("not is_valid_email", "not ({{ validate_email('tr.normalized_email') }})"),
+    ("coalesce(is_valid_email, false)", "coalesce(({{ validate_email('tr.normalized_email') }}), false)"),
+    ("not (is_valid_email)", "not ({{ validate_email('tr.normalized_email') }})"),
+    ("is_valid_email and full_name is not null",
+     "({{ validate_email('tr.normalized_email') }}) and not tr.first_name || ' ' || tr.last_name is null"),
+])
+def test_a_macro_column_is_substituted_in_parentheses(expression: str, written: str) -> None:
+    """A Jinja call parses as one identifier, but dbt renders the macro's SQL in its place: written
+    bare, `not {{ validate_email(...) }}` negated the first LIKE only (issue 13, fault 1)."""
+    out = upsert_column(EMAIL_MART, "flag", expression)
+    assert out == EMAIL_MART.replace("full_name\nfrom", f"full_name,\n    {written} as flag\nfrom")
+
+
+def test_a_negated_macro_column_computes_the_negation_in_duckdb() -> None:
+    db = duckdb.connect(":memory:")
+    db.execute("create table stg_customers as select * from (values (1, 'a@b.co', 'A', 'B'), "
+               "(2, 'a b@c.co', 'C', 'D'), (3, 'nobody', 'E', 'F')) t(customer_id, normalized_email, first_name, "
+               "last_name)")
+    edited = upsert_column(EMAIL_MART, "is_invalid_email", "not is_valid_email")
+    rows = db.execute(f"select customer_id, is_valid_email, is_invalid_email from ({_render_with_macro(edited)}) "
+                      f"order by 1").fetchall()
+    assert rows == [(1, True, False), (2, False, True), (3, False, True)]
+
+
+def test_a_cast_of_a_macro_is_no_atom_but_a_macro_inside_a_call_is() -> None:
+    text = ("select\n    {{ m('x') }}::int as a,\n    coalesce({{ m('x') }}, 0) as b,\n"
+            "    {{ m('x') }} as c\nfrom t\n")
+    out = upsert_column(text, "n", "a + b + c")
+    assert out.splitlines()[4] == "    ({{ m('x') }}::int) + coalesce({{ m('x') }}, 0) + ({{ m('x') }}) as n"
+
+
+def test_a_failing_column_among_many_is_found_by_halves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One column of 128 that breaks the splice: the others go in, and finding it re-reads the model
+    about 2·log2(128) times (writing the columns one at a time re-read the growing model 128 times)."""
+    real = model_sql._validate
+    loads = _count_loads(monkeypatch)
+
+    def picky(text: str, names: list[str], dialect: str):
+        if "c77" in names:
+            raise ModelSqlError("the edited model does not project 'c77'")
+        return real(text, names, dialect)
+
+    monkeypatch.setattr(model_sql, "_validate", picky)
+    editor = ModelEditor("select\n    id,\n    amount\nfrom t\n")
+    edits = [editor.plan(f"c{k}", f"amount * {k}") for k in range(128)]
+    for edit in edits:
+        editor.accept(edit)
+    text = editor.finish()
+    assert [k for k, e in enumerate(edits) if editor.failure(e) is not None] == [77]
+    assert text.count(" as c") == 127 and "as c77\n" not in text and "as c76,\n    amount * 78 as c78" in text
+    assert len(loads) <= 2 * 7 + 4, len(loads)

@@ -140,7 +140,7 @@ def test_a_push_checked_by_dbt_commits_under_the_dbt_folder_only(mono) -> None:
     assert result.exit_code == 0 and result.branch == "layersync/push/orders-is_large_order"
     assert result.pushed[0].files == (ORDERS_SQL, MARTS_YML)
     assert mono.changed_files(result.branch) == [MARTS_YML, ORDERS_SQL]
-    assert "select *, amount > 20 as is_large_order from final" in mono.file(result.branch, ORDERS_SQL)
+    assert "select\n    *,\n    amount > 20 as is_large_order\nfrom final\n" in mono.file(result.branch, ORDERS_SQL)
     assert mono.file(result.branch, DECOY_SQL) == mono.file("main", DECOY_SQL)      # the lookalike is untouched
     assert mono.file(result.branch, "models/marts/orders.sql") is None              # nothing written at the root
     body = LocalForge(mono.state_db).list_prs()[0].body

@@ -42,11 +42,12 @@ def test_new_dimension_becomes_a_column_on_a_branch_with_a_pr(repos) -> None:
     assert [(p.id, p.model, p.column, p.action) for p in result.pushed] == [
         ("orders.is_large_order", "orders", "is_large_order", "added")]
     assert result.pushed[0].dbt_sql == "amount > 20"
-    # The model: one line changed (the new column); the rest byte-identical.
+    # The model: the final `select *` opened up one column per line, as the file writes its lists; the rest
+    # byte-identical.
     before, after = repos.dbt_file("main", ORDERS_SQL), repos.dbt_file(result.branch, ORDERS_SQL)
     added, removed = added_and_removed(before, after)
     assert removed == ["select * from final"]
-    assert added == ["select *, amount > 20 as is_large_order from final"]
+    assert added == ["select", "    *,", "    amount > 20 as is_large_order", "from final"]
     # The YAML: the column entry added, nothing else touched.
     added, removed = added_and_removed(repos.dbt_file("main", MARTS_YML), repos.dbt_file(result.branch, MARTS_YML))
     assert removed == []
@@ -126,15 +127,15 @@ def test_unknown_column_on_an_explicit_model_is_refused(repos) -> None:
     assert LocalForge(repos.state_db).list_prs() == []
 
 
-def test_measures_are_not_pushed_but_are_not_failures(repos) -> None:
+def test_measures_are_pushed_as_metricflow_metrics_not_skipped_as_aggregates(repos) -> None:
     repos.write_semantic("views/orders.view.yaml",
                          (repos.semantic / "views/orders.view.yaml").read_text()
                          + "  big_count:\n    sql: ${order_id}\n    aggregate_type: count_distinct\n")
     repos.commit_semantic()
-    result = push(repos)
-    assert result.exit_code == 0 and result.pushed == [] and result.pr is None
-    assert [(s.id, s.code) for s in result.skipped] == [("orders.big_count", "aggregate")]
-    assert "not pushed (aggregate)" in result.skipped[0].reason
+    result = push(repos, parity=False)           # parity: tests/test_push_metrics.py
+    assert result.exit_code == 0 and result.pushed == [] and result.skipped == [] and result.pr is not None
+    assert [(m.id, m.metric, m.action) for m in result.metrics] == [("orders.big_count", "orders_big_count", "added")]
+    assert "name: orders_big_count" in repos.dbt_file(result.branch, MARTS_YML)
 
 
 def test_named_fields_and_plain_column_documentation(repos) -> None:

@@ -82,3 +82,66 @@ def test_view_pointing_at_another_table_rechecks_every_field() -> None:
     changes = diff_views(views(BEFORE), views(after))
     assert {c.kind for c in changes} == {"changed"}
     assert all(c.changed_keys == ("table_name",) for c in changes)
+
+
+OMNI_VIEW = """\
+schema: omni_dbt_marts
+table_name: orders
+dimensions:
+  order_id:
+    primary_key: true
+  status: {}
+measures:
+  revenue:
+    sql: ${amount}
+    aggregate_type: sum
+"""
+
+
+def omni(path: str, text: str = OMNI_VIEW):
+    from bot.semantic.formats.omni import OmniFormat
+
+    view = OmniFormat().read(text, path)
+    return {view.name: view}
+
+
+def test_a_view_file_moved_to_another_folder_is_a_move_not_its_fields_removed() -> None:
+    """Omni names a view by its folder: moved, it has a new name, the same table and the same fields."""
+    before, after = omni("omni_dbt_marts/orders.view.yaml"), omni("sales/orders.view.yaml")
+    assert list(before) == ["omni_dbt_marts__orders"] and list(after) == ["sales__orders"]
+    assert diff_views(before, after) == []
+    edited = omni("sales/orders.view.yaml", OMNI_VIEW.replace("aggregate_type: sum", "aggregate_type: average"))
+    changes = diff_views(before, edited)
+    assert [(c.id, c.kind, c.changed_keys, c.moved_from) for c in changes] == [
+        ("sales__orders.revenue", "changed", ("aggregate_type",), "omni_dbt_marts__orders")]
+
+
+def test_two_look_alike_views_moving_are_not_paired_by_guess() -> None:
+    before = {**omni("a/orders.view.yaml"), **omni("b/orders.view.yaml")}
+    after = {**omni("c/orders.view.yaml"), **omni("d/orders.view.yaml")}
+    assert {c.kind for c in diff_views(before, after)} == {"added", "removed"}
+
+
+def test_moving_view_files_in_git_asks_to_push_and_remove_nothing(tmp_path) -> None:
+    """Real git: an analyst moves Omni view files (without Omni's name header, so their names follow the
+    folder) into another folder; the push selection sees neither removed nor new fields."""
+    import git
+
+    from bot.demo.run import create_semantic_repo
+    from bot.gitops import RevisionReader
+    from bot.selection import select_changed
+
+    path = create_semantic_repo(tmp_path, layout="omni")
+    repo = git.Repo(path)
+    views = sorted((path / "omni_dbt_marts").glob("*.view.yaml"))
+    for view in views:
+        view.write_text("".join(l for l in view.read_text().splitlines(True) if not l.startswith("# Reference")))
+    repo.git.add("-A")
+    since = repo.index.commit("views without headers").hexsha
+    (path / "sales").mkdir()
+    for view in views:
+        repo.git.mv(str(view), str(path / "sales" / view.name))
+    head = repo.index.commit("move the views").hexsha
+
+    selection = select_changed(RevisionReader(path), head, since, "duckdb")
+    assert selection.requests == [] and selection.skipped == []

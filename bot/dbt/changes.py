@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import sqlglot
 from ruamel.yaml import YAML
@@ -28,7 +29,8 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
-from bot.dbt import model_sql
+from bot import repo_paths
+from bot.dbt import compiled, lineage as dag, model_sql
 from bot.dbt.project import YAML_SUFFIXES, DbtProject, FileStore, MemoryStore, config_alias, project_store
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
@@ -72,6 +74,8 @@ class Problem:
     file: str
     line: int | None
     message: str
+    model: str | None = None     # the model it is about, if any
+    touched: bool = True         # False: a model whose file the change left as it was
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
@@ -98,6 +102,10 @@ class ColumnInfo:
     line: int | None = None
     yaml_file: str | None = None
     yaml_line: int | None = None
+    # what the column computes, followed through CTEs and upstream models (bot.dbt.lineage): equal
+    # keys mean the same values under any name or spelling; None where the lineage is unknown
+    key: str | None = field(default=None, compare=False)
+    resolved: str | None = field(default=None, compare=False)   # its expression inlined through the CTEs
 
     @property
     def in_sql(self) -> bool:
@@ -128,6 +136,7 @@ class ModelSnapshot:
     yaml_line: int | None = None
     star_free: bool = False     # every `*` resolved: a column named in the SQL before and not now is gone
     relation: str = ""  # the warehouse relation's name (dbt's alias), lower case; "" means the name
+    text_hash: str = field(default="", compare=False)  # of the file: equal means the change left it as it was
 
     @property
     def relation_name(self) -> str:
@@ -142,6 +151,7 @@ class ProjectSnapshot:
     unreadable: frozenset[str] = frozenset()  # YAML files that did not load: their docs are unknown
     dialect: str = "duckdb"
     others: frozenset[str] = frozenset()  # relations dbt makes or reads that are not models: seeds, sources, snapshots
+    lineage: dag.ProjectLineage | None = field(default=None, compare=False, repr=False)
 
     def models_by_relation(self) -> dict[str, str]:
         """Aliased models by the relation name a view sees (`fct_orders` → `orders`)."""
@@ -216,6 +226,7 @@ class _SqlShape:
     complete: bool
     key: str
     star_free: bool = False   # no `*` left unresolved (a Jinja loop may still add columns)
+    star_line: int | None = None  # the final SELECT's first `*`
 
 
 class _Reader:
@@ -225,7 +236,7 @@ class _Reader:
         self.text = text
         self.masked = masked
         self.dialect = dialect
-        self.jinja = _jinja_placeholders(text, masked, dialect)
+        self.jinja = dag.jinja_placeholders(text, masked, dialect)
         self.hidden_star = False   # a `*` whose columns come from a table we cannot see
 
     def is_jinja(self, node: exp.Expression) -> bool:
@@ -245,32 +256,6 @@ class _Reader:
                 literal.set("this", self.text[start + 1:end])  # the literal as written, without its quotes
         sql = node.sql(dialect=self.dialect, normalize=True, comments=False)
         return _restore_jinja(sql, self.jinja, self.dialect) if self.jinja else sql
-
-
-def _jinja_placeholders(text: str, masked: str, dialect: str) -> dict[str, str]:
-    """Placeholder identifier → the Jinja it stands for, so normalised expressions read like the file.
-
-    Masking keeps offsets, so a token whose masked text differs from the file at the same offset is
-    (or contains) a placeholder; a multi-line `{{ }}` masks only its first line, hence the extension
-    to the closing `}}`.
-    """
-    found: dict[str, str] = {}
-    try:
-        tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(masked)
-    except SqlglotError:
-        return found
-    for token in tokens:
-        if token.token_type != TokenType.VAR:
-            continue
-        original = text[token.start:token.end + 1]
-        if original == masked[token.start:token.end + 1] or "{{" not in original:
-            continue
-        if original.count("{{") > original.count("}}"):
-            close = text.find("}}", token.end + 1)
-            if close >= 0:
-                original = text[token.start:close + 2]
-        found[token.text.lower()] = original
-    return found
 
 
 def _restore_jinja(sql: str, jinja: Mapping[str, str], dialect: str) -> str:
@@ -429,7 +414,9 @@ def _sql_shape(text: str, dialect: str) -> _SqlShape:
     unique: dict[str, _SqlColumn] = {}
     for column in columns:
         unique.setdefault((column.name or "").lower(), column)
-    return _SqlShape(tuple(unique.values()), complete, reader.normalise(tree), star_free)
+    stars = [p for p in first[0].expressions if _is_star(p)] if first else []
+    return _SqlShape(tuple(unique.values()), complete, reader.normalise(tree), star_free,
+                     _line(stars[0]) if stars else None)
 
 
 # --------------------------------------------------------------------------
@@ -550,12 +537,32 @@ class _YamlFile:
     problems: tuple[tuple[int | None, str], ...] = ()
     loaded: bool = True
     others: tuple[str, ...] = ()  # source tables (their identifiers) and snapshots it declares
+    sources: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (`source:s.t`, identifier, declared columns)
 
 
 def _config_value(entry: Mapping, key: str) -> str | None:
     config = entry.get("config")
     value = config.get(key) if isinstance(config, Mapping) else None
     return str(value) if isinstance(value, str) and value.strip() else None
+
+
+def _declared_sources(data: Mapping) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """Source tables with the relation they name and the columns they declare: what a
+    `select * from {{ source(...) }}` expands to, when the project says."""
+    found: list[tuple[str, str, tuple[str, ...]]] = []
+    for source in data.get("sources") or [] if isinstance(data.get("sources"), list) else []:
+        if not isinstance(source, Mapping) or source.get("name") is None:
+            continue
+        tables = source.get("tables")
+        for table in tables if isinstance(tables, list) else []:
+            if not isinstance(table, Mapping) or table.get("name") is None:
+                continue
+            columns = table.get("columns")
+            names = tuple(str(c["name"]) for c in columns if isinstance(c, Mapping) and c.get("name") is not None) \
+                if isinstance(columns, list) else ()
+            found.append((f"source:{str(source['name']).lower()}.{str(table['name']).lower()}",
+                          str(table.get("identifier") or table["name"]).lower(), names))
+    return tuple(found)
 
 
 def _declared_others(data: Mapping) -> tuple[str, ...]:
@@ -593,12 +600,13 @@ def _yaml_models(text: str) -> _YamlFile:
         return _YamlFile(problems=((_node_line(data) or 1, "the top level of a dbt properties file must be a mapping"),),
                          loaded=False)
     others = _declared_others(data)
+    sources = _declared_sources(data)
     entries = data.get("models")
     if entries is None:
-        return _YamlFile(others=others)
+        return _YamlFile(others=others, sources=sources)
     if not isinstance(entries, list):
         return _YamlFile(problems=((_key_line(data, "models"), "`models:` must be a list"),), loaded=False,
-                         others=others)
+                         others=others, sources=sources)
     models: list[_YamlModel] = []
     problems: list[tuple[int | None, str]] = []
     for index, entry in enumerate(entries):
@@ -618,7 +626,7 @@ def _yaml_models(text: str) -> _YamlFile:
                                  f"entry {position + 1} of the columns of model {entry['name']} has no name"))
         models.append(_YamlModel(str(entry["name"]), _node_line(entry), tuple(columns),
                                  alias=_config_value(entry, "alias")))
-    return _YamlFile(tuple(models), tuple(problems), True, others)
+    return _YamlFile(tuple(models), tuple(problems), True, others, sources)
 
 
 def _mark_line(exc: MarkedYAMLError) -> int | None:
@@ -662,13 +670,8 @@ def _with_manifest(info: ColumnInfo, node_column: Mapping[str, Any]) -> ColumnIn
         meta.update(config["meta"])
     data_type = node_column.get("data_type")
     manifest_type = str(data_type).strip() if data_type is not None else ""
-    return ColumnInfo(
-        model=info.model, name=info.name, expression=info.expression,
-        description=_text(node_column.get("description")) or info.description,
-        data_type=manifest_type or info.data_type,
-        tests=info.tests, accepted_values=info.accepted_values, meta=meta or info.meta,
-        file=info.file, line=info.line, yaml_file=info.yaml_file, yaml_line=info.yaml_line,
-    )
+    return replace(info, description=_text(node_column.get("description")) or info.description,
+                   data_type=manifest_type or info.data_type, meta=meta or info.meta)
 
 
 # --------------------------------------------------------------------------
@@ -723,36 +726,99 @@ def snapshot_project(store: FileStore, manifest: dict | None = None, dialect: st
             docs[key] = (path, entry)
 
     by_path, by_name = _manifest_models(manifest)
-    snapshots: dict[str, ModelSnapshot] = {}
+    read: dict[str, tuple[str, str, _SqlShape | None, Mapping | None]] = {}  # key → text, SQL read, shape, node
+    sources: dict[str, dag.ModelText] = {}
     for key, model in sorted(models.items()):
         text = store.read_text(model.path) or ""
-        shape: _SqlShape | None = None
-        try:
-            shape = _sql_shape(text, dialect)
-        except model_sql.ModelSqlError as error:
-            problems.append(Problem(model.path, error.line, f"cannot read model {model.name}: {error.message}"))
-        except SqlglotError as error:
-            problems.append(Problem(model.path, None, f"cannot read model {model.name}: {error}"))
-        except Exception as error:  # noqa: BLE001 - one odd model must not hide the others' changes
-            problems.append(Problem(model.path, None, f"cannot read model {model.name}: "
-                                                      f"{type(error).__name__}: {error}"))
-        yaml_file, yaml_model = docs.get(key, (None, None))
-        columns = _merge(model.name, model.path, shape, yaml_file, yaml_model)
         node = by_path.get(model.path) or by_name.get(key)
+        shape, source, sql, problem = _read_model(model.name, model.path, text, dialect, _compiled_code(node))
+        if problem is not None:
+            problems.append(problem)
+        read[key] = (text, sql, shape, node)
+        if shape is not None:
+            sources[key] = dag.ModelText(source, sql)
+
+    aliases: dict[str, str] = {}
+    for key, (text, _, _, node) in read.items():
+        yaml_model = docs.get(key, (None, None))[1]
+        alias = (node or {}).get("alias") or (yaml_model.alias if yaml_model else None) or config_alias(text)
+        if alias and str(alias).lower() != key:
+            aliases[key] = str(alias).lower()
+    lineage = _project_lineage(project, store, sources, aliases, dialect)
+
+    snapshots: dict[str, ModelSnapshot] = {}
+    for key, model in sorted(models.items()):
+        text, _, shape, node = read[key]
+        yaml_file, yaml_model = docs.get(key, (None, None))
+        flow = lineage.lineage(key) if shape is not None else None
+        columns = _merge(model.name, model.path, shape, yaml_file, yaml_model, flow, lineage.keys_of(key) if flow else {})
         if node is not None:
             node_columns = {str(k).lower(): v for k, v in (node.get("columns") or {}).items() if isinstance(v, Mapping)}
             columns = {k: _with_manifest(c, node_columns[k]) if k in node_columns else c for k, c in columns.items()}
-        alias = (node or {}).get("alias") or (yaml_model.alias if yaml_model else None) or config_alias(text)
+        complete = bool(shape and (shape.complete or (flow is not None and flow.complete)))
         snapshots[key] = ModelSnapshot(
             name=model.name, path=model.path, columns=columns,
-            complete=shape.complete if shape else False, sql_ok=shape is not None,
-            star_free=shape.star_free if shape else False,
+            complete=complete, sql_ok=shape is not None,
+            star_free=bool(shape and (shape.star_free or complete)),
             sql_key=shape.key if shape else None,
             yaml_file=yaml_file, yaml_line=yaml_model.line if yaml_model else None,
-            relation=str(alias).lower() if alias and str(alias).lower() != key else "",
+            relation=aliases.get(key, ""), text_hash=hashlib.sha1(text.encode("utf-8")).hexdigest(),
         )
     return ProjectSnapshot(snapshots, tuple(problems), frozenset(unreadable), dialect,
-                           frozenset(_other_relations(project, store)))
+                           frozenset(_other_relations(project, store)), lineage)
+
+
+def _compiled_code(node: Mapping | None) -> str | None:
+    """dbt's rendering of the model, when the manifest has one (`dbt compile` writes it)."""
+    code = (node or {}).get("compiled_code") or (node or {}).get("compiled_sql")
+    return code if isinstance(code, str) and code.strip() else None
+
+
+def _read_model(name: str, path: str, text: str, dialect: str,
+                compiled: str | None) -> tuple[_SqlShape | None, str, str, Problem | None]:
+    """The model's shape and the SQL its lineage reads: the file (Jinja masked), else dbt's compiled
+    SQL (a model that is one macro call, CTEs a macro writes), else the reason it cannot be read."""
+    try:
+        return _sql_shape(text, dialect), text, model_sql.mask_jinja(text), None
+    except model_sql.ModelSqlError as error:
+        problem = Problem(path, error.line, f"cannot read model {name}: {error.message}", name)
+    except SqlglotError as error:
+        problem = Problem(path, None, f"cannot read model {name}: {error}", name)
+    except Exception as error:  # noqa: BLE001 - one odd model must not hide the others' changes
+        problem = Problem(path, None, f"cannot read model {name}: {type(error).__name__}: {error}", name)
+    if compiled is not None:
+        try:
+            shape = _sql_shape(compiled, dialect)
+        except Exception:  # noqa: BLE001 - dbt's SQL that sqlglot cannot read: the file's reason stands
+            shape = None
+        if shape is not None:    # its lines are the compiled SQL's, not the file's
+            return replace(shape, columns=tuple(replace(c, line=None) for c in shape.columns)), compiled, compiled, None
+    return None, "", "", problem
+
+
+def _project_lineage(project: DbtProject, store: FileStore, models: Mapping[str, dag.ModelText],
+                     aliases: Mapping[str, str], dialect: str) -> dag.ProjectLineage:
+    """Lineage over every readable model, with the seeds' headers and the sources' declared columns
+    (a source whose table is a seed of the project has the seed's) as the columns a `*` expands to."""
+    external: dict[str, tuple[str, ...]] = {}
+    for root in project.seed_paths:
+        for path in store.list_files(root):
+            if path.endswith(".csv"):
+                try:
+                    text = store.read_text(path) or ""
+                except (ValueError, OSError):   # a blob a partial clone lacks: that seed's columns stay unknown
+                    continue
+                header = dag.csv_header(text.split("\n", 1)[0])
+                if header:
+                    external[f"seed:{PurePosixPath(path).stem.lower()}"] = header
+    identifiers: dict[str, str] = {}
+    for path in _properties_files(project, store):
+        for relation, identifier, columns in _yaml_models(store.read_text(path) or "").sources:
+            if columns:
+                external.setdefault(relation, columns)
+            identifiers[relation] = f"seed:{identifier}"
+    return dag.ProjectLineage(models, dialect, relations={alias: key for key, alias in aliases.items()},
+                              external=external, source_identifiers=identifiers)
 
 
 def _other_relations(project: DbtProject, store: FileStore) -> set[str]:
@@ -785,18 +851,33 @@ def _snapshot_blocks(text: str) -> list[str]:
 
 
 def _merge(model: str, path: str, shape: _SqlShape | None, yaml_file: str | None,
-           yaml_model: _YamlModel | None) -> dict[str, ColumnInfo]:
-    """SQL columns in SELECT order, then the ones only YAML knows, each with its YAML docs."""
+           yaml_model: _YamlModel | None, flow: dag.ModelLineage | None = None,
+           keys: Mapping[str, str] | None = None) -> dict[str, ColumnInfo]:
+    """SQL columns in SELECT order (with those a `*` brings from upstream models, seeds and sources,
+    as the lineage expands it), then the ones only YAML knows, each with its YAML docs and lineage."""
     documented = {c.name.lower(): c for c in reversed(yaml_model.columns)} if yaml_model else {}
+    keys = keys or {}
     columns: dict[str, ColumnInfo] = {}
-    for sql in shape.columns if shape else ():
-        name = sql.name or ""  # unnamed projections never reach a shape
-        columns[name.lower()] = _info(model, name, sql.expression, path, sql.line, yaml_file,
-                                      documented.get(name.lower()))
+    origins = {c.name.lower(): c for c in flow.columns} if flow is not None else {}
+    sql_columns = {(c.name or "").lower(): c for c in shape.columns} if shape else {}
+    order = list(origins) if flow is not None and flow.complete else list(sql_columns)
+    order += [k for k in list(sql_columns) + list(origins) if k not in order]
+    for name in order:
+        sql, origin = sql_columns.get(name), origins.get(name)
+        shown = sql.expression if sql is not None else origin.resolved if origin is not None else None
+        info = _info(model, sql.name if sql is not None and sql.name else origin.name if origin else name,
+                     shown, path, sql.line if sql is not None else _star_line(shape), yaml_file, documented.get(name))
+        columns[name] = replace(info, key=keys.get(name),
+                                resolved=origin.resolved if origin is not None and origin.through_ctes else None)
     for key, doc in sorted(documented.items(), key=lambda pair: pair[1].line or 0):
         if key not in columns:
             columns[key] = _info(model, doc.name, None, yaml_file, doc.line, yaml_file, doc)
     return columns
+
+
+def _star_line(shape: _SqlShape | None) -> int | None:
+    """Where a column a `*` brings in is selected: the line of the final SELECT's `*`, if known."""
+    return shape.star_line if shape is not None else None
 
 
 def _info(model: str, name: str, expression: str | None, file: str | None, line: int | None,
@@ -909,13 +990,68 @@ def _meta_detail(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | N
 
 
 
+def _computes_same(old: ColumnInfo, new: ColumnInfo) -> bool:
+    """Same values: by lineage where both sides have it (aliases resolved, CTEs and upstream models
+    followed, Jinja compared by its syntax), else by the final SELECT's normalised expression."""
+    if old.key is not None and new.key is not None:
+        return old.key == new.key
+    return old.expression == new.expression
+
+
+def _same_key(column: ColumnInfo) -> str | None:
+    return column.key if column.key is not None else column.expression
+
+
+@functools.lru_cache(maxsize=4096)
+def _unqualified(sql: str | None, dialect: str) -> str | None:
+    """An expression without table qualifiers or outer parentheses: what it computes from which
+    column names (None when it does not parse, e.g. a Jinja call)."""
+    try:
+        node = sqlglot.parse_one(sql or "", read=dialect)
+    except SqlglotError:
+        return None
+    while isinstance(node, exp.Paren):
+        node = node.this
+    for column in node.find_all(exp.Column):
+        column.set("table", None)
+        column.set("db", None)
+        column.set("catalog", None)
+    return node.sql(dialect=dialect, normalize=True)
+
+
+def _inlines_more(info: ColumnInfo, dialect: str) -> bool:
+    """Whether the expression inlined through the CTEs says more than the final SELECT's does."""
+    shown, resolved = _unqualified(info.expression, dialect), _unqualified(info.resolved, dialect)
+    return shown is not None and resolved is not None and shown != resolved
+
+
+def _expression_detail(old: ColumnInfo, new: ColumnInfo, upstream: list[tuple[str, str]], dialect: str) -> str:
+    """Where the definition changed: the final SELECT, a CTE it reads, or an upstream model."""
+    through = old.resolved is not None and new.resolved is not None and old.resolved != new.resolved
+    locally = [_unqualified(c.resolved or c.expression, dialect) for c in (old, new)]
+    if upstream and locally[0] is not None and locally[0] == locally[1]:
+        return "upstream: " + ", ".join(f"{m}.{c}" for m, c in upstream) + " changed"   # computed alike here
+    if old.expression != new.expression:
+        shown = f"{old.expression} → {new.expression}"
+        if through and (_inlines_more(old, dialect) or _inlines_more(new, dialect)):
+            return f"{shown} (through its CTEs: {old.resolved} → {new.resolved})"   # the CTE holds the change
+        return shown
+    if through:
+        return f"through its CTEs: {old.resolved} → {new.resolved}"
+    if upstream:
+        return "upstream: " + ", ".join(f"{m}.{c}" for m, c in upstream) + " changed"
+    return f"its lineage changed: {old.resolved or old.expression}"
+
+
 def _attribute_changes(model: str, old: ColumnInfo, new: ColumnInfo, *, compare_sql: bool, compare_docs: bool,
-                       dialect: str, renamed_to: str | None = None) -> Iterator[ColumnChange]:
+                       dialect: str, renamed_to: str | None = None,
+                       upstream: Any = None) -> Iterator[ColumnChange]:
     def change(kind: ColumnKind, detail: str, where: tuple[str | None, int | None]) -> ColumnChange:
         return ColumnChange(kind, model, old.name, renamed_to, old, new, detail, *where)
 
-    if compare_sql and old.in_sql and new.in_sql and old.expression != new.expression:
-        yield change("expression_changed", f"{old.expression} → {new.expression}", (new.file, new.line))
+    if compare_sql and old.in_sql and new.in_sql and not _computes_same(old, new):
+        changed = upstream(old, new) if upstream is not None else []
+        yield change("expression_changed", _expression_detail(old, new, changed, dialect), (new.file, new.line))
     if not compare_docs:
         return
     yaml_where = _yaml_where(new, old)
@@ -941,6 +1077,11 @@ def _column_changes(before_project: ProjectSnapshot, after_project: ProjectSnaps
     compare_sql = before.sql_ok and after.sql_ok
     compare_docs = docs_before and docs_after
     dialect = after_project.dialect
+
+    def upstream(old: ColumnInfo, new: ColumnInfo) -> list[tuple[str, str]]:
+        flows = (after_project.lineage, before_project.lineage)
+        return flows[0].changed_upstream(after.name, new.name, flows[1]) if all(flows) else []
+
     changes: list[ColumnChange] = []
     removed: list[ColumnInfo] = []
     uncertain: set[str] = set()  # may still come through the model's `*`: only a rename may claim them
@@ -955,7 +1096,13 @@ def _column_changes(before_project: ProjectSnapshot, after_project: ProjectSnaps
             old_status = _ABSENT   # and the other way round: newly selected by name (its doc may be older)
         if old_status == _PRESENT and new_status == _PRESENT and old is not None and new is not None:
             changes += _attribute_changes(model, old, new, compare_sql=compare_sql, compare_docs=compare_docs,
-                                          dialect=dialect)
+                                          dialect=dialect, upstream=upstream)
+        elif old_status == _PRESENT and new_status == _ABSENT and old is not None and old.documented \
+                and not old.in_sql and not after.complete and not after.star_free:
+            # behind a `*` of unknown columns: only its doc is known gone, and a lost YAML entry is a
+            # documentation change, never a removed column
+            changes += _attribute_changes(model, old, replace(ColumnInfo(after.name, old.name), file=after.path),
+                                          compare_sql=False, compare_docs=True, dialect=dialect)
         elif old_status == _PRESENT and new_status == _ABSENT and old is not None:
             removed.append(old)
             if not after.complete and not old.documented and not (old.in_sql and after.star_free):
@@ -967,8 +1114,8 @@ def _column_changes(before_project: ProjectSnapshot, after_project: ProjectSnaps
     for old in removed:
         if old.expression is None:
             continue
-        targets = [new for new in added if new.expression == old.expression]
-        rivals = [other for other in removed if other.expression == old.expression]
+        targets = [new for new in added if new.expression is not None and _same_key(new) == _same_key(old)]
+        rivals = [other for other in removed if other.expression is not None and _same_key(other) == _same_key(old)]
         if len(targets) == 1 and len(rivals) == 1:
             renames[old.name.lower()] = targets[0]
     renamed_to = {new.name.lower() for new in renames.values()}
@@ -1050,7 +1197,16 @@ def diff_projects(before: ProjectSnapshot, after: ProjectSnapshot) -> ProjectCha
 
     changes.sort(key=_sort_key)
     problems = list(after.problems) + [p for p in before.problems if p not in set(after.problems)]
-    return ProjectChanges(changes, problems, before, after)
+    return ProjectChanges(changes, [_touched(p, before, after) for p in problems], before, after)
+
+
+def _touched(problem: Problem, before: ProjectSnapshot, after: ProjectSnapshot) -> Problem:
+    """Whether the change touched the model a problem is about (its file differs, or is new or gone)."""
+    if problem.model is None:
+        return problem
+    old, new = before.models.get(problem.model.lower()), after.models.get(problem.model.lower())
+    touched = old is None or new is None or old.text_hash != new.text_hash
+    return problem if touched == problem.touched else replace(problem, touched=touched)
 
 
 # --------------------------------------------------------------------------
@@ -1070,32 +1226,95 @@ def _manifest(store: FileStore, problems: list[Problem]) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _snapshot_at(reader: RevisionReader, rev: str, dialect: str, root: str = "") -> ProjectSnapshot:
+def _snapshot_at(reader: RevisionReader, rev: str, dialect: str, root: str = "",
+                 compiled: Mapping[str, str] | None = None) -> ProjectSnapshot:
+    """`compiled`: dbt's SQL for some models (project path → compiled code), read where the file cannot be."""
     store = project_store(reader.store(rev), root)
     problems: list[Problem] = []
     manifest = _manifest(store, problems)
+    if compiled:
+        manifest = _with_compiled_code(manifest, compiled)
     snapshot = snapshot_project(store, manifest, dialect)
     if not problems:
         return snapshot
     return replace(snapshot, problems=tuple(problems) + snapshot.problems)
 
 
+def _with_compiled_code(manifest: dict | None, compiled: Mapping[str, str]) -> dict:
+    """The committed manifest (if any) with dbt's fresh compiled SQL added to the models' nodes."""
+    data = copy.deepcopy(manifest) if isinstance(manifest, dict) else {}
+    nodes = data.setdefault("nodes", {}) if isinstance(data.get("nodes", {}), dict) else {}
+    by_path = {str(n.get("original_file_path")): n for n in nodes.values()
+               if isinstance(n, dict) and n.get("resource_type") == "model"}
+    for path, sql in compiled.items():
+        node = by_path.get(path)
+        if node is None:
+            name = PurePosixPath(path).stem
+            node = nodes[f"model.layersync.{name}"] = {"resource_type": "model", "name": name,
+                                                      "original_file_path": path}
+        node["compiled_code"] = sql
+    data["nodes"] = nodes
+    return data
+
+
+def _unreadable_touched(side: ProjectSnapshot, other: ProjectSnapshot) -> list[ModelSnapshot]:
+    """Models of `side` whose SQL could not be read statically and that the change touched."""
+    return [m for key, m in sorted(side.models.items()) if not m.sql_ok
+            and (key not in other.models or other.models[key].text_hash != m.text_hash)]
+
+
+def _compiled_at(reader: RevisionReader, rev: str, root: str, models: list[ModelSnapshot],
+                 log: Callable[[str], None] | None) -> tuple[dict[str, str], str | None]:
+    """dbt's compiled SQL of `models` at `rev` (the project's files written to a scratch folder)."""
+    inside = repo_paths.under(root)
+    paths = reader.list_files(rev, inside)
+    texts = reader.read_many(rev, paths, unreadable={})
+    files = {repo_paths.inside(root, p) or p: t for p, t in texts.items() if t is not None}
+    store = MemoryStore(files)
+    profile = DbtProject(store).profile if store.read_text("dbt_project.yml") is not None else "layersync"
+    result = compiled.compile_models(files, [m.name for m in models], profile=profile, log=log)
+    return result.sql, result.error
+
+
 def changes_between(repo_path: Path | str, base_rev: str, head_rev: str, dialect: str = "duckdb",
-                    root: str = "") -> ProjectChanges:
+                    root: str = "", *, compile_unreadable: bool = True,
+                    log: Callable[[str], None] | None = None) -> ProjectChanges:
     """The dbt project's changes from `base_rev` to `head_rev`, read from git objects (no checkout),
     with each revision's committed `target/manifest.json` when there is one.
+
+    A touched model that cannot be read statically (one macro call, CTEs a macro writes) is read from
+    dbt's compiled SQL (`dbt compile` in a scratch copy of that revision; `compile_unreadable=False`
+    skips it); if dbt cannot compile it either, the problem says why.
 
     `root`: the project's folder in a monorepo. Only files under it are read (a change elsewhere in
     the repository is no dbt change); the paths in the changes name the repository's files."""
     reader = RevisionReader(repo_path, "dbt repo")
     try:
-        changes = diff_projects(_snapshot_at(reader, base_rev, dialect, root),
-                                _snapshot_at(reader, head_rev, dialect, root))
+        before = _snapshot_at(reader, base_rev, dialect, root)
+        after = _snapshot_at(reader, head_rev, dialect, root)
+        if compile_unreadable:
+            sides = {}
+            for name, rev, side, other in (("before", base_rev, before, after), ("after", head_rev, after, before)):
+                models = _unreadable_touched(side, other)
+                if models:
+                    sql, error = _compiled_at(reader, rev, root, models, log)
+                    snapshot = _snapshot_at(reader, rev, dialect, root, sql) if sql else side
+                    sides[name] = _with_compile_error(snapshot, models, error) if error else snapshot
+            before, after = sides.get("before", before), sides.get("after", after)
+        changes = diff_projects(before, after)
     except RepoError as error:          # no dbt_project.yml in the folder: named as the repository has it
         if not root or not error.file:
             raise
         raise RepoError(error.message, f"{root}/{error.file}", error.line) from None
     return _in_repo(changes, root) if root else changes
+
+
+def _with_compile_error(snapshot: ProjectSnapshot, models: list[ModelSnapshot], error: str) -> ProjectSnapshot:
+    names = {m.name.lower() for m in models}
+    problems = tuple(replace(p, message=f"{p.message} ({error})")
+                     if p.model is not None and p.model.lower() in names and not snapshot.models[p.model.lower()].sql_ok
+                     else p for p in snapshot.problems)
+    return replace(snapshot, problems=problems)
 
 
 def _in_repo(changes: ProjectChanges, root: str) -> ProjectChanges:

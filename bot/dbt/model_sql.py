@@ -19,6 +19,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.tokens import Token, TokenType
 
+from bot.dbt import sql_layout
+
 __all__ = [
     "ModelShape",
     "ModelSqlError",
@@ -334,6 +336,7 @@ class _Model:
     regions: tuple[_Jinja, ...]
     branches: tuple[_Branch, ...]
     by_name: bool  # UNION BY NAME: branches line up by name, not position
+    style: sql_layout.Style = sql_layout.Style()  # how the file writes its select lists
 
     def line(self, offset: int) -> int:
         return _line_of(self.text, offset)
@@ -613,7 +616,8 @@ def _load(text: str, dialect: str) -> _Model:
         _build_branch(select, tokens, keyword, stop, text, regions)
         for select, (keyword, stop) in zip(selects, spans)
     )
-    return _Model(text, masked, dialect, regions, branches, _is_by_name(tree))
+    style = sql_layout.style_of(masked, tokens, lambda i: _list_start(tokens, i, len(tokens), text), _LIST_END)
+    return _Model(text, masked, dialect, regions, branches, _is_by_name(tree), style)
 
 
 def model_ctes(select: exp.Select) -> list[exp.CTE]:
@@ -672,11 +676,23 @@ class _Substitute:
 
     @property
     def atomic(self) -> bool:
+        """Whether the text keeps its meaning next to any operator. A Jinja call never does, unless
+        brackets of the text enclose it: it parses as one identifier here, but dbt renders whatever
+        SQL the macro writes (`x like '%@%' and x not like '% %'`), so `not {{ m() }}` would negate
+        the first test only."""
+        if self.bare_jinja:
+            return False
         node = self.node
         if isinstance(node, (exp.Binary, exp.Unary, exp.Predicate)):
             return False
         return isinstance(node, (exp.Column, exp.Literal, exp.Paren, exp.Boolean, exp.Null, exp.Window,
                                  exp.Subquery, exp.Func, exp.Identifier))
+
+    @property
+    def bare_jinja(self) -> bool:
+        """A `{{ ... }}` of the text outside every bracket of it (`{{ m() }}`, `{{ m() }}::int`), where
+        what it renders meets the operators around the text."""
+        return _bare_jinja(self.text)
 
 
 # Jinja's default delimiters, which dbt honours anywhere in a model or YAML text.
@@ -802,17 +818,69 @@ def _resolve(column: exp.Column, model: _Model, branch: _Branch, reference: _Bra
         raise ModelSqlError(
             f"column {column.name!r} sits where another branch has a star", model.line(projection.start)
         )
-    return _Substitute(model.text[projection.start:projection.inner_end], projection.inner)
+    return _Substitute(_one_line(model, projection.start, projection.inner_end), projection.inner)
+
+
+def _one_line(model: _Model, start: int, end: int) -> str:
+    """The model's text[start:end] on one line (see `_flat`)."""
+    return _flat(model.text[start:end], model.dialect)
+
+
+def _flat(text: str, dialect: str) -> str:
+    """`text` with its line breaks between tokens made spaces: an expression written over several lines
+    at its own place would land, inlined as an operand of another column, with its lines indented for
+    somewhere else. Comments, literals and Jinja are kept as written."""
+    if "\n" not in text:
+        return text
+    try:
+        tokens = _dialect(dialect).tokenize(mask_jinja(text))
+        regions = tuple(_scan_jinja(text))
+    except (TokenError, ModelSqlError):
+        return text
+    pieces, position = [], 0
+    for before, after in zip(tokens, tokens[1:]):
+        gap_start, gap_end = before.end + 1, after.start
+        gap = text[gap_start:gap_end]
+        if "\n" in gap and gap.strip() == "" and not _overlaps_jinja(gap_start, gap_end, regions):
+            pieces += [text[position:gap_start], " "]
+            position = gap_end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def _bare_jinja(text: str) -> bool:
+    """Whether an expression tag of `text` sits outside all of its brackets (see _Substitute.bare_jinja)."""
+    regions = [r for r in _scan_jinja(text) if r.kind == "expr" and r.tag != "config" and r.context == "code"]
+    if not regions:
+        return False
+    try:
+        tokens = sqlglot.tokenize(_mask(text, _scan_jinja(text)))
+    except SqlglotError:
+        return True
+    depth, position = 0, 0
+    for region in regions:
+        while position < len(tokens) and tokens[position].start < region.start:
+            kind = tokens[position].token_type
+            depth += 1 if kind in _OPEN else -1 if kind in _CLOSE else 0
+            position += 1
+        if depth <= 0:
+            return True
+    return False
 
 
 def _needs_parens(column: exp.Column, substitute: _Substitute, policy: str) -> bool:
     """policy: "none" (trust precedence), "calls" (skip only in call
     arguments and parentheses) or "all" (every non-atomic substitute)."""
+    parent = column.parent
+    if substitute.bare_jinja:
+        # What a macro renders is unknown here, so no policy can prove it safe: only parentheses
+        # already around the reference are enough (a call's argument list is not: the macro may write
+        # a comma or a subquery).
+        return not isinstance(parent, exp.Paren)
     if substitute.atomic or policy == "none":
         return False
     if policy == "all":
         return True
-    parent = column.parent
     if isinstance(parent, exp.Paren):
         return False
     is_call = isinstance(parent, exp.Func) and not isinstance(parent, (exp.Binary, exp.Unary, exp.Predicate))
@@ -987,26 +1055,77 @@ def _leading_whitespace(line: str) -> str:
     return line[:len(line) - len(line.lstrip(" \t"))]
 
 
-def _insertion(model: _Model, branch: _Branch, items: list[str]) -> list[_Edit]:
-    """Edits appending `items` to the branch's select list in the file's style: the text
-    appending them one call at a time writes, each new item styled like the last one."""
+@dataclass(frozen=True)
+class _Layout:
+    """Where and how new items go at the end of a select list (see `_layout`)."""
+
+    kind: str                 # "lines" (one per line after the last), "leading" (`, item` lines), "open" (the
+    # one-line list becomes one item per line, as the file writes its lists), "inline" (`, item` on the line)
+    indent: str = ""          # a new item's first line starts here
+    hanging: str = ""         # its continuation lines start here
+    line_end: int = 0
+    gap: str = " "            # between a leading comma and its item
+
+
+def _layout(model: _Model, branch: _Branch) -> _Layout:
     text = model.text
     last = branch.projections[-1]
     line_end = _line_end_after(model, last.end, branch.list_end)
     line_start = text.rfind("\n", 0, last.start) + 1
     before = model.masked[line_start:last.start]
-    newline = "\r\n" if "\r\n" in text else "\n"
     comma = branch.separators[-1] if branch.separators else None
+    style = model.style
     if line_end is not None and before.strip() == "":
-        _check_balanced(model, branch.keyword_start, line_end, "the end of the final select list")
         indent = _leading_whitespace(text[line_start:last.start])
-        return [_Edit(last.end, last.end, ","),
-                _Edit(line_end, line_end, newline + indent + f",{newline}{indent}".join(items))]
+        if comma is None and style.leading_commas:
+            return _Layout("leading", indent, indent + "  ", line_end)
+        return _Layout("lines", indent, indent, line_end)
     if line_end is not None and comma is not None and before.strip() == "," and comma >= line_start:
-        _check_balanced(model, branch.keyword_start, line_end, "the end of the final select list")
         indent = _leading_whitespace(text[line_start:comma])
         gap = text[comma + 1:last.start]
-        return [_Edit(line_end, line_end, "".join(f"{newline}{indent},{gap}{item}" for item in items))]
+        return _Layout("leading", indent, indent + " " * (1 + len(gap)), line_end, gap)
+    if style.one_per_line and len(branch.projections) == 1:
+        keyword_line = text.rfind("\n", 0, branch.keyword_start) + 1
+        base = text[keyword_line:branch.keyword_start]
+        after = text[last.end:branch.list_end]
+        whitespace_before = text[:last.start].rstrip(" \t")
+        if base.strip() == "" and after.strip() == "" and \
+                model.masked[len(whitespace_before):last.start].strip() == "" and \
+                len(whitespace_before) > branch.keyword_start and \
+                not _overlaps_jinja(len(whitespace_before), branch.list_end, model.regions):
+            indent = base + (style.unit or "    ")
+            return _Layout("open", indent, indent, len(whitespace_before))
+    return _Layout("inline")
+
+
+def _insertion(model: _Model, branch: _Branch, items: list[str]) -> list[_Edit]:
+    """Edits appending `items` to the branch's select list in the file's style: the text
+    appending them one call at a time writes, each new item styled like the last one. A list that is
+    one `select *` on its line, in a file that writes its lists one item per line, is opened up so."""
+    text = model.text
+    last = branch.projections[-1]
+    newline = "\r\n" if "\r\n" in text else "\n"
+    layout = _layout(model, branch)
+    if layout.kind == "lines":
+        _check_balanced(model, branch.keyword_start, layout.line_end, "the end of the final select list")
+        indent = layout.indent
+        return [_Edit(last.end, last.end, ","),
+                _Edit(layout.line_end, layout.line_end, newline + indent + f",{newline}{indent}".join(items))]
+    if layout.kind == "leading":
+        _check_balanced(model, branch.keyword_start, layout.line_end, "the end of the final select list")
+        return [_Edit(layout.line_end, layout.line_end,
+                      "".join(f"{newline}{layout.indent},{layout.gap}{item}" for item in items))]
+    if layout.kind == "open":
+        _check_balanced(model, branch.keyword_start, branch.list_end, "the end of the final select list")
+        base = layout.indent[:len(layout.indent) - len(model.style.unit or "    ")]
+        if model.style.leading_commas:
+            tail = "".join(f"{newline}{layout.indent}, {item}" for item in items)
+        else:
+            tail = "," + f",".join(f"{newline}{layout.indent}{item}" for item in items)
+        edits = [_Edit(layout.line_end, last.start, newline + layout.indent), _Edit(last.end, last.end, tail)]
+        if branch.list_end < len(text):
+            edits.append(_Edit(last.end, branch.list_end, newline + base))
+        return edits
     _check_balanced(model, branch.keyword_start, last.end, "the end of the final select list")
     return [_Edit(last.end, last.end, "".join(f", {item}" for item in items))]
 
@@ -1097,6 +1216,7 @@ class ColumnEdit:
     items: tuple[str | None, ...]  # per branch, the select item to append (None: replaced in place)
     substitutes: tuple[_Substitute, ...]  # per branch, what a later column reading this one writes
     foreign: frozenset[str] = frozenset()  # aliases of joined relations its expression reads as written
+    layout: str | None = None   # the SQL it was written as (see ModelEditor.plan)
 
     @property
     def changed(self) -> bool:
@@ -1113,6 +1233,7 @@ class ModelEditor:
     def __init__(self, text: str, dialect: str = "duckdb") -> None:
         self.dialect = dialect
         self.failures: dict[int, ModelSqlError] = {}   # id(ColumnEdit) -> why it was not written
+        self._replanned: dict[int, ColumnEdit] = {}    # id(ColumnEdit) -> the edit planned again in its place
         self._reset(text)
 
     def _reset(self, text: str, model: _Model | None = None) -> None:
@@ -1142,10 +1263,12 @@ class ModelEditor:
         names += [e.name for e in self.accepted if e.name.lower() not in known and e.items[0] is not None]
         return ModelShape(output_columns=names, has_star=bool(first.stars) or first.dynamic)
 
-    def plan(self, name: str, expression: exp.Expression | str, foreign: frozenset[str] = frozenset()
-             ) -> ColumnEdit:
+    def plan(self, name: str, expression: exp.Expression | str, foreign: frozenset[str] = frozenset(),
+             layout: str | None = None) -> ColumnEdit:
         """The edit writing `<expression> as <name>`; ModelSqlError when it cannot be written. Columns
-        qualified by a `foreign` alias (a relation `join` added) are that relation's, not output columns."""
+        qualified by a `foreign` alias (a relation `join` added) are that relation's, not output columns.
+        `layout`: SQL the expression was written as (the analyst's, its references as plain names): a new
+        column it writes over several lines is written on those lines, where the list has one per line."""
         if name.lower() in self._written:
             self._flush()  # a second edit of one column reads the first as written
         model = self.model
@@ -1169,6 +1292,9 @@ class ModelEditor:
             _check_one_item(mask_jinja(new_sql), self.dialect, f"the new column {name!r}")
             target = reference.index_of(name)
             if target is None:
+                place = _layout(model, branch)
+                if layout is not None and place.kind != "inline":
+                    new_sql = self._flow(layout, new_sql, place.hanging)
                 item = f"{new_sql} {'as' if self.lowercase else 'AS'} {alias}"
                 _insertion(model, branch, [item])  # refuses a list ending inside Jinja, for this column
                 items.append(item)
@@ -1179,11 +1305,30 @@ class ModelEditor:
                 items.append(None)
                 projection = branch.projections[target]
                 written = new_sql if edits else self.text[projection.start:projection.inner_end]
-            substitutes.append(_Substitute(written, _masked_node(written, self.dialect)))
+            substitutes.append(_Substitute(_flat(written, self.dialect), _masked_node(written, self.dialect)))
             if position == 0:
                 after = written
         return ColumnEdit(name, expression, self.column_sql(name), after, tuple(replacements), tuple(items),
-                          tuple(substitutes), foreign)
+                          tuple(substitutes), foreign, layout)
+
+    def _flow(self, source: str, rendered: str, hanging: str) -> str:
+        """`rendered` on the lines of `source` (sql_layout.keep_layout), only when it still parses to the
+        same tree; else as it is."""
+        try:
+            source_tokens = _dialect(self.dialect).tokenize(source)
+            rendered_tokens = _dialect(self.dialect).tokenize(mask_jinja(rendered))
+            regions = tuple(_scan_jinja(rendered))
+        except (SqlglotError, ModelSqlError):
+            return rendered
+        result = sql_layout.keep_layout(source, source_tokens, rendered, rendered_tokens, hanging,
+                                        self.model.style.unit, lambda a, b: _overlaps_jinja(a, b, regions),
+                                        "\r\n" if "\r\n" in self.text else "\n")
+        if result == rendered:
+            return result
+        try:
+            return result if _masked_node(result, self.dialect) == _masked_node(rendered, self.dialect) else rendered
+        except SqlglotError:
+            return rendered
 
     def _substitute(self, column: exp.Column, branch: _Branch, reference: _Branch, position: int) -> _Substitute:
         written = self._written.get(column.name.lower())
@@ -1191,9 +1336,11 @@ class ModelEditor:
             return written.substitutes[position]
         return _resolve(column, self.model, branch, reference)
 
-    def join(self, ref_name: str, on: exp.Expression, marker: str, joined_columns: list[str] | None) -> str:
-        """Join `{{ ref('<ref_name>') }}` to the final SELECT (written now) and return its alias; a join
-        to that model the final SELECT already has (a left one, on the same condition) is reused.
+    def join(self, ref_name: str, on: exp.Expression, marker: str, joined_columns: list[str] | None,
+             source: str | None = None) -> str:
+        """Join `{{ ref('<ref_name>') }}` (with `source`: `{{ source('<source>', '<ref_name>') }}`, a dbt
+        source's table) to the final SELECT (written now) and return its alias; a join to that relation
+        the final SELECT already has (a left one, on the same condition) is reused.
 
         `on` compares output columns of this model (unqualified) with the joined model's, qualified
         by `marker`; `joined_columns` are the joined model's columns (None: unknown, it selects `*`).
@@ -1201,10 +1348,13 @@ class ModelEditor:
         mean: a set operation, aggregation, DISTINCT, a subquery to qualify, or an unqualified column
         the joined model also has. A bare `*` becomes `<relation>.*`, so the join adds no columns.
         """
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref_name):
-            raise ModelSqlError(f"cannot join model {ref_name!r}: its name is no plain identifier")
-        if self.accepted:
-            self._flush()
+        for name in (ref_name, source) if source is not None else (ref_name,):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ModelSqlError(f"cannot join {'source table' if source else 'model'} {name!r}: its name "
+                                    f"is no plain identifier")
+        call = f"source('{source}', '{ref_name}')" if source is not None else f"ref('{ref_name}')"
+        if any(c.name.lower() in self._written for c in on.find_all(exp.Column) if c.table != marker):
+            self._flush()  # the condition reads a column accepted but not written yet
         model = self.model
         if len(model.branches) != 1:
             raise ModelSqlError("the final query is a set operation; a join cannot be added to it safely",
@@ -1216,8 +1366,8 @@ class ModelEditor:
             if select.args.get(key):
                 raise ModelSqlError(f"the final select has {what}; a joined column would have to be grouped too",
                                     where)
-        source = (select.args.get("from_") or select.args.get("from"))
-        relation = source.this if source is not None else None
+        from_clause = (select.args.get("from_") or select.args.get("from"))
+        relation = from_clause.this if from_clause is not None else None
         if not isinstance(relation, exp.Table) or not relation.name:
             raise ModelSqlError("the final select reads no single named relation (a subquery, or nothing) "
                                 "that the join's columns could be qualified by", where)
@@ -1227,19 +1377,40 @@ class ModelEditor:
             raise ModelSqlError("the final select reads a Jinja relation without an alias; give it one "
                                 "(`from {{ ref('x') }} as x`) so the join's columns can be told apart", where)
         joins = select.args.get("joins") or []
-        wanted = f"ref('{ref_name.lower()}')"
+        wanted = call.replace(" ", "").lower()
         for existing in joins:
             table = existing.this
             region = jinja_names.get(table.name) if isinstance(table, exp.Table) else None
-            if region is None or re.sub(r"[\s\"]", "", region.inner.replace('"', "'")).lower() != wanted.replace(" ", ""):
+            if region is None or re.sub(r"[\s\"]", "", region.inner.replace('"', "'")).lower() != wanted:
                 continue
             alias = table.alias or table.name
             rendered = self._join_condition(on, marker, alias, qualifier, branch)
             if (existing.side or "").upper() == "LEFT" and existing.args.get("on") is not None and \
                     _masked_node(mask_jinja(rendered), self.dialect) == existing.args["on"]:
                 return alias
-            raise ModelSqlError(f"the final select already joins ref('{ref_name}') (as `{alias}`) by another "
+            raise ModelSqlError(f"the final select already joins {call} (as `{alias}`) by another "
                                 f"kind of join or on another condition; layersync does not add a second one", where)
+        if self.accepted:
+            # The new join changes the model the accepted columns were planned on: they are planned again
+            # over the joined model, in their order (their columns then read the relation qualified, so the
+            # join cannot make them ambiguous). A join found above is reused without it, so N columns
+            # through one join cost one parse, not N.
+            pending, written = self.accepted, self._written
+            self.accepted, self._written = [], {}
+            try:
+                alias = self.join(ref_name, on, marker, joined_columns, source)
+            except ModelSqlError:
+                self.accepted, self._written = pending, written
+                raise
+            for edit in pending:
+                try:
+                    again = self.plan(edit.name, edit.expression, edit.foreign, edit.layout)
+                except ModelSqlError as error:
+                    self.failures[id(edit)] = error
+                    continue
+                self._replanned[id(edit)] = again
+                self.accept(again)
+            return alias
         taken = {qualifier.lower(), relation.name.lower()} | {
             (j.this.alias or j.this.name).lower() for j in joins if isinstance(j.this, exp.Table)}
         taken |= {cte.alias.lower() for cte in (model_ctes(select))}
@@ -1254,10 +1425,10 @@ class ModelEditor:
         if edits and joins:
             raise ModelSqlError("the final select has `*` and joins already: which relation's columns it means "
                                 "cannot be kept apart from the new join's", where)
-        edits.append(self._join_edit(branch, ref_name, alias, condition))
+        edits.append(self._join_edit(branch, call, alias, condition))
         result = _apply(self.text, edits)
         _check_no_placeholder_leak(model, result)
-        _check_no_new_jinja(model, result, frozenset({"{{ ref('" + ref_name + "') }}"}))
+        _check_no_new_jinja(model, result, frozenset({"{{ " + call + " }}"}))
         joined = _validate(result, [], self.dialect)
         before, after = analyse_model(model), analyse_model(joined)
         if before != after:
@@ -1284,10 +1455,11 @@ class ModelEditor:
 
     def _check_unambiguous(self, branch: _Branch, has_joins: bool, joined_columns: list[str] | None,
                            where: int) -> None:
-        """An unqualified column of the final select must stay this relation's once the join is there."""
+        """An unqualified column of the final select must stay this relation's once the join is there (a
+        CTE's or a subquery's columns are their own select's: the join does not reach them)."""
         names = sorted({c.name.lower() for c in branch.select.find_all(exp.Column)
                         if not c.table and not isinstance(c.this, exp.Star)
-                        and not c.name.startswith(("__j", "_j"))})
+                        and not c.name.startswith(("__j", "_j")) and c.find_ancestor(exp.Select) is branch.select})
         if not names:
             return
         if has_joins:
@@ -1299,7 +1471,7 @@ class ModelEditor:
             raise ModelSqlError(f"the final select names `{clash[0]}` without qualifying it, and the joined model "
                                 f"{why}: the join would make it ambiguous", where)
 
-    def _join_edit(self, branch: _Branch, ref_name: str, alias: str, condition: str) -> _Edit:
+    def _join_edit(self, branch: _Branch, call: str, alias: str, condition: str) -> _Edit:
         """`left join {{ ref('m') }} as m on ...` after the FROM clause (and its joins), in the file's style."""
         model = self.model
         tokens = _tokenize(model.masked, _dialect(self.dialect))
@@ -1309,7 +1481,7 @@ class ModelEditor:
         end = _after_jinja(tokens[stop - 1].end + 1, model.regions)
         _check_balanced(model, branch.keyword_start, end, "the end of the final select's FROM clause")
         left, join_kw, as_kw, on_kw = ("left", "join", "as", "on") if self.lowercase else ("LEFT", "JOIN", "AS", "ON")
-        clause = f"{left} {join_kw} {{{{ ref('{ref_name}') }}}} {as_kw} {alias}"
+        clause = f"{left} {join_kw} {{{{ {call} }}}} {as_kw} {alias}"
         limit = tokens[stop].start if stop < len(tokens) else len(model.text)
         line_end = _line_end_after(model, end, limit)
         if line_end is None:
@@ -1320,14 +1492,24 @@ class ModelEditor:
         newline = "\r\n" if "\r\n" in model.text else "\n"
         return _Edit(line_end, line_end, f"{newline}{indent}{clause}{newline}{indent}    {on_kw} {condition}")
 
-    def checkpoint(self) -> tuple[str, _Model]:
-        """The model with what is accepted written: `rollback` returns to it (a join whose column failed)."""
-        if self.accepted:
-            self._flush()
-        return self.text, self.model
+    def checkpoint(self) -> tuple:
+        """The editor as it is, accepted columns included: `rollback` returns to it (a join whose column
+        failed). Nothing is written for it, so a checkpoint per joined column costs no parse."""
+        return (self.text, self.model, self.lowercase, list(self.accepted), dict(self._written), dict(self.failures),
+                dict(self._replanned))
 
-    def rollback(self, checkpoint: tuple[str, _Model]) -> None:
-        self._reset(*checkpoint)
+    def rollback(self, checkpoint: tuple) -> None:
+        text, model, lowercase, accepted, written, failures, replanned = checkpoint
+        self.text, self.model, self.lowercase = text, model, lowercase
+        self.accepted, self._written, self.failures = list(accepted), dict(written), dict(failures)
+        self._replanned = dict(replanned)
+
+    def current(self, edit: ColumnEdit) -> ColumnEdit:
+        """The edit as it will be written: planned again when a join came in under it (its columns then
+        read the model's relation qualified)."""
+        while id(edit) in self._replanned:
+            edit = self._replanned[id(edit)]
+        return edit
 
     def accept(self, edit: ColumnEdit) -> None:
         """Write `edit` (at `finish`); the columns planned after it read it as written."""
@@ -1335,11 +1517,12 @@ class ModelEditor:
         if edit.changed:
             self._written[edit.name.lower()] = edit
 
-    def _splice(self) -> tuple[str, _Model]:
-        """The text with the accepted columns, and that text as validated (loaded)."""
-        edits = [e for edit in self.accepted for e in edit.replacements]
+    def _splice(self, accepted: list[ColumnEdit] | None = None) -> tuple[str, _Model]:
+        """The text with the accepted columns (or those of `accepted`), and that text as validated (loaded)."""
+        accepted = self.accepted if accepted is None else accepted
+        edits = [e for edit in accepted for e in edit.replacements]
         for position, branch in enumerate(self.model.branches):
-            items = [item for edit in self.accepted if (item := edit.items[position]) is not None]
+            items = [item for edit in accepted if (item := edit.items[position]) is not None]
             if items:
                 edits += _insertion(self.model, branch, items)
         if not edits:
@@ -1347,21 +1530,43 @@ class ModelEditor:
         result = _apply(self.text, edits)
         _check_no_placeholder_leak(self.model, result)
         _check_no_new_jinja(self.model, result)
-        return result, _validate(result, [edit.name for edit in self.accepted if edit.changed], self.dialect)
+        return result, _validate(result, [edit.name for edit in accepted if edit.changed], self.dialect)
 
     def _flush(self) -> None:
-        """Splice what is accepted; when the splice fails as a whole, write the columns one at a time
-        so each one that fails is known (and the others still go in)."""
+        """Splice what is accepted; when the splice fails as a whole, the columns that fail are found by
+        halves (k failures among N columns: about k·log N splices, where writing them one at a time
+        re-read the growing model N times) and the others still go in."""
         try:
             text, model = self._splice()
-        except ModelSqlError:
-            text, model = self.text, None
-            for edit in self.accepted:
+        except ModelSqlError as error:
+            if len(self.accepted) == 1:
+                self.failures[id(self.accepted[0])] = error
+                text, model = self.text, self.model
+            else:
+                middle = len(self.accepted) // 2
+                good = self._splicing(self.accepted[:middle]) + self._splicing(self.accepted[middle:])
                 try:
-                    text = upsert_column(text, edit.name, edit.expression, self.dialect, edit.foreign)
-                except ModelSqlError as error:
-                    self.failures[id(edit)] = error
+                    text, model = self._splice(good) if good else (self.text, self.model)
+                except ModelSqlError:  # columns that splice apart but not together: one at a time
+                    text, model = self.text, None
+                    for edit in good:
+                        try:
+                            text = upsert_column(text, edit.name, edit.expression, self.dialect, edit.foreign)
+                        except ModelSqlError as one:
+                            self.failures[id(edit)] = one
         self._reset(text, model)
+
+    def _splicing(self, edits: list[ColumnEdit]) -> list[ColumnEdit]:
+        """The edits among `edits` that splice; each that does not gets its reason in `failures`."""
+        try:
+            self._splice(edits)
+            return list(edits)
+        except ModelSqlError as error:
+            if len(edits) == 1:
+                self.failures[id(edits[0])] = error
+                return []
+        middle = len(edits) // 2
+        return self._splicing(edits[:middle]) + self._splicing(edits[middle:])
 
     def finish(self) -> str:
         """The model with every accepted column written; those that could not be are in `failures`."""
@@ -1370,6 +1575,7 @@ class ModelEditor:
         return self.text
 
     def failure(self, edit: ColumnEdit) -> ModelSqlError | None:
+        edit = self.current(edit)
         return self.failures.get(id(edit))
 
 

@@ -6,11 +6,12 @@ opens only the files it needs: a project of thousands of models is indexed by fi
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Mapping, Protocol
+from typing import Iterable, Mapping, Protocol
 
 import yaml
 from ruamel.yaml import YAML
@@ -95,6 +96,17 @@ class Model:
     directory: str
 
 
+@dataclass(frozen=True)
+class Source:
+    """One table of a dbt `sources:` entry: a model reads it as `{{ source('<source>', '<table>') }}`."""
+
+    source: str
+    table: str
+    schema: str                      # the warehouse schema (`schema:`, else the source's name)
+    path: str                        # the YAML file declaring it
+    columns: tuple[str, ...] | None  # the columns it lists, None when it lists none
+
+
 def config_alias(sql: str) -> str | None:
     """`alias=` from a `{{ config(...) }}` call; Jinja call syntax is Python's, so `ast` reads it."""
     start = sql.find("config(")
@@ -155,6 +167,8 @@ class DbtProject:
         self.model_paths: list[str] = _paths(data, "model-paths", "source-paths", default="models")
         self.seed_paths: list[str] = _paths(data, "seed-paths", "data-paths", default="seeds")
         self.snapshot_paths: list[str] = _paths(data, "snapshot-paths", default="snapshots")
+        target = data.get("target-path")
+        self.target_path: str = str(target).strip("/") if isinstance(target, str) and target.strip("/") else "target"
         self._models: dict[str, Model] | None = None
         self._listing: list[str] | None = None
         self._declared: dict[tuple[str, int], list[str]] = {}
@@ -203,6 +217,49 @@ class DbtProject:
                 if posix.suffix.lower() == ".csv" and posix.stem.lower() == wanted:
                     return path
         return None
+
+    def find_source(self, table_name: str) -> list[Source]:
+        """The source tables a view's `table_name` may be, by their warehouse name (`identifier`) or dbt's
+        (`name`); a source depends on no model, so any model may read it. Several when several sources
+        declare that name."""
+        wanted = normalise_table_name(table_name)
+        found: list[Source] = []
+        for path in self._yaml_files():
+            text = self.store.read_text(path) or ""
+            if "sources" not in text or wanted not in text.lower():
+                continue
+            data = fast_yaml(text)
+            for entry in data.get("sources") or [] if isinstance(data, dict) else []:
+                if not isinstance(entry, dict) or not isinstance(entry.get("tables"), list):
+                    continue
+                for table in entry["tables"]:
+                    if not isinstance(table, dict) or table.get("name") is None:
+                        continue
+                    names = {str(table["name"]).lower(), str(table.get("identifier") or table["name"]).lower()}
+                    if wanted not in names:
+                        continue
+                    columns = [c.get("name") for c in table.get("columns") or [] if isinstance(c, dict)]
+                    found.append(Source(str(entry.get("name")), str(table["name"]),
+                                        str(entry.get("schema") or entry.get("name")), path,
+                                        tuple(str(c) for c in columns if c is not None) or None))
+        return found
+
+    def compiled_code(self, names: Iterable[str]) -> dict[str, str]:
+        """The SQL dbt compiled for these models (macros expanded, refs resolved), from the manifest the
+        last `dbt compile` left in the target path; by model name (lower case), only those compiled."""
+        text = self.store.read_text(f"{self.target_path}/manifest.json")
+        try:
+            nodes = json.loads(text).get("nodes", {}) if text else {}
+        except (ValueError, AttributeError):
+            return {}
+        wanted = {n.lower() for n in names}
+        found: dict[str, str] = {}
+        for node in nodes.values() if isinstance(nodes, dict) else ():
+            if isinstance(node, dict) and node.get("resource_type") == "model" and \
+                    str(node.get("name", "")).lower() in wanted and node.get("package_name") == self.name and \
+                    isinstance(node.get("compiled_code"), str):
+                found[str(node["name"]).lower()] = node["compiled_code"]
+        return found
 
     def refs(self, model_name: str) -> list[str]:
         """The models `model_name` refs directly (its SQL as the store has it now)."""

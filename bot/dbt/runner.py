@@ -276,7 +276,7 @@ class BuiltNode:
 
 def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
                   profiles_dir: Path | None = None, log: Callable[[str], None] | None = None,
-                  build: EmptyBuild | None = None) -> DbtCheck:
+                  build: EmptyBuild | None = None, target_path: Path | None = None) -> DbtCheck:
     """dbt's own verdict on the edit of `models`.
 
     With `build`, `dbt build --empty` of the touched models (see EmptyBuild): a column a model reads
@@ -284,9 +284,12 @@ def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
     models (after dbt's parse of the project): syntax, refs and Jinja only — the check says so
     (`DbtCheck.bound` is False). Without a profiles dir, an in-memory DuckDB target is written for the
     compile, which is enough for any project whose models do not query the warehouse while compiling.
+    `target_path`: where the empty build leaves its manifest (the touched models' compiled SQL, read
+    afterwards); default a scratch folder. A compile leaves it where the project says.
     """
     if build is not None and models:
-        return _empty_build_check(project_dir, models, profile=profile, build=build, log=log)
+        return _empty_build_check(project_dir, models, profile=profile, build=build, log=log,
+                                  target_path=target_path)
     with tempfile.TemporaryDirectory(prefix="layersync-profiles-") as tmp:
         if profiles_dir is None:
             profiles_dir = Path(tmp)
@@ -317,7 +320,7 @@ CHECK_SCHEMA = "layersync_check"         # the scratch DuckDB's schema (a dev-st
 
 
 def _empty_build_check(project_dir: Path, models: Sequence[str], *, profile: str, build: EmptyBuild,
-                       log: Callable[[str], None] | None) -> DbtCheck:
+                       log: Callable[[str], None] | None, target_path: Path | None = None) -> DbtCheck:
     """`dbt build --empty` of `models` (tests left out: zero rows pass every test), judged node by node.
 
     A touched model that errors is the edit's failure (the caller confirms against the base); one
@@ -332,7 +335,8 @@ def _empty_build_check(project_dir: Path, models: Sequence[str], *, profile: str
         failed = _deps(project_dir, profiles_dir, log)
         if failed is not None:
             return failed
-        target = scratch / "target"
+        target = target_path or scratch / "target"
+        (target / "run_results.json").unlink(missing_ok=True)       # never read an earlier run's results
         selected = list(models) if build.state is not None else [f"+{m}" for m in models]
         args = ["build", "--empty", "--target-path", str(target),
                 "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test", "--select", *selected]
@@ -359,10 +363,12 @@ def _empty_build_check(project_dir: Path, models: Sequence[str], *, profile: str
             verdict.unbound[m] = why or "dbt skipped it"
         if verdict.unbound:        # dbt compiles no model it skips: the static check still runs for those
             skipped = sorted(verdict.unbound)
-            compiled = run_dbt(["compile", "--target-path", str(scratch / "compiled"), "--select", *skipped],
+            # all touched models, so the manifest left in `target` holds every one's compiled SQL
+            compiled = run_dbt(["compile", "--target-path", str(target), "--select", *sorted(models)],
                                project_dir, profiles_dir, log=log)
             if not compiled.ok:
-                blamed = _models_named(compiled.output, skipped) or set(skipped)
+                named = _models_named(compiled.output, models)
+                blamed = named & set(skipped) if named else set(skipped)
                 failing |= blamed
                 errors += [f"{m}: " + " / ".join(compiled.error_lines()[:3]) for m in sorted(blamed)]
                 verdict.unbound = {m: why for m, why in verdict.unbound.items() if m not in blamed}

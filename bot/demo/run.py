@@ -10,7 +10,6 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-import duckdb
 import git
 
 from bot.dbt.runner import run_dbt, write_duckdb_profile
@@ -20,8 +19,9 @@ from bot.impact.report import to_markdown
 from bot.impact.run import run_impact
 from bot.push_to_dbt import PushRequest, PushResult, run
 from bot.gitops import RevisionReader
-from bot.selection import format_at
-from bot.semantic.refs import Resolver
+from bot.selection import format_at, model_reader
+from bot.translate import values
+from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 ANALYST = git.Actor("Ada Analyst", "ada@example.com")
 ORDERS_EDIT = """\
@@ -154,30 +154,26 @@ def build(remote: Path, branch: str, root: Path, database: Path, schema: str) ->
 
 
 def verify(semantic: Path, database: Path, result: PushResult) -> bool:
-    """Each new dbt column (dev) against the analyst's SQL evaluated directly on the prod table."""
-    reader = format_at(RevisionReader(semantic, "semantic-layer repo"), "HEAD")
+    """Each new dbt column (dev) against the analyst's SQL evaluated directly on the prod tables (a
+    joined view's field through its relationship's join): bot.translate.values."""
+    reader = RevisionReader(semantic, "semantic-layer repo")
+    model = model_reader(reader, "HEAD", format_at(reader, "HEAD"))()
     ok = True
-    connection = duckdb.connect(str(database), read_only=True)
-    try:
+    with DuckDBWarehouse(database) as warehouse:
         for pushed in result.pushed:
             if not pushed.dbt_sql:
                 continue
-            view = reader.read((semantic / pushed.file).read_text(), pushed.file)
-            field = view.fields[pushed.id.split(".", 1)[1]]
-            key = next(f.name for f in view.fields.values() if f.primary_key)
-            expected = Resolver(view, "duckdb").resolve(field).sql(dialect="duckdb")
-            sql = (f"select count(*) as total, count(*) filter (where d.{pushed.column} is distinct from p.expected) "
-                   f"as wrong from dev.{pushed.model} d join (select {key}, {expected} as expected "
-                   f"from prod.{pushed.model}) p using ({key})")
-            total, wrong = connection.execute(sql).fetchone()
-            sample = connection.execute(
-                f"select {key}, {pushed.column} from dev.{pushed.model} order by {key} limit 3").fetchall()
-            ok = ok and wrong == 0 and total > 0
-            mark = "ok" if wrong == 0 and total > 0 else "MISMATCH"
-            print(f"  {mark:8} {pushed.model}.{pushed.column}: {total - wrong}/{total} rows equal `{expected}` "
-                  f"on prod; e.g. {sample}")
-    finally:
-        connection.close()
+            view_name, _, field_name = pushed.id.partition(".")
+            view = model.views[view_name]
+            check = values.build(view, view.fields[field_name], pushed.column, built=f"dev.{pushed.model}",
+                                 relation=lambda v: f"prod.{v.model_name}", semantic=model)
+            outcome = values.run(check, warehouse.query)
+            sample = warehouse.query(f"select {check.key}, {pushed.column} from dev.{pushed.model} "
+                                     f"order by {check.key} limit 3")
+            ok = ok and outcome.ok
+            mark = "ok" if outcome.ok else "MISMATCH"
+            print(f"  {mark:8} {pushed.model}.{pushed.column}: {outcome.total - outcome.wrong}/{outcome.total} rows "
+                  f"equal `{check.expected_sql}` on prod; e.g. {sample}")
     return ok
 
 

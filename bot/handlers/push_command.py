@@ -33,6 +33,11 @@ def render_result(result: PushResult) -> str:
         lines += ["", "| field | dbt column | change |", "|---|---|---|"]
         lines += [f"| {quote(p.id, table=True)} | {quote(f'{p.model}.{p.column}', table=True)} | {p.action} |"
                   for p in result.pushed]
+    metrics = getattr(result, "metrics", [])
+    if metrics:
+        lines += ["", "| measure | MetricFlow metric | change | parity |", "|---|---|---|---|"]
+        lines += [f"| {quote(m.id, table=True)} | {quote(m.metric, table=True)} | {m.action} | "
+                  f"{_parity_word(m.parity)} |" for m in metrics]
     if isinstance(result, push_as_model.AsModelResult) and result.parity:
         lines += ["", push_as_model.parity_summary(result)]
     if result.skipped:
@@ -44,6 +49,15 @@ def render_result(result: PushResult) -> str:
                          f"| {s.reason.replace('|', '/')} |")
         lines += ["", "</details>"]
     return "\n".join(lines)
+
+
+def _parity_word(rows) -> str:
+    if rows is None:
+        return "not checked"
+    if not rows:
+        return "✗ not compared"
+    bad = sum(1 for r in rows if not r["ok"])
+    return f"✗ {bad} of {len(rows)} rows differ" if bad else f"✓ {len(rows)} rows"
 
 
 def _existing_fields(ws_root, candidates: list[str], root: str = "") -> list[str]:

@@ -16,12 +16,16 @@ def preview_marker(number: int) -> str:
 def render_preview(result: PushResult) -> str:
     would = [p for p in result.pushed if p.action != "unchanged"]
     lines = ["**layersync** — what `/push-to-dbt` would push into dbt from this PR:", ""]
+    metrics = [m for m in getattr(result, "metrics", []) if m.action != "unchanged"]
     if would:
         lines += ["| field | dbt column | change | SQL in dbt |", "|---|---|---|---|"]
         lines += [f"| `{p.id}` | `{p.model}.{p.column}` | {p.action} | `{(p.dbt_sql or '').replace('|', '/')}` |"
                   for p in would]
-    else:
+    elif not metrics:
         lines.append("_No field of this PR would change the dbt project._")
+    if metrics:
+        lines += ["", "| measure | MetricFlow metric | type | semantic model |", "|---|---|---|---|"]
+        lines += [f"| `{m.id}` | `{m.metric}` | {m.kind} | `{m.semantic_model}` |" for m in metrics]
     if result.skipped:
         lines += ["", "Not pushed:", ""]
         lines += [f"- `{s.id}` ({s.file}:{s.line}): {s.reason}" if s.file and s.line else f"- `{s.id}`: {s.reason}"

@@ -15,7 +15,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from bot.errors import TranslationError
 from bot.semantic.model import Relationship, SemanticModel, View
-from bot.semantic.refs import JOIN_PREFIX, REF_PREFIX, Ref, scan
+from bot.semantic.refs import JOIN_PREFIX, REF_PREFIX, Ref, Resolver, scan
 
 SAFE_TYPES = ("many_to_one", "one_to_one")
 _MIRROR = {"many_to_one": "one_to_many", "one_to_many": "many_to_one"}
@@ -140,3 +140,28 @@ def finder(load: Callable[[], SemanticModel], view: View) -> JoinFinder:
         return find_join(held[0], view, other, where)
 
     return find
+
+
+def _paren(expression: exp.Expression) -> exp.Expression:
+    return expression if isinstance(expression, (exp.Column, exp.Literal, exp.Func, exp.Paren)) \
+        else exp.Paren(this=expression)
+
+
+def condition(join: Join, resolver: Resolver, dialect: str) -> exp.Expression:
+    """The join's `on_sql` as one SQL condition: `resolver`'s view's side over its own columns
+    (unqualified), the other view's columns qualified by `marker(join)`. The push writes it into the
+    model and the values check evaluates it in the warehouse: one condition for both."""
+    other_resolver = Resolver(join.view, dialect)
+    at = (join.relationship.location.file, join.relationship.location.line)
+    conditions = []
+    for mine, theirs in join.pairs:
+        right = other_resolver.resolve_sql(theirs, at)
+        for column in right.find_all(exp.Column):
+            column.set("table", exp.to_identifier(marker(join)))
+        conditions.append(exp.EQ(this=_paren(resolver.resolve_sql(mine, at)), expression=_paren(right)))
+    return conditions[0] if len(conditions) == 1 else exp.and_(*conditions)
+
+
+def marker(join: Join) -> str:
+    """The qualifier a resolved expression gives the joined view's columns (see bot.semantic.refs)."""
+    return f"{JOIN_PREFIX}{join.view.name}"

@@ -149,7 +149,10 @@ class PullPlanner:
                      **(changes.after.models_by_relation() if changes.after else {})}
         self.index = DependencyIndex(self.views, self.dialect, relations)
         self.mentions = model_mentions(self.files.original, self.index.views, self.fmt.root)
+        read = {self.index.model_of(view) for view in self.views}
         for problem in changes.problems:
+            if problem.model is not None and not problem.touched and problem.model.lower() not in read:
+                continue      # a model the change left alone and no view reads: nothing to see here
             self.notes.append(Note("problem", f"dbt: {problem}", dbt_file=problem.file, dbt_line=problem.line))
         removed = {c.model.lower() for c in changes.model_changes if c.kind in ("model_removed", "model_renamed")}
         if changes.after is not None and changes.after.models:
@@ -251,7 +254,8 @@ class PullPlanner:
             return found, "the warehouse catalog"
         if info and info.data_type:
             return info.data_type, "dbt's data_type"
-        inferred = sql_type(info.expression if info else None, self.dialect)
+        dbt_dialect = self.after.dialect if self.after is not None else self.dialect   # the model's SQL
+        inferred = sql_type(info.expression if info else None, dbt_dialect)
         return (inferred, "the model's SQL") if inferred else (None, "")
 
     def _description_changed(self, change: ColumnChange) -> None:

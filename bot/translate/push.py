@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Literal
 from sqlglot import exp
 
 from bot.dbt import model_sql, schema_yaml
-from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model
+from bot.dbt.project import DbtProject, FileStore, MemoryStore, Model, Source
 from bot.errors import LayersyncError, TranslationError
 from bot.semantic.model import Field, SemanticModel, View
 from bot.semantic.refs import JOIN_PREFIX, Ref, Resolver, scan
@@ -63,6 +63,9 @@ class PushPlan:
     files: dict[str, str] = dc_field(default_factory=dict)
     pushed: list[PushedField] = dc_field(default_factory=list)
     skipped: list[Skipped] = dc_field(default_factory=list)
+    # field id -> the column edit written for it (what it computes over its model's columns), for checks
+    # that read the model as dbt compiles it (bot.translate.compiled)
+    edits: dict[str, model_sql.ColumnEdit] = dc_field(default_factory=dict, compare=False, repr=False)
 
     @property
     def models(self) -> list[str]:
@@ -189,6 +192,25 @@ def _is_plain_column(expression: exp.Expression) -> str | None:
     return None
 
 
+def layout_source(field: Field) -> str | None:
+    """The field's SQL as the analyst laid it out, each `${}` written as the name it refers to: the
+    lines the new column is written on (bot.dbt.sql_layout). None for one line: nothing to keep."""
+    text = (field.sql or "").strip()
+    if "\n" not in text:
+        return None
+    try:
+        parts = scan(text)
+    except ValueError:
+        return None
+    names = []
+    for part in parts:
+        if isinstance(part, Ref):
+            names.append(part.field if part.field.isidentifier() and not part.is_table else "__layersync_ref__")
+        else:
+            names.append(part)
+    return "".join(names)
+
+
 def _joined_views(expression: exp.Expression) -> list[str]:
     """The views a resolved expression reads through joins, in order, each once."""
     found: dict[str, None] = {}
@@ -196,11 +218,6 @@ def _joined_views(expression: exp.Expression) -> list[str]:
         if column.table.startswith(JOIN_PREFIX):
             found.setdefault(column.table[len(JOIN_PREFIX):], None)
     return list(found)
-
-
-def _paren(expression: exp.Expression) -> exp.Expression:
-    return expression if isinstance(expression, (exp.Column, exp.Literal, exp.Func, exp.Paren)) \
-        else exp.Paren(this=expression)
 
 
 def _once(load: Callable[[], SemanticModel]) -> Callable[[], SemanticModel]:
@@ -246,8 +263,10 @@ class PushPlanner:
 
         One parse per model and one edit per YAML file, not per field, keeps a batch's cost at
         what it touches. A field whose column does not survive its model's splice is skipped
-        with its reason, the others still go in; a YAML file that cannot be edited fails its
-        fields, and the plan is made again without them, so their SQL edits do not stay behind.
+        with its reason, the others still go in. A field that fails after some of its edits
+        are written — a YAML file that cannot be edited, or a joined column refused at the splice,
+        whose join is in the model by then — fails, and the plan is made again without it, so
+        none of its edits stay behind (its join only when another field reads through it).
         """
         requests = list(requests)
         failed: dict[str, Skipped] = {}
@@ -255,13 +274,18 @@ class PushPlanner:
             self.overlay.files.clear()
             self._editors.clear()
             drafts, skipped = self._draft_all([r for r in requests if r.field.id not in failed])
-            drafts = self._write_models(drafts, skipped)
+            drafts, joined_failures = self._write_models(drafts, skipped)
+            if joined_failures:
+                failed.update(joined_failures)
+                continue
             yaml_failures = self._apply_yaml(drafts)
             if not yaml_failures:
                 break
             failed.update(yaml_failures)
         plan = PushPlan(skipped=skipped + list(failed.values()))
         plan.pushed = [draft.pushed() for draft in drafts]
+        plan.edits = {draft.request.field.id: draft.sql_edit for draft in drafts
+                      if draft.sql_edit is not None and draft.sql_changed}
         plan.files = {path: text for path, text in self.overlay.files.items()
                       if text != self.base_store.read_text(path)}
         return plan
@@ -340,7 +364,7 @@ class PushPlanner:
                     foreign: frozenset[str] = frozenset()) -> "_Draft":
         field = request.field
         editor = self._editor(model)
-        edit = editor.plan(field.name, expression, foreign)
+        edit = editor.plan(field.name, expression, foreign, layout=layout_source(field))
         if edit.before is not None and edit.changed and not self._may_replace(request, model, editor):
             raise TranslationError(
                 f"model `{model.name}` already has a column `{field.name}` (`{edit.before}`) that layersync did not "
@@ -375,10 +399,15 @@ class PushPlanner:
         where = (field.location.file, field.location.line)
         target = self.project.find_model(other.model_name)
         seed = None if target is not None else self.project.find_seed(other.model_name)
-        if target is None and seed is None:
+        source = None if target is not None or seed is not None else self._source(request, other)
+        if target is None and seed is None and source is None:
             raise joins.JoinRefused(
-                f"`{field.name}` reads view `{other.name}`, whose table `{other.model_name}` is no model or seed of "
-                f"the dbt project: `{model.name}` cannot ref it", "unknown-model", *where)
+                f"`{field.name}` reads view `{other.name}`, whose table `{other.model_name}` is no model, seed or "
+                f"source of the dbt project: `{model.name}` cannot ref it", "unknown-model", *where)
+        if source is not None:
+            on = joins.condition(join, resolver, self.dialect)
+            return editor.join(source.table, on, joins.marker(join), list(source.columns or ()) or None,
+                               source=source.source)
         ref_name = target.name if target is not None else seed.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         if target is not None:
             chain = [model.name.lower()] if target.path == model.path else \
@@ -388,17 +417,23 @@ class PushPlanner:
                 raise joins.JoinRefused(
                     f"joining `{other.name}` would make a cycle in the dbt DAG: {cycle} (`{model.name}` would ref "
                     f"`{target.name}`, which already depends on it)", "join-cycle", *where)
-        marker = f"{JOIN_PREFIX}{other.name}"
-        other_resolver = Resolver(other, self.dialect)
-        at = (join.relationship.location.file, join.relationship.location.line)
-        conditions = []
-        for mine, theirs in join.pairs:
-            right = other_resolver.resolve_sql(theirs, at)
-            for column in right.find_all(exp.Column):
-                column.set("table", exp.to_identifier(marker))
-            conditions.append(exp.EQ(this=_paren(resolver.resolve_sql(mine, at)), expression=_paren(right)))
-        on = conditions[0] if len(conditions) == 1 else exp.and_(*conditions)
+        marker = joins.marker(join)
+        on = joins.condition(join, resolver, self.dialect)
         return editor.join(ref_name, on, marker, self._columns_of(target, seed))
+
+    def _source(self, request: FieldRequest, other: View) -> Source | None:
+        """The dbt source table the other view reads, if one does: by name, and by the view's schema when
+        several sources declare that name (a source depends on no model, so no join to it is a cycle)."""
+        found = self.project.find_source(other.table_name)
+        if len(found) > 1 and other.dbt_schema:
+            found = [s for s in found if other.dbt_schema.lower() in (s.schema.lower(), s.source.lower())] or found
+        if len(found) > 1:
+            loc = request.field.location
+            names = ", ".join(f"source('{s.source}', '{s.table}') ({s.path})" for s in found)
+            raise joins.JoinRefused(f"`{request.field.name}` reads view `{other.name}`, whose table "
+                                    f"`{other.table_name}` is declared by several dbt sources: {names}; give the "
+                                    f"view its `schema`", "ambiguous-source", loc.file, loc.line)
+        return found[0] if found else None
 
     def _columns_of(self, target: Model | None, seed: str | None) -> list[str] | None:
         """The joined relation's columns, when they can be known without running dbt."""
@@ -411,21 +446,31 @@ class PushPlanner:
         header = (self._read(seed or "").splitlines() or [""])[0]
         return [c.strip().strip('"') for c in header.split(",") if c.strip()]
 
-    def _write_models(self, drafts: list["_Draft"], skipped: list[Skipped]) -> list["_Draft"]:
-        """Splice each model's accepted columns; a field whose column failed there is skipped."""
+    def _write_models(self, drafts: list["_Draft"], skipped: list[Skipped]
+                      ) -> tuple[list["_Draft"], dict[str, Skipped]]:
+        """Splice each model's accepted columns; a field whose column failed there is skipped. Returned
+        apart: the failed fields whose column read a join, which the model holds already."""
         for path, editor in self._editors.items():
             text = editor.finish()
             if text != self._read(path):
                 self.overlay.files[path] = text
         kept: list[_Draft] = []
+        joined: dict[str, Skipped] = {}
         for draft in drafts:
+            if draft.sql_edit is not None:   # planned again under a join that came after it
+                draft.sql_edit = self._editors[draft.model.path].current(draft.sql_edit)
+                draft.dbt_sql = draft.sql_edit.after
             error = self._editors[draft.model.path].failure(draft.sql_edit) if draft.sql_edit else None
             if error is None:
                 kept.append(draft)
                 continue
             exc = _model_error(draft.request, draft.model, error)
-            skipped.append(Skipped(draft.request.field.id, exc.file, exc.line, exc.message))
-        return kept
+            skip = Skipped(draft.request.field.id, exc.file, exc.line, exc.message)
+            if draft.sql_edit is not None and draft.sql_edit.foreign:
+                joined[skip.id] = skip
+            else:
+                skipped.append(skip)
+        return kept, joined
 
     def _column_doc(self, model: Model, column: str, field: Field) -> schema_yaml.ColumnDoc:
         tests = ("unique", "not_null") if field.primary_key else ()
