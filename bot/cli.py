@@ -44,16 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--dbt-dialect", help="SQL dialect of the dbt project (default: layersync.yml, else duckdb)")
     push.add_argument("--profiles-dir", type=Path, help="dbt profiles dir for a static check (`dbt compile`); "
                       "default: the touched models are built with zero rows in a scratch DuckDB")
-    push.add_argument("--warehouse", metavar="PATH|DSN",
-                      help="build the touched models with zero rows in a scratch schema of this DuckDB file or "
-                           "postgresql:// DSN, reading unchanged parents from prod (never written)")
     _prod_options(push, "default: dbt parse of the base branch", schema_default="prod")
     push.add_argument("--state-db", type=Path, default=None,
                       help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
     push.add_argument("--no-parity", dest="parity", action="store_false",
                       help="pushed metrics: skip the build of the branch that compares mf query with the BI numbers")
     push.add_argument("--warehouse", metavar="PATH|DSN",
-                      help="where that build goes: a DuckDB file or a postgresql:// DSN (default: a scratch DuckDB)")
+                      help="a DuckDB file or postgresql:// DSN for the builds: the check builds the touched models "
+                           "with zero rows in a scratch schema there, reading unchanged parents from prod (never "
+                           "written), and pushed metrics' parity build goes there (default: a scratch DuckDB)")
     push.add_argument("--as-model", metavar="NAME",
                       help="write one dbt model NAME aggregating the measures (--field, default: the changed ones) "
                            "by --group-by, checked with dbt build and compared with the BI definition")
