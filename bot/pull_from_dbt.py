@@ -233,7 +233,11 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
         plan = plan_pull(changes, texts, dbt_commit=head, dialect=config.dialect, catalog=catalog, fmt=fmt)
         touched = touched_paths(changes, dbt.changed_paths(since, head), _views_of(texts, fmt), config.dialect,
                                 job.dbt_path)
-        kept, result.elsewhere = triage(plan.notes, touched)
+        kept, folded = triage(plan.notes, touched)
+        listed = {n.text for n in plan.notes if n.kind == "problem"}
+        # the planner leaves out models the change did not touch and no view reads: counted here too
+        result.elsewhere = folded + [Note("problem", f"{DBT_PROBLEM}{p}", dbt_file=p.file, dbt_line=p.line)
+                                     for p in changes.problems if f"{DBT_PROBLEM}{p}" not in listed]
         plan = PullPlan(files=plan.files, notes=kept)
         result.notes, result.files = plan.notes, sorted(plan.files)
         if job.dry_run or not plan.files:
