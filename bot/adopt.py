@@ -10,7 +10,7 @@ from bot.errors import LayersyncError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace
 from bot.selection import ViewSource, format_at
-from bot.semantic.writer import column_sql, set_field_sql
+from bot.semantic.editor import set_field_sql
 
 
 @dataclass
@@ -41,11 +41,11 @@ def adopt(forge: Forge, semantic_repo: str, dbt_pr: PullRequest, fields: list[li
                 if view is None or field_name not in view.fields:
                     raise LayersyncError(f"`{field_id}` no longer exists")
                 text = edits.get(view.file) or (ws.root / view.file).read_text(encoding="utf-8")
-                target = column_sql(fmt.name, column)
+                target = fmt.column_sql(column)
                 if view.fields[field_name].sql == target:
                     outcome.adopted.append(field_id)
                     continue
-                edits[view.file] = set_field_sql(text, view.file, field_name, target)
+                edits[view.file] = set_field_sql(text, view.file, field_name, target, fmt=fmt)
                 outcome.adopted.append(field_id)
             except LayersyncError as exc:
                 outcome.problems.append(f"`{field_id}`: {exc}")
@@ -59,7 +59,7 @@ def adopt(forge: Forge, semantic_repo: str, dbt_pr: PullRequest, fields: list[li
         body = (f"<!-- layersync:adopt dbt-pr={dbt_pr.number} -->\n"
                 f"{dbt_pr.url} merged: these fields' logic now lives in dbt, so the semantic layer reads the "
                 f"columns instead of computing them again (names, labels and descriptions unchanged).\n\n"
-                + "\n".join(f"- `{field_id}` → `{column_sql(fmt.name, column)}` (dbt model `{model}`)"
+                + "\n".join(f"- `{field_id}` → `{fmt.column_sql(column)}` (dbt model `{model}`)"
                             for field_id, _f, model, column in fields if field_id in outcome.adopted))
         outcome.pr, _ = forge.open_or_update_pr(semantic_repo, head=branch, base=base,
                                                 title=f"layersync: read fields pushed in dbt PR #{dbt_pr.number}",

@@ -1,14 +1,16 @@
-"""`layersync` command line: push-to-dbt, prs and demo. Errors are one line and an exit code."""
+"""`layersync` command line: push-to-dbt, pull-from-dbt, impact, preview, prs, demo, serve and worker.
+Errors are one line and an exit code; progress goes to stderr, results to stdout."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from bot import redact
+from bot import progress, redact
 from bot.errors import LayersyncError
 from bot.service_config import data_dir
 
@@ -27,11 +29,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, redact.scrub(f"{self.prog}: error: {message}") + "\n")   # it may echo an argument
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("layersync")
+    except PackageNotFoundError:       # run from a source tree that was never installed
+        return "unknown"
+
+
+def _command(sub, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose `--help` starts with what it does (the summary is also its line in
+    `layersync --help`)."""
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + "."
+                          + (f" {details}" if details else ""))
+
+
+def _quiet_option(parser: argparse.ArgumentParser) -> None:
+    """Long work shows what runs and how far it is on stderr (a live line on a terminal)."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress on stderr (results and errors are still printed)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="layersync", description="Keep a dbt project and a BI semantic layer in step.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"layersync {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    push = sub.add_parser("push-to-dbt", help="push semantic-layer fields into the dbt project as a PR")
+    push = _command(sub, "push-to-dbt", "push semantic-layer fields into the dbt project as a PR",
+                    "Each field becomes a column of its dbt model, documented in the model's YAML and "
+                    "checked with dbt before anything is pushed.")
     push.add_argument("--semantic-repo", type=Path, required=True, help="path of the semantic-layer git repo")
     push.add_argument("--dbt-repo", type=Path, required=True,
                       help="path of the dbt repo (a bare remote, or a clone whose origin is pushed to)")
@@ -63,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --as-model: also group by the view's time dimension at this grain")
     push.add_argument("--json", action="store_true", help="print a machine-readable result")
     push.add_argument("-v", "--verbose", action="store_true", help="stream dbt's output to stderr")
+    _quiet_option(push)
 
-    pull = sub.add_parser("pull-from-dbt", help="open a semantic-layer PR that follows a dbt change")
+    pull = _command(sub, "pull-from-dbt", "open a semantic-layer PR that follows a dbt change",
+                    "New columns become dimensions, renames are followed, removed columns mark the "
+                    "fields they break.")
     pull.add_argument("--dbt-repo", type=Path, required=True, help="path of the dbt git repo")
     pull.add_argument("--semantic-repo", type=Path, required=True,
                       help="path of the semantic-layer repo (a bare remote, or a clone whose origin is pushed to)")
@@ -79,27 +109,37 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--state-db", type=Path, default=None,
                       help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
     pull.add_argument("--json", action="store_true", help="print a machine-readable result")
+    _quiet_option(pull)
 
-    prs = sub.add_parser("prs", help="list pull requests recorded by the local forge")
+    prs = _command(sub, "prs", "list pull requests recorded by the local forge",
+                   "The local forge keeps the PRs that push-to-dbt, pull-from-dbt and the demo open "
+                   "when no GitHub is configured.")
     prs.add_argument("--repo", help="only this repo (the remote's path)")
     prs.add_argument("--state", choices=["open", "closed", "merged"], help="only PRs in this state")
-    prs.add_argument("--state-db", type=Path, default=None)
-    prs.add_argument("--json", action="store_true")
-    prs.add_argument("--show", type=int, metavar="N", help="print PR N's body (needs --repo if several repos)")
+    prs.add_argument("--state-db", type=Path, default=None, metavar="FILE",
+                     help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
+    prs.add_argument("--json", action="store_true", help="print a machine-readable list")
+    prs.add_argument("--show", type=int, metavar="N",
+                     help="print PR N's body as a person reads it (needs --repo if several repos)")
+    prs.add_argument("--raw", action="store_true", help="with --show: the body as posted, hidden markers included")
 
-    serve = sub.add_parser("serve", help="run the GitHub webhook receiver (and optionally the worker)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve = _command(sub, "serve", "run the GitHub webhook receiver (and optionally the worker)",
+                     "Settings come from LAYERSYNC_* environment variables and --config.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080; 0 picks a free one)")
     serve.add_argument("--with-worker", action="store_true", help="also run the job worker in this process")
     serve.add_argument("--threads", type=int, default=2, help="worker threads (with --with-worker)")
     serve.add_argument("--config", type=Path, help="YAML settings file (environment variables win)")
 
-    worker = sub.add_parser("worker", help="run the job worker")
-    worker.add_argument("--threads", type=int, default=2)
+    worker = _command(sub, "worker", "run the job worker",
+                      "It runs the jobs the receiver queued: pushes, pulls, impact reports, previews.")
+    worker.add_argument("--threads", type=int, default=2, help="jobs run at once (default: 2)")
     worker.add_argument("--config", type=Path, help="YAML settings file (environment variables win)")
 
-    impact = sub.add_parser("impact", help="build base and head of the dbt repo, compare dev with prod, report")
-    impact.add_argument("--dbt-repo", type=Path, required=True)
+    impact = _command(sub, "impact", "build base and head of the dbt repo, compare dev with prod, report",
+                      "Lineage, schema changes, row counts, value diffs and the semantic layer's measures.")
+    impact.add_argument("--dbt-repo", type=Path, required=True,
+                        help="path of the dbt git repo (a bare remote, or a clone)")
     impact.add_argument("--semantic-repo", type=Path, help="semantic-layer repo whose measures are compared")
     _path_options(impact)
     impact.add_argument("--base", required=True, metavar="REV", help="dbt revision built into prod")
@@ -116,11 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "implied when --warehouse is not given)")
     impact.add_argument("--fail-on-measure-move", type=float, metavar="PCT",
                         help="fail when a measure's total moves more than PCT percent")
+    _quiet_option(impact)
 
-    demo = sub.add_parser("demo", help="run push-to-dbt end to end on a generated jaffle_shop project")
-    demo.add_argument("--workdir", type=Path, help="keep the demo's repos here instead of a temp dir")
+    demo = _command(sub, "demo", "run push-to-dbt end to end on a generated jaffle_shop project",
+                    "It builds both branches with dbt, checks every new column against the analyst's SQL, "
+                    "prints the impact report, then pulls a dbt rename back into the semantic layer.")
+    demo.add_argument("--workdir", type=Path,
+                      help="keep the demo's repos here instead of a temp dir (a new or empty folder)")
     demo.add_argument("--layout", choices=("omni", "views"), default="omni",
                       help="the semantic model's layout: Omni's own (default) or the older views/ folder")
+    _quiet_option(demo)
     _add_preview_parser(sub)
     return parser
 
@@ -148,6 +193,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
     for label, path in (("--semantic-repo", args.semantic_repo), ("--dbt-repo", args.dbt_repo)):
         if not path.exists():
             raise LayersyncError(f"{label} `{path}` does not exist")
+    _require_paths(profiles_dir=args.profiles_dir)
     semantic_path, dbt_path = _folders(args)
     forge = LocalForge(args.state_db or default_state_db())
     request = PushRequest(semantic_repo=args.semantic_repo, dbt_repo=args.dbt_repo, fields=args.field,
@@ -187,7 +233,7 @@ def format_push_result(result) -> str:
         lines.append(f"pushed   {p.id} -> {p.model}.{p.column} ({p.action})")
     lines += _metric_lines(getattr(result, "metrics", []))
     for s in result.skipped:
-        where = f"{s.file}:{s.line}: " if s.file and s.line else ""
+        where = f"{s.file}:{s.line}: " if s.file and s.line else (f"{s.file}: " if s.file and s.file != s.id else "")
         lines.append(f"skipped  {s.id}: {where}{s.reason}")
     return "\n".join(lines + _outcome_lines(result, 9, " (no new commit)"))
 
@@ -245,14 +291,28 @@ def format_pull_result(result) -> str:
 
 def _cmd_prs(args: argparse.Namespace) -> int:
     from bot.forge.local import LocalForge, format_pr_table
+    from bot.readable import for_people
 
-    forge = LocalForge(args.state_db or default_state_db())
-    prs = forge.list_prs(args.repo, args.state)
+    path = args.state_db or default_state_db()
+    if path.is_dir():
+        raise LayersyncError(f"--state-db `{path}` is a folder: name the database file (state.sqlite)")
+    if not path.is_file():
+        if args.state_db is not None:       # a typo must not become a new, empty database
+            raise LayersyncError(f"--state-db `{path}` does not exist (the demo prints the path of its own)")
+        print("[]" if args.json else f"no pull requests (no local forge database at {path} yet)")
+        return EXIT_OK
+    if args.raw and args.show is None:
+        raise LayersyncError("--raw goes with --show N")
+    forge = LocalForge(path)
+    try:
+        prs = forge.list_prs(args.repo, args.state)
+    except sqlite3.DatabaseError as exc:
+        raise LayersyncError(f"`{path}` is not a layersync state database ({exc})") from None
     if args.show is not None:
         matches = [pr for pr in prs if pr.number == args.show]
         if len(matches) != 1:
             raise LayersyncError(f"PR #{args.show} " + ("not found" if not matches else "exists in several repos: add --repo"))
-        print(matches[0].body)
+        print(matches[0].body if args.raw else for_people(matches[0].body))
         return EXIT_OK
     if args.json:
         print(json.dumps([pr.__dict__ for pr in prs], indent=2))
@@ -265,6 +325,7 @@ def _cmd_impact(args: argparse.Namespace) -> int:
     from bot.impact.prod import ProdEnv
     from bot.impact.report import to_markdown
     from bot.impact.run import run_impact
+    from bot.readable import squeeze_blank_lines
 
     _require_paths(dbt_repo=args.dbt_repo, semantic_repo=args.semantic_repo)
     semantic_path, dbt_path = _folders(args)
@@ -273,7 +334,7 @@ def _cmd_impact(args: argparse.Namespace) -> int:
                      pr=args.pr, max_measure_move_pct=args.fail_on_measure_move, warehouse=args.warehouse,
                      prod=ProdEnv(schema=args.prod_schema, state=args.prod_state,
                                   build=args.build_prod or args.warehouse is None))
-    markdown = to_markdown(doc)
+    markdown = squeeze_blank_lines(to_markdown(doc))
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, default=str))
     if args.markdown:
@@ -373,8 +434,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- preview (branch previews)
 
 def _add_preview_parser(sub) -> None:
-    preview = sub.add_parser("preview", help="build a branch's changed models into layersync_preview_<branch>; "
-                                             "list previews, drop them, or drop stale ones")
+    preview = _command(sub, "preview", "build a branch's changed models into layersync_preview_<branch>; "
+                                       "list previews, drop them, or drop stale ones",
+                       "Every other model is cloned as a view onto prod, so the schema is a whole environment.")
     preview.add_argument("--branch", metavar="NAME", help="the branch to preview (or drop, with --drop)")
     preview.add_argument("--dbt-repo", type=Path, help="path of the dbt repo (a bare remote, or a clone with an origin)")
     preview.add_argument("--semantic-repo", type=Path,
@@ -394,6 +456,7 @@ def _add_preview_parser(sub) -> None:
     preview.add_argument("--env-file", type=Path, metavar="FILE", help="also write the environment file here")
     preview.add_argument("--json", action="store_true", help="print a machine-readable result")
     preview.add_argument("-v", "--verbose", action="store_true", help="stream dbt's output to stderr")
+    _quiet_option(preview)
     what = preview.add_mutually_exclusive_group()
     what.add_argument("--list", action="store_true", help="list previews: branch, schema, commit, status, age, size")
     what.add_argument("--gc", action="store_true", help="drop previews untouched for --older-than")
@@ -509,12 +572,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "worker": _cmd_worker, "impact": _cmd_impact,
                 "pull-from-dbt": _cmd_pull, "preview": _cmd_preview}
     try:
-        return handlers[args.command](args)
+        with progress.reporting(progress.for_terminal(quiet=getattr(args, "quiet", False))):
+            return handlers[args.command](args)
     except LayersyncError as exc:
-        print(redact.scrub(f"layersync: error: {exc}"), file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(exc))
+    except OSError as exc:              # a path that cannot be read or written, a port in use, …
+        where = f" `{exc.filename}`" if exc.filename else ""
+        return _fail(f"{exc.strerror or type(exc).__name__}{where}" if exc.strerror else str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a fault of ours: one line, unless asked for the traceback
+        if os.environ.get("LAYERSYNC_TRACEBACK"):
+            raise
+        return _fail(f"internal error, {type(exc).__name__}: {exc} (LAYERSYNC_TRACEBACK=1 shows where; "
+                     "please report it)")
+
+
+def _fail(message: str) -> int:
+    """The one line every user mistake ends with (scrubbed: it may quote a path or a DSN)."""
+    first = "; ".join(l.strip() for l in message.strip().splitlines() if l.strip()) or "failed"
+    print(redact.scrub(f"layersync: error: {first}"), file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

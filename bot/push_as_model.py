@@ -20,7 +20,6 @@ import tempfile
 from dataclasses import dataclass, field as dc_field
 from datetime import date, datetime
 from decimal import Decimal
-from io import StringIO
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,7 +29,7 @@ from sqlglot import exp
 
 from bot import pr_body
 from bot.dbt.project import DbtProject, DirStore, FileStore, fast_yaml, project_store
-from bot.dbt.runner import check_project, run_dbt, write_duckdb_profile
+from bot.dbt.runner import check_project, deps_failure, install_packages, run_dbt, write_duckdb_profile
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge
 from bot.gitops import RevisionReader, Workspace, repo_remote
@@ -41,6 +40,7 @@ from bot.translate import measure_sql
 from bot.translate.measure_sql import GroupBy, MeasureQuery, MeasureUnsupported, dbt_ref, quote_reserved
 from bot.translate.push import MAX_COLUMN_BYTES, PushedField, PushPlan, Skipped
 from bot.untrusted import quote
+from bot.yamledit import Document
 from bot.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 MODEL_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -257,13 +257,10 @@ def _properties(name: str, view: View, query: MeasureQuery, groups: list[GroupBy
                                "group_by": [g.field + (f":{g.grain}" if g.grain else "") for g in groups]}},
         "columns": columns,
     }]}
-    yaml = YAML()
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    out = StringIO()
-    yaml.dump(document, out)
-    return out.getvalue()
+    doc = Document("", f"{name}.yml")
+    for key, value in document.items():
+        doc.set((key,), value)
+    return doc.result(f"writing the properties of model {name}")
 
 
 def _said(field: Field) -> str:
@@ -310,11 +307,9 @@ def build_and_compare(project_dir: Path, plan: ModelPlan, model: SemanticModel, 
         if embedded:
             profiles_dir = scratch / "profiles"
             write_duckdb_profile(profiles_dir, profile, str(database))
-        deps = [f for f in ("packages.yml", "dependencies.yml") if (project_dir / f).exists()]
-        if deps and not (project_dir / "dbt_packages").exists():
-            ran = run_dbt(["deps"], project_dir, profiles_dir, log=log)
-            if not ran.ok:
-                return BuildCheck(False, ["dbt deps failed:", *ran.error_lines()])
+        ran = install_packages(project_dir, profiles_dir, log=log)     # once per package files' content
+        if ran is not None and not ran.ok:
+            return BuildCheck(False, [deps_failure(ran)])
         target = scratch / "target"
         built = run_dbt(["build", "--select", f"+{plan.name}", "--indirect-selection", "cautious",
                          "--target-path", str(target)], project_dir, profiles_dir, log=log)

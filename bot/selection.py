@@ -131,7 +131,8 @@ def select_named(reader: RevisionReader, head: str, since: str | None, field_ids
             continue
         field = view.field_named(field_name)
         if field is None:
-            selection.skipped.append(Skipped(f"{view.name}.{field_name}", view.file, view.line,
+            # the file, with no line: no line of it names the field (line 1 would send a reader there)
+            selection.skipped.append(Skipped(f"{view.name}.{field_name}", view.file, None,
                                              f"unknown field `{field_name}` in view `{view.name}`", "unknown-field"))
             continue
         if not fmt.is_pushable(view.file):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from bot import pr_body
+from bot import pr_body, progress
 from bot.errors import RepoError
 from bot.forge.base import Forge, ForgeError, PullRequest, TransientForgeError
 from bot.handlers import dbt_pr_closed, dbt_pr_impact, dbt_push, push_command, semantic_pr, semantic_push
@@ -45,7 +45,9 @@ class JobHandler:
     def __call__(self, job: Job) -> None:
         event = Event(job.event, job.payload, job.delivery_id)
         try:
-            self.router.dispatch(event, self.context)
+            # the job's dbt runs log their steps and nodes (`job 12: [3/36] model orders ok`)
+            with progress.reporting(progress.Logged(log, f"{job.id} ({job.event})")):
+                self.router.dispatch(event, self.context)
         except TransientForgeError as exc:
             raise TransientError(str(exc), exc.retry_after) from exc
         except RepoError as exc:

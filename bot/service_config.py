@@ -59,27 +59,32 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
     values: dict[str, Any] = {}
     path = config_file or (Path(env["LAYERSYNC_CONFIG"]) if env.get("LAYERSYNC_CONFIG") else None)
     if path is not None:
-        if not path.is_file():
-            raise LayersyncError(f"config file `{path}` does not exist")
-        values.update(YAML(typ="safe").load(path.read_text()) or {})
+        values.update(_read_config_file(path))
     for key in ("webhook_secret", "dbt_repo", "semantic_repo", "queue_db", "forge", "github_api_url",
                 "github_token", "github_app_id", "github_private_key", "github_installation_id", "bot_login",
                 "auto_push", "state_db", "profiles_dir", "lease_seconds", "warehouse", "prod_schema",
                 "prod_state", "build_prod", "preview_db", "preview_max", "semantic_path", "dbt_path"):
         if env.get(f"LAYERSYNC_{key.upper()}"):
             values[key] = env[f"LAYERSYNC_{key.upper()}"]
+    problems: list[str] = []             # every one at once: a deployment is fixed in one round
     key_file = env.get("LAYERSYNC_GITHUB_PRIVATE_KEY_FILE") or values.pop("github_private_key_file", None)
     if key_file and not values.get("github_private_key"):
-        values["github_private_key"] = Path(key_file).read_text()
+        try:
+            values["github_private_key"] = Path(key_file).read_text()
+        except OSError as exc:
+            problems.append(f"LAYERSYNC_GITHUB_PRIVATE_KEY_FILE `{key_file}` cannot be read ({exc.strerror or exc})")
     _register_secrets(values)
     missing = [k for k in ("webhook_secret", "dbt_repo", "semantic_repo") if not values.get(k)]
     if missing:
-        raise LayersyncError("missing setting(s): " + ", ".join(f"LAYERSYNC_{k.upper()}" for k in missing))
+        problems.insert(0, "missing setting(s): " + ", ".join(f"LAYERSYNC_{k.upper()}" for k in missing))
     forge = str(values.get("forge", "github"))
     if forge == "github" and not (values.get("github_token") or (values.get("github_app_id")
                                                                  and values.get("github_private_key"))):
-        raise LayersyncError("GitHub needs LAYERSYNC_GITHUB_TOKEN, or LAYERSYNC_GITHUB_APP_ID with "
-                             "LAYERSYNC_GITHUB_PRIVATE_KEY(_FILE)")
+        if not any("PRIVATE_KEY_FILE" in p for p in problems):
+            problems.append("GitHub needs LAYERSYNC_GITHUB_TOKEN, or LAYERSYNC_GITHUB_APP_ID with "
+                            "LAYERSYNC_GITHUB_PRIVATE_KEY(_FILE)")
+    if problems:
+        raise LayersyncError("; ".join(problems))
     return ServiceConfig(
         webhook_secret=str(values["webhook_secret"]), dbt_repo=str(values["dbt_repo"]),
         semantic_repo=str(values["semantic_repo"]),
@@ -91,7 +96,7 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
         auto_push=str(values.get("auto_push", "")).lower() in TRUE or values.get("auto_push") is True,
         state_db=Path(values["state_db"]) if values.get("state_db") else None,
         profiles_dir=Path(values["profiles_dir"]) if values.get("profiles_dir") else None,
-        lease_seconds=float(values.get("lease_seconds") or 600.0),
+        lease_seconds=_positive_number(values.get("lease_seconds"), "LAYERSYNC_LEASE_SECONDS", 600.0),
         warehouse=str(values["warehouse"]) if values.get("warehouse") else None,
         prod_schema=str(values.get("prod_schema") or "prod"),
         prod_state=Path(values["prod_state"]) if values.get("prod_state") else None,
@@ -102,6 +107,40 @@ def load_service_config(env: Mapping[str, str] | None = None, config_file: Path 
                                         "LAYERSYNC_SEMANTIC_PATH"),
         dbt_path=repo_paths.subdir(_text(values.get("dbt_path"), "LAYERSYNC_DBT_PATH"), "LAYERSYNC_DBT_PATH"),
     )
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The settings file as a mapping; anything else is one error naming the file (and line)."""
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    if not path.is_file():
+        raise LayersyncError(f"config file `{path}` " + ("is a folder" if path.is_dir() else "does not exist"))
+    try:
+        doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise LayersyncError(f"config file is not valid YAML: {exc.problem}", str(path),
+                             mark.line + 1 if mark is not None else None) from None
+    except (YAMLError, UnicodeDecodeError) as exc:
+        raise LayersyncError(f"config file `{path}` is not valid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise LayersyncError(f"config file `{path}` must be a mapping of settings (`webhook_secret: …`), "
+                             f"not a {type(doc).__name__}")
+    return doc
+
+
+def _positive_number(value: Any, name: str, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        raise LayersyncError(f"{name} must be a number of seconds above 0, not `{value}`")
+    return number
 
 
 def _text(value: Any, name: str) -> str:

@@ -267,13 +267,40 @@ def test_pairing_reads_branches_from_the_remotes(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- the cancel hook
 
+# The child must be listening before it is stopped. A hook that fired at a fixed time (0.5 s) raced
+# the child's start: SIGINT sent while the interpreter was still starting up, or to a child that
+# inherited SIGINT as ignored (a test run started in the background by a non-interactive shell:
+# POSIX shells ignore SIGINT for `&` jobs, and an ignored signal stays ignored across exec), was
+# lost, and after the grace period SIGTERM ended the child instead. So the child says when its
+# SIGINT handler is Python's default one, and the hook fires only then.
+SIGINT_READY = ("import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "print('ready', flush=True); time.sleep(3600)")
+
+
 def test_the_cancel_hook_stops_the_process() -> None:
     """An hour-long child: it can only have ended because the hook stopped it (SIGINT first)."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    process = subprocess.Popen([sys.executable, "-c", SIGINT_READY], stdout=subprocess.PIPE, text=True)
+    ready = threading.Event()
+    threading.Thread(target=lambda: process.stdout.readline() == "ready\n" and ready.set(), daemon=True).start()
     stopped = threading.Event()
-    started = time.monotonic()
-    _watch(process, lambda: time.monotonic() - started > 0.5, stopped, interval=0.05, grace=30)
+    _watch(process, ready.is_set, stopped, interval=0.05, grace=30)
+    assert ready.is_set(), "the child ended before it was ready"
     assert stopped.is_set() and process.returncode == -signal.SIGINT
+
+
+def test_the_cancel_hook_is_deterministic_when_sigint_is_inherited_ignored() -> None:
+    """The flaky case made certain: a test process whose children start with SIGINT ignored."""
+    code = ("import signal, subprocess, sys, threading\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "from bot.dbt.runner import _watch\n"
+            f"p = subprocess.Popen([sys.executable, '-c', {SIGINT_READY!r}], stdout=subprocess.PIPE, text=True)\n"
+            "ready = threading.Event()\n"
+            "threading.Thread(target=lambda: p.stdout.readline() == 'ready\\n' and ready.set(), daemon=True).start()\n"
+            "stopped = threading.Event()\n"
+            "_watch(p, ready.is_set, stopped, interval=0.05, grace=30)\n"
+            "print(p.returncode)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == str(-signal.SIGINT), done.stdout + done.stderr
 
 
 def test_the_cancel_hook_escalates_when_the_process_ignores_sigint_and_sigterm() -> None:

@@ -11,9 +11,10 @@ from bot.errors import SemanticError, TranslationError
 from bot.semantic import refs as refs_module
 from bot.semantic.dependents import DependencyIndex
 from bot.semantic.diff import diff_views
-from bot.semantic.reader import MAX_FIELDS_PER_FILE, MAX_VIEW_FILE_BYTES, OmniYamlReader, _plain
+from bot.semantic.reader import MAX_FIELDS_PER_FILE, MAX_VIEW_FILE_BYTES, OmniYamlReader
 from bot.semantic.refs import Resolver
-from bot.semantic.writer import set_field_sql
+from bot.semantic.editor import set_field_sql
+from bot.yamledit import plain
 
 PATH = "views/orders.view.yaml"
 
@@ -66,14 +67,15 @@ def test_anchor_without_alias_is_harmless() -> None:
 
 
 def test_plain_refuses_shared_and_cyclic_containers() -> None:
+    """The readers convert loaded view data with `seen` given, refusing as a SemanticError."""
     cyclic: list = []
     cyclic.append(cyclic)
     with pytest.raises(SemanticError):
-        _plain(cyclic)
+        plain(cyclic, {}, PATH, SemanticError)
     shared = [1, 2]
     with pytest.raises(SemanticError):
-        _plain(CommentedMap(a=shared, b=shared))
-    assert _plain(CommentedMap(a=[1, 2], b=[1, 2])) == {"a": [1, 2], "b": [1, 2]}
+        plain(CommentedMap(a=shared, b=shared), {}, PATH, SemanticError)
+    assert plain(CommentedMap(a=[1, 2], b=[1, 2]), {}) == {"a": [1, 2], "b": [1, 2]}
 
 
 def test_writer_refuses_aliases() -> None:

@@ -621,25 +621,6 @@ def test_lines_ruamel_rewrites_stay_as_written_when_the_entry_is_spliced() -> No
         "  - name:   customers\n", "      - name: amount\n        description: Amount\n  - name:   customers\n")
 
 
-def test_lines_ruamel_rewrites_change_only_next_to_the_edit() -> None:
-    """In the round-trip engine (what edits the fast path does not do fall back to), both neighbours
-    of the insertion are lines ruamel rewrites: they go along, nothing else does."""
-    text = REWRITTEN_BY_RUAMEL
-    result = schema_yaml._round_trip_upsert(text, [ColumnDoc("orders", "amount", "Amount")])
-    assert result == (
-        "version: 2   \n"
-        "models:\n"
-        "  - name: orders\n"
-        "    meta: ~\n"
-        "    columns:\n"
-        "      - name: id\n"
-        "        data_tests: [unique]\n"
-        "      - name: amount\n"
-        "        description: Amount\n"
-        "  - name: customers\n"
-    )
-
-
 MIXED = """\
 version: 2
 models:
@@ -737,48 +718,70 @@ FAST_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text, docs", FAST_CASES)
-def test_fast_path_writes_what_the_round_trip_writes(text: str, docs: list[ColumnDoc]) -> None:
-    envelope, body = schema_yaml._Envelope.of(text)
-    assert schema_yaml._fast_upsert(body, docs) is not None, "this edit should not need a round trip"
-    assert upsert_columns(text, docs) == schema_yaml._round_trip_upsert(text, list(docs))
+def _column_entries(text: str | None) -> dict[tuple[str, str], Any]:
+    """(model, column lower-cased) -> the column's entry, as dbt reads the file."""
+    data = yaml.safe_load(text or "") or {}
+    return {(str(m.get("name")), str(c["name"]).lower()): c for m in data.get("models") or []
+            for c in m.get("columns") or [] if isinstance(c, dict)}
 
 
 @pytest.mark.parametrize("text, docs", FAST_CASES)
-def test_fast_path_loads_no_ruamel_document(text: str, docs: list[ColumnDoc], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cost of a push was one ruamel round trip per YAML file: the common edits now pay none."""
-    calls: list[str] = []
-    monkeypatch.setattr(schema_yaml, "_parse", lambda t: calls.append(t) or pytest.fail("round trip"))
+def test_a_batch_writes_what_one_call_at_a_time_writes_touching_only_its_entries(text: str,
+                                                                                docs: list[ColumnDoc]) -> None:
+    one_by_one = text
+    for d in docs:
+        one_by_one = upsert_column(one_by_one, d.model, d.column, description=d.description, tests=d.tests)
+    result = upsert_columns(text, docs)
+    assert result == one_by_one
+    removed, _added = _diff(text, result)
+    assert all("description:" in line for line in removed)
+    for d in docs:
+        entry = _column_entries(result)[(d.model, d.column.lower())]
+        assert d.description is None or entry["description"] == d.description
+        assert set(d.tests) <= set(entry.get("data_tests") or entry.get("tests") or [])
+
+
+@pytest.mark.parametrize("text, docs", FAST_CASES)
+def test_no_ruamel_document_is_loaded(text: str, docs: list[ColumnDoc], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost of a push was one ruamel round trip per YAML file: edits now compose with libyaml once."""
+    import ruamel.yaml
+
+    monkeypatch.setattr(ruamel.yaml.YAML, "__init__", lambda *a, **k: pytest.fail("ruamel loaded"))
     upsert_columns(text, docs)
-    assert calls == []
 
 
-@pytest.mark.parametrize("text, docs", [
-    (JAFFLE, [ColumnDoc("stg_payments", "id", "x")]),                      # flow-style model entry
-    (JAFFLE, [ColumnDoc("customers", "customer_id", None, ("relationships",))]),  # tests on an existing column
-    (MIXED, [ColumnDoc("customers", "tier", "Tier", ("unique",))]),         # a list in a file mixing layouts
-    ("models:\n  - name: yes\n    columns:\n      - name: a\n", [ColumnDoc("yes", "b")]),  # YAML 1.1 vs 1.2 name
-    (JAFFLE, [ColumnDoc("orders", "x", "A"), ColumnDoc("orders", "X", "B")]),  # one column twice
-])
-def test_edits_the_fast_path_refuses_go_through_the_round_trip(text: str, docs: list[ColumnDoc]) -> None:
-    assert schema_yaml._fast_upsert(schema_yaml._Envelope.of(text)[1], docs) is None
-    assert upsert_columns(text, docs) == schema_yaml._round_trip_upsert(text, list(docs))
+def test_edits_the_old_fast_path_refused_are_minimal_too() -> None:
+    """Once left to the ruamel round trip: a flow-style model entry, tests added to an existing column,
+    a list in a file mixing layouts (the local layout wins), one column twice in a batch."""
+    assert upsert_columns(JAFFLE, [ColumnDoc("stg_payments", "id", "x")]) == JAFFLE + (
+        "    columns:\n      - name: id\n        description: x\n")
+    assert _diff(JAFFLE, upsert_columns(JAFFLE, [ColumnDoc("customers", "customer_id", None, ("relationships",))])) \
+        == ([], ["          - relationships\n"])
+    assert upsert_columns(MIXED, [ColumnDoc("customers", "tier", "Tier", ("unique",))]) == MIXED + (
+        "    - name: tier\n      description: Tier\n      data_tests:\n      - unique\n")
+    assert upsert_columns(JAFFLE, [ColumnDoc("orders", "x", "A"), ColumnDoc("orders", "X", "B")]) == \
+        upsert_column(JAFFLE, "orders", "x", description="B")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(description=st.text(max_size=60))
-def test_fast_path_descriptions_match_the_round_trip(description: str) -> None:
-    for docs in ([ColumnDoc("orders", "amount", description)], [ColumnDoc("orders", "order_id", description)]):
-        assert upsert_columns(COLUMN_WITH_FRIENDS, docs) == schema_yaml._round_trip_upsert(COLUMN_WITH_FRIENDS, docs)
+def test_a_model_named_like_a_yaml_11_boolean_is_found_by_its_written_name() -> None:
+    text = "models:\n  - name: yes\n    columns:\n      - name: a\n"
+    assert upsert_columns(text, [ColumnDoc("yes", "b")]) == text + "      - name: b\n"
+
+
+def test_lines_other_tools_would_rewrite_stay_as_written() -> None:
+    """The file is never dumped, so lines a round trip would rewrite are not touched at all."""
+    result = upsert_column(REWRITTEN_BY_RUAMEL, "orders", "amount", description="Amount")
+    assert result == REWRITTEN_BY_RUAMEL.replace(
+        "  - name:   customers\n", "      - name: amount\n        description: Amount\n  - name:   customers\n")
 
 
 @pytest.mark.parametrize("text, docs", [*FAST_CASES, (JAFFLE, [ColumnDoc("stg_payments", "id", "x")]),
                                         (JAFFLE, [ColumnDoc("customers", "customer_id", None, ("relationships",))]),
                                         (None, [ColumnDoc("m", "a", "A"), ColumnDoc("m", "b")])])
 def test_changes_name_exactly_the_entries_that_changed(text: str | None, docs: list[ColumnDoc]) -> None:
-    """Spliced or round-tripped, the changed entries are the ones a re-read tells apart."""
+    """The changed entries are the ones a re-read tells apart."""
     updated, changed = schema_yaml.upsert_columns_changes(text, docs)
-    before, after = schema_yaml._column_entries(text or ""), schema_yaml._column_entries(updated)
+    before, after = _column_entries(text), _column_entries(updated)
     assert changed == {key for key, entry in after.items() if before.get(key) != entry}
     assert updated == upsert_columns(text, docs)
     assert schema_yaml.upsert_columns_changes(updated, docs) == (updated, set())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import SemanticError
-from bot.semantic.writer import set_field_sql
+from bot.semantic.editor import set_field_sql
 
 VIEW = """\
 # orders view
@@ -31,12 +31,12 @@ def test_block_scalar_replaced_blank_line_and_comments_kept() -> None:
         "    sql: |\n      case when ${TABLE}.amount > 20\n      then true else false end\n", "    sql: ${TABLE}.big\n")
 
 
-def test_plain_value_followed_by_other_keys() -> None:
+def test_plain_value_followed_by_other_keys_and_its_comment_kept() -> None:
     result = set_field_sql(VIEW, "v", "small", "${TABLE}.small")
-    assert result == VIEW.replace("    sql: ${TABLE}.amount < 5  # tiny\n", "    sql: ${TABLE}.small\n")
+    assert result == VIEW.replace("    sql: ${TABLE}.amount < 5  # tiny\n", "    sql: ${TABLE}.small  # tiny\n")
 
 
 def test_values_that_need_quotes_and_errors() -> None:
-    assert "    sql: '${TABLE}.a: b'\n" in set_field_sql(VIEW, "v", "small", "${TABLE}.a: b")
+    assert "    sql: '${TABLE}.a: b'  # tiny\n" in set_field_sql(VIEW, "v", "small", "${TABLE}.a: b")
     with pytest.raises(SemanticError, match="no field `nope`"):
         set_field_sql(VIEW, "v", "nope", "x")

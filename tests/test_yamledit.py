@@ -1,14 +1,13 @@
 """The YAML edit kit (bot.yamledit): edits by path, byte-identical outside the edit, verified by a re-read."""
 from __future__ import annotations
 
-import difflib
-
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.yamledit import Commented, Document, YamlEditError, plain
+from test_schema_yaml import _diff as _changed
 
 DBT = """\
 version: 2
@@ -32,16 +31,6 @@ models:
     columns:
       - name: id
 """
-
-
-def _changed(old: str, new: str) -> tuple[list[str], list[str]]:
-    removed, added = [], []
-    for line in difflib.ndiff(old.splitlines(True), new.splitlines(True)):
-        if line.startswith("- "):
-            removed.append(line[2:])
-        elif line.startswith("+ "):
-            added.append(line[2:])
-    return removed, added
 
 
 def _edit(text: str, *ops) -> str:
@@ -132,8 +121,11 @@ def test_creating_semantic_models_and_metrics_then_adding_a_measure() -> None:
 def test_crlf_and_no_final_newline_are_kept() -> None:
     text = "a: 1\r\nb: [x]\r\nc:\r\n  - d\r\ntext: |\r\n  last"
     result = _edit(text, ("append", ("c",), "e"), ("set", ("z",), "multi\nline"))
-    assert result == "a: 1\r\nb: [x]\r\nc:\r\n  - d\r\n  - e\r\ntext: |-\r\n  last\r\nz: |-\r\n  multi\r\n  line"
+    # after the block scalar that ends the file its value would gain a line break: the key goes before it
+    assert result == "a: 1\r\nb: [x]\r\nc:\r\n  - d\r\n  - e\r\nz: |-\r\n  multi\r\n  line\r\ntext: |\r\n  last"
     assert yaml.safe_load(result)["text"] == "last"
+    # inside a list there is no choosing: the block's header says `-` (strip)
+    assert _edit("a:\n  - |\n    last", ("append", ("a",), "z")) == "a:\n  - |-\n    last\n  - z"
 
 
 def test_insert_a_key_at_a_chosen_position_above_the_next_keys_comment() -> None:
@@ -229,3 +221,44 @@ def test_any_text_reads_back_and_nothing_else_moves(value: str, where: str) -> N
     assert got == value
     removed, _added = _changed(DBT, result)
     assert removed in ([], ["    description: 'Orders'\n"], ["        data_tests: [unique, not_null]\n"])
+
+
+def test_inner_and_outer_lists_appended_at_one_place_keep_their_nesting() -> None:
+    """The last semantic model ends where its `measures:` list does: a measure appended to it and a
+    semantic model appended after it go to the same offset, the inner entry first."""
+    text = "semantic_models:\n  - name: orders\n    measures:\n      - name: total\n"
+    doc = Document(text)
+    doc.append(("semantic_models",), {"name": "trial", "measures": [{"name": "n"}]})
+    doc.append(("semantic_models", {"name": "orders"}, "measures"), {"name": "count"})
+    assert doc.result() == text + "      - name: count\n  - name: trial\n    measures:\n      - name: 'n'\n"
+
+
+def test_a_document_of_only_comments_gets_its_keys_below_them() -> None:
+    doc = Document("# properties for marts\n")
+    doc.set(("version",), 2)
+    doc.set(("models",), [{"name": "orders"}])
+    assert doc.result() == "# properties for marts\nversion: 2\nmodels:\n  - name: orders\n"
+
+
+def test_update_makes_the_fewest_edits() -> None:
+    doc = Document(DBT)
+    entry = doc.get(("models", 1))
+    entry = {"name": "customers", "description": "People", **{k: v for k, v in entry.items() if k != "name"}}
+    entry["config"]["materialized"] = "view"
+    entry["columns"].append({"name": "email"})
+    doc.update(("models", 1), entry)
+    result = doc.result()
+    assert _changed(DBT, result) == (["    config: {materialized: table}\n"],
+                                     ["    description: People\n", "    config: {materialized: view}\n",
+                                      "      - name: email\n"])
+    assert result.index("description: People") < result.index("config:")
+
+
+def test_an_alias_bomb_is_refused_with_a_line_before_anything_is_expanded() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 8)] + ["models: []"]
+    with pytest.raises(YamlEditError) as info:
+        Document("\n".join(lines) + "\n", "bomb.yml")
+    assert "aliases expand" in info.value.message and info.value.line is not None and info.value.file == "bomb.yml"
+    shared = Document("d: &d {materialized: table}\nm: *d\n")
+    assert shared.data == {"d": {"materialized": "table"}, "m": {"materialized": "table"}}

@@ -11,11 +11,17 @@ Every socket also has an idle timeout: a client that stalls mid-request cannot h
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.urls import uri_to_iri
+
+from bot.errors import LayersyncError
 
 __all__ = ["IDLE_TIMEOUT", "make_receiver_server"]
 
@@ -26,8 +32,26 @@ LINGER_BYTES = 256 * 1024
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
+def colour_logs(stream=None) -> bool:
+    """Colour codes only for a person at a terminal: a log file or a collector gets plain text."""
+    stream = stream or sys.stderr
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
 class _Handler(WSGIRequestHandler):
     timeout = IDLE_TIMEOUT   # socketserver applies it to the connection before the request is read
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """werkzeug's request line, which it colours always: here only when stderr is a terminal."""
+        if colour_logs():
+            super().log_request(code, size)
+            return
+        try:
+            msg = f"{self.command} {uri_to_iri(self.path)} {self.request_version}"
+        except AttributeError:          # a request line too bad to have a path
+            msg = self.requestline
+        table = getattr(self, "_control_char_table", None)
+        self.log("info", '"%s" %s %s', msg.translate(table) if table else msg, str(code), size)
 
 
 def _staged_close(sock: socket.socket) -> None:
@@ -85,5 +109,14 @@ def _close_after_refusals(app: WSGIApp) -> WSGIApp:
 
 
 def make_receiver_server(host: str, port: int, app: WSGIApp) -> BaseWSGIServer:
-    """A threaded server for `app` on host:port (port 0: a free one, see ``server_port``)."""
-    return make_server(host, port, _close_after_refusals(app), threaded=True, request_handler=_Handler)
+    """A threaded server for `app` on host:port (port 0: a free one, see ``server_port``).
+
+    werkzeug prints why it cannot listen (a port in use) over several lines and exits; here that is
+    one error saying which address."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return make_server(host, port, _close_after_refusals(app), threaded=True, request_handler=_Handler)
+    except SystemExit:
+        reason = said.getvalue().strip().splitlines()[0] if said.getvalue().strip() else "refused"
+        raise LayersyncError(f"cannot listen on {host}:{port}: {reason}") from None

@@ -35,6 +35,7 @@ from bot.dbt.project import YAML_SUFFIXES, DbtProject, FileStore, MemoryStore, c
 from bot.errors import RepoError
 from bot.gitops import RevisionReader
 from bot.yamlbounds import bounded
+from bot.yamledit import plain
 
 __all__ = [
     "ColumnChange",
@@ -443,23 +444,6 @@ class _YamlModel:
     alias: str | None = None
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's comment-carrying containers and scalars as the builtin types consumers expect."""
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
 def _node_line(node: Any) -> int | None:
     try:
         return node.lc.line + 1
@@ -521,10 +505,10 @@ def _yaml_column(entry: Mapping[str, Any], line: int | None) -> _YamlColumn:
             names.append(name)
             if values is not None and name.split(".")[-1] == "accepted_values" and accepted is None:
                 accepted = values
-    meta = dict(_plain(entry.get("meta"))) if isinstance(entry.get("meta"), Mapping) else {}
+    meta = dict(plain(entry.get("meta"))) if isinstance(entry.get("meta"), Mapping) else {}
     config = entry.get("config")
     if isinstance(config, Mapping) and isinstance(config.get("meta"), Mapping):
-        meta.update(_plain(config["meta"]))  # dbt ≥ 1.10's home for meta wins, as in dbt
+        meta.update(plain(config["meta"]))  # dbt ≥ 1.10's home for meta wins, as in dbt
     data_type = entry.get("data_type")
     return _YamlColumn(str(entry.get("name")), _text(entry.get("description")),
                        None if data_type is None else str(data_type).strip() or None,

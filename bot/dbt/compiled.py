@@ -8,12 +8,12 @@ an in-memory DuckDB target, and the manifest's `compiled_code` is the SQL read i
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence
 
+from bot.dbt.project import DbtProject, DirStore
 from bot.dbt.runner import run_dbt, write_duckdb_profile
 
 _SKIPPED = ("target", "dbt_packages", "logs", "dbt_modules")  # dbt's outputs: rebuilt here, never copied
@@ -38,19 +38,6 @@ def _write(files: Mapping[str, str], folder: Path) -> None:
         target.write_text(text, encoding="utf-8")
 
 
-def _compiled_code(manifest: Path) -> dict[str, str]:
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    found: dict[str, str] = {}
-    for node in (data.get("nodes") or {}).values():
-        code = node.get("compiled_code") if isinstance(node, dict) else None
-        if node.get("resource_type") == "model" and isinstance(code, str) and node.get("original_file_path"):
-            found[str(node["original_file_path"]).replace("\\", "/")] = code
-    return found
-
-
 def compile_models(files: Mapping[str, str], models: Sequence[str], *, profile: str,
                    log: Callable[[str], None] | None = None, timeout: float = 600) -> Compiled:
     """`dbt compile` of `models` (names) in a project made of `files` (project-relative path → text)."""
@@ -67,9 +54,9 @@ def compile_models(files: Mapping[str, str], models: Sequence[str], *, profile: 
             if not deps.ok:
                 return Compiled(error="dbt deps failed: " + "; ".join(deps.error_lines(2)))
         run = run_dbt(["compile", "--select", *models], project, profiles, log=log, timeout=timeout)
-        compiled = _compiled_code(project / "target" / "manifest.json")
-        wanted = {path: sql for path, sql in compiled.items() if PurePosixPath(path).stem.lower() in
-                  {m.lower() for m in models}}
+        dbt = DbtProject(DirStore(project))
+        found = dbt.compiled_code(models)
+        wanted = {model.path: found[key] for key, model in dbt.models().items() if key in found}
         if run.ok or wanted:
             return Compiled(wanted)
         return Compiled(error="dbt compile failed: " + "; ".join(run.error_lines(2)))

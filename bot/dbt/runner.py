@@ -1,6 +1,7 @@
 """dbt as a subprocess, with a profiles dir written by layersync so runs never touch users' targets."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 from ruamel.yaml import YAML
 
+from bot import progress
 from bot.redact import scrub
 
 
@@ -188,17 +190,25 @@ def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
     Every dbt process layersync starts comes through here: it gets `dbt_environment`, never this
     process's whole environment, and its output is scrubbed of secrets as it is read.
 
+    dbt writes its structured log (`DBT_LOG_FORMAT=json`): each event's own text is what `log` and
+    `output` get (the words dbt prints, without the time), and the events that start and finish a
+    node report `[12/36] model orders` to `bot.progress.current()`, with the run as the step.
+
     `cancel`, if given, is polled while dbt runs (a few times a second); once it returns True the dbt
     process is stopped — SIGINT first (dbt cancels its open queries), then SIGTERM, then SIGKILL — and
     the run comes back with `cancelled` set (and `ok` False). A hook that raises counts as "go on"."""
     scratch = Path(tempfile.mkdtemp(prefix="layersync-dbt-"))
     env = dbt_environment(profiles_dir, log_dir=scratch / "logs")
+    env["DBT_LOG_FORMAT"] = "json"
     command = [*dbt_command(), *args, "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir)]
     lines: list[str] = []
     if cancel is not None and _wants_cancel(cancel):
         shutil.rmtree(scratch, ignore_errors=True)
         return DbtRun(command, -1, "cancelled before dbt started", cancelled=True)
+    reporter = progress.current()
+    reporter.step(describe_run(args, profiles_dir))
     stopped = threading.Event()
+    returncode = 127
     try:
         process = subprocess.Popen(command, cwd=project_dir, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
@@ -208,11 +218,15 @@ def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
                                        name=f"dbt-cancel-{process.pid}")
             watcher.start()
         assert process.stdout is not None
-        for line in process.stdout:
-            # scrubbed as it is read: dbt's output is quoted in comments, logs and CLI errors
-            lines.append(scrub(line.rstrip("\n")))
-            if log:
-                log(lines[-1])
+        for raw in process.stdout:
+            texts, node = read_event(raw)
+            if node is not None:
+                reporter.node(*node)
+            for text in texts:
+                # scrubbed as it is read: dbt's output is quoted in comments, logs and CLI errors
+                lines.append(scrub(text))
+                if log:
+                    log(lines[-1])
         returncode = process.wait(timeout=timeout)
         if watcher is not None:
             watcher.join(timeout=30)
@@ -220,11 +234,79 @@ def run_dbt(args: Sequence[str], project_dir: Path, profiles_dir: Path, *,
         return DbtRun(command, 127, "dbt is not installed")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        reporter.done(returncode == 0)
     if stopped.is_set():
         lines.append("layersync: dbt was cancelled")
         if log:
             log(lines[-1])
     return DbtRun(command, returncode, "\n".join(lines), cancelled=stopped.is_set())
+
+
+#: dbt's events that finish a node, and how a person reads their status.
+_STATUS_WORDS = {"success": "ok", "ok": "ok", "pass": "pass", "error": "error", "fail": "fail",
+                 "warn": "warn", "skipped": "skipped", "skip": "skipped", "no-op": "no-op"}
+
+
+def read_event(raw: str) -> tuple[list[str], tuple[int, int, str, str | None] | None]:
+    """One line of dbt's JSON log: the text dbt would have printed for it (its `msg`, one entry per
+    line), and the node progress it carries — (index, total, `model orders`, None when the node
+    starts, else its status). A line that is not one of dbt's events (a crash's traceback, a warning
+    from a library) is kept as it is."""
+    line = raw.rstrip("\n")
+    if not line.startswith("{"):
+        return [line], None
+    try:
+        event = json.loads(line)
+        info, data = event["info"], event.get("data") or {}
+        texts = str(info.get("msg", "")).split("\n")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return [line], None
+    return texts, _node_progress(str(info.get("name", "")), data)
+
+
+def _node_progress(name: str, data: dict) -> tuple[int, int, str, str | None] | None:
+    node = data.get("node_info") or {}
+    index, total = data.get("index"), data.get("total") or data.get("num_models")
+    node_name = node.get("node_name") or data.get("node_name")
+    if not isinstance(index, int) or not isinstance(total, int) or not node_name:
+        return None
+    label = f"{node.get('resource_type') or data.get('resource_type') or 'node'} {node_name}"
+    if name == "LogStartLine":
+        return index, total, label, None
+    if name in ("SkippingDetails", "LogSkipMessage"):           # a parent failed: dbt skips the node
+        return index, total, label, "skipped"
+    if name.endswith("Result"):
+        status = str(data.get("status") or "done").lower()
+        return index, total, label, _STATUS_WORDS.get(status, status)
+    return None
+
+
+def describe_run(args: Sequence[str], profiles_dir: Path | None) -> str:
+    """`dbt build --select state:modified+ -> schema dev`: the step a person sees while dbt runs
+    (the command and its selection, not the paths layersync passes it)."""
+    words, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--target-path", "--state", "--project-dir", "--profiles-dir", "--vars"):
+            skip = True
+            continue
+        words.append(arg)
+    schema = _profile_schema(profiles_dir)
+    builds = words[:1] in (["build"], ["run"], ["seed"], ["snapshot"], ["test"], ["clone"])
+    return "dbt " + " ".join(words) + (f" -> schema {schema}" if schema and builds else "")
+
+
+def _profile_schema(profiles_dir: Path | None) -> str | None:
+    """The schema of the one output in a profiles.yml layersync wrote (None for anything else)."""
+    try:
+        doc = YAML(typ="safe").load((Path(profiles_dir) / "profiles.yml").read_text(encoding="utf-8"))
+        outputs = [o for p in doc.values() for o in p["outputs"].values()]
+    except Exception:  # noqa: BLE001 - a label only: an operator's profiles dir may say anything
+        return None
+    schemas = {o.get("schema") for o in outputs if isinstance(o, dict)}
+    return str(schemas.pop()) if len(schemas) == 1 and None not in schemas else None
 
 
 def _wants_cancel(cancel: Callable[[], bool]) -> bool:
@@ -251,6 +333,137 @@ def _watch(process: subprocess.Popen, cancel: Callable[[], bool], stopped: threa
                     return
             return
         time.sleep(interval)
+
+
+# ------------------------------------------------------------------------------- dbt packages
+#
+# Every check, build and preview works in a scratch clone, and a project with packages needs
+# `dbt deps` in each: the network, seconds every time, and a failure wherever the hub is out of
+# reach. The packages a project gets depend only on its package files (and dbt's version), so they
+# are installed once per content and copied into each clone from a cache keyed by that content.
+
+PACKAGE_FILES = ("packages.yml", "package-lock.yml", "dependencies.yml")
+
+
+def cache_dir() -> Path:
+    """layersync's downloads and installs (the tests keep theirs there too): `$LAYERSYNC_CACHE`, else
+    `$XDG_CACHE_HOME/layersync`, else `~/.cache/layersync`."""
+    if os.environ.get("LAYERSYNC_CACHE"):
+        return Path(os.environ["LAYERSYNC_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "layersync"
+
+
+def packages_install_path(project_dir: Path) -> Path:
+    """Where dbt installs the project's packages: `packages-install-path` of dbt_project.yml (its
+    older name `modules-path`), else `dbt_packages`."""
+    try:
+        doc = YAML(typ="safe").load((project_dir / "dbt_project.yml").read_text(encoding="utf-8")) or {}
+        configured = doc.get("packages-install-path") or doc.get("modules-path")
+    except Exception:  # noqa: BLE001 - dbt reports a broken dbt_project.yml in its own words
+        configured = None
+    path = Path(str(configured)) if isinstance(configured, str) and "{{" not in configured else Path("dbt_packages")
+    return path if path.is_absolute() else project_dir / path
+
+
+def packages_key(project_dir: Path) -> str | None:
+    """The cache key of the project's packages: a hash of its package files and dbt's version.
+    None when it has no packages, or has a `local:` package (its files live outside the package
+    files, so their content says nothing of it: those projects run `dbt deps` every time)."""
+    digest = hashlib.sha256()
+    found = False
+    for name in PACKAGE_FILES:
+        path = project_dir / name
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if name != "package-lock.yml" and _has_local_package(data):
+            return None
+        found = True
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    if not found:
+        return None
+    digest.update(_dbt_version().encode())
+    return digest.hexdigest()[:24]
+
+
+def _has_local_package(data: bytes) -> bool:
+    try:
+        doc = YAML(typ="safe").load(data.decode("utf-8", errors="replace"))
+    except Exception:  # noqa: BLE001 - dbt deps reports it; the cache just stays out of the way
+        return True
+    entries = doc.get("packages") if isinstance(doc, dict) else None
+    return any(isinstance(e, dict) and "local" in e for e in entries or [])
+
+
+def _dbt_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dbt-core")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def install_packages(project_dir: Path, profiles_dir: Path, *, log: Callable[[str], None] | None = None,
+                     cancel: Callable[[], bool] | None = None, cache: Path | None = None) -> DbtRun | None:
+    """The project's dbt packages in place before a parse, compile or build: copied from the cache
+    when these package files were installed before, else `dbt deps` once, whose result is cached.
+
+    None when nothing was needed (no package files, or packages already installed); else the run
+    (a copy from the cache is a run that succeeded). A failed run is for `deps_failure`."""
+    project_dir = Path(project_dir)
+    if not any((project_dir / name).is_file() for name in PACKAGE_FILES):
+        return None
+    installed = packages_install_path(project_dir)
+    if installed.exists():
+        return None
+    key = packages_key(project_dir)
+    if key is None:
+        return run_dbt(["deps"], project_dir, profiles_dir, log=log, cancel=cancel)
+    entry = (cache or cache_dir() / "dbt-packages") / key
+    if (entry / "packages").is_dir():
+        progress.current().step(f"dbt packages from the cache ({entry.name})")
+        shutil.copytree(entry / "packages", installed, symlinks=True)
+        progress.current().done()
+        return DbtRun(["dbt", "deps"], 0, f"layersync: packages copied from {entry}")
+    run = run_dbt(["deps"], project_dir, profiles_dir, log=log, cancel=cancel)
+    if run.ok and installed.is_dir():
+        _store(installed, entry)
+    return run
+
+
+def _store(installed: Path, entry: Path) -> None:
+    """Into the cache whole or not at all: copied aside, then renamed (a concurrent install of the
+    same packages may win the rename; either copy is the same)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
+    try:
+        shutil.copytree(installed, staging / "packages", symlinks=True)
+        os.replace(staging, entry)
+    except OSError:
+        pass                              # the cache is a convenience: the install itself succeeded
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def deps_failure(run: DbtRun) -> str:
+    """`dbt deps failed: <dbt's reason>` on one line: what dbt said after "Encountered an error",
+    or the exception a traceback ends with — never the traceback's frames."""
+    lines = [_strip_timestamp(l) for l in run.output.splitlines()]
+    frames = next((i for i, l in enumerate(lines) if l.startswith("Traceback (most recent call last)")), None)
+    if frames is not None:
+        last = next((l for l in reversed(lines[frames:]) if l and not l.startswith(("File ", "[Previous"))), "")
+        reason = re.sub(r"^[\w.]+(Error|Exception):\s*", "", last)
+        host = re.search(r"host='([^']+)'", reason)
+        if host:
+            reason = f"could not reach {host.group(1)}" + (" (its name does not resolve: no network?)"
+                                                          if "resolve" in reason else f": {reason.split(' (Caused by')[0]}")
+    else:
+        after = lines[next((i + 1 for i, l in enumerate(lines) if l.startswith("Encountered an error")), 0):]
+        words = [l for l in after if l and l not in ("Internal Error", "Runtime Error", "Compilation Error")
+                 and not l.startswith("Running with dbt")]
+        reason = ": ".join(words[:2]) or f"exit code {run.returncode}"
+    return f"dbt deps failed: {reason}"
 
 
 @dataclass(frozen=True)
@@ -307,12 +520,11 @@ def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
 
 
 def _deps(project_dir: Path, profiles_dir: Path, log: Callable[[str], None] | None) -> DbtCheck | None:
-    """`dbt deps` when the project has packages not installed yet; a failed check when it fails."""
-    needs_deps = any((project_dir / f).exists() for f in ("packages.yml", "dependencies.yml"))
-    if needs_deps and not (project_dir / "dbt_packages").exists():
-        deps = run_dbt(["deps"], project_dir, profiles_dir, log=log)
-        if not deps.ok:
-            return DbtCheck(False, ["dbt deps failed:", *deps.error_lines()])
+    """The project's packages (installed once per package files, see install_packages); a failed
+    check, in one line, when they cannot be had."""
+    deps = install_packages(project_dir, profiles_dir, log=log)
+    if deps is not None and not deps.ok:
+        return DbtCheck(False, [deps_failure(deps)])
     return None
 
 

@@ -5,6 +5,7 @@ forge in SQLite, dbt-duckdb writing one DuckDB file.
 """
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 from importlib import resources
@@ -12,12 +13,15 @@ from pathlib import Path
 
 import git
 
+from bot import progress
 from bot.dbt.runner import run_dbt, write_duckdb_profile
+from bot.errors import LayersyncError
 from bot.forge.base import format_pr_table
 from bot.forge.local import LocalForge
 from bot.impact.report import to_markdown
 from bot.impact.run import run_impact
 from bot.push_to_dbt import PushRequest, PushResult, run
+from bot.readable import for_people, squeeze_blank_lines
 from bot.gitops import RevisionReader
 from bot.selection import format_at, model_reader
 from bot.translate import values
@@ -69,6 +73,9 @@ OMNI_ORDERS_MEASURE = """\
     filters:
       is_large_order:
         is: true
+  large_order_share:
+    label: Share of revenue from large orders
+    sql: ${omni_dbt_marts__orders.large_order_revenue} / NULLIF(${omni_dbt_marts__orders.revenue}, 0)
 """
 OMNI_CUSTOMERS_EDIT = """\
   customer_tier:
@@ -177,28 +184,60 @@ def verify(semantic: Path, database: Path, result: PushResult) -> bool:
     return ok
 
 
-def run_demo(workdir: Path | None = None, layout: str = "omni") -> int:
-    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="layersync-demo-"))
+def command(*words: object) -> str:
+    """A `$ layersync …` line that works when pasted into a shell as printed."""
+    return "$ " + " ".join(shlex.quote(str(w)) for w in ("layersync", *words))
+
+
+def demo_root(workdir: Path | None) -> Path:
+    """The demo's folder: a new temp dir, or `workdir` when it is new or empty (the demo creates
+    repos in it by fixed names, and must never write into someone's files)."""
+    if workdir is None:
+        return Path(tempfile.mkdtemp(prefix="layersync-demo-"))
+    root = Path(workdir)
+    if root.exists() and not root.is_dir():
+        raise LayersyncError(f"--workdir `{root}` is a file: pass a new or empty folder")
+    if root.is_dir() and any(root.iterdir()):
+        raise LayersyncError(f"--workdir `{root}` is not empty: pass another folder, or remove it first")
     root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def show_body(title: str, body: str) -> None:
+    """A PR body as a reviewer reads it on GitHub (the markers stay in what was posted)."""
+    rule = "-" * (len(title) + 12)
+    print(f"----- {title} -----\n{for_people(body)}\n{rule}")
+
+
+def run_demo(workdir: Path | None = None, layout: str = "omni") -> int:
+    root = demo_root(workdir)
     print(f"layersync demo in {root} ({'Omni model layout' if layout == 'omni' else 'views/ layout'})\n")
+    step = progress.current().step
+    step("creating the demo's dbt and semantic-layer repos")
     remote = create_dbt_repo(root)
     semantic = create_semantic_repo(root, layout)
     commit = analyst_edit(semantic, layout)
     orders, customers = ("omni_dbt_marts__orders", "omni_dbt_marts__customers") if layout == "omni" else \
         ("orders", "customers")
+    measures = f"{orders}.large_order_revenue (a measure)" + (f", {orders}.large_order_share (a ratio of two)"
+                                                              if layout == "omni" else "")
     print(f"analyst committed {commit[:12]} to the semantic layer: {orders}.is_large_order, {orders}.order_size, "
-          f"{orders}.large_order_revenue (a measure), {customers}.customer_tier\n")
-    forge = LocalForge(root / "state.sqlite")
-    print(f"$ layersync push-to-dbt --semantic-repo {semantic} --dbt-repo {remote}")
+          f"{measures}, {customers}.customer_tier\n")
+    state = root / "state.sqlite"
+    forge = LocalForge(state)
+    progress.current().done()
+    print(command("push-to-dbt", "--semantic-repo", semantic, "--dbt-repo", remote, "--state-db", state))
+    step("push-to-dbt: planning the edits and checking them with dbt")
     result = run(PushRequest(semantic_repo=semantic, dbt_repo=remote), forge)
+    progress.current().done()
     from bot.cli import format_push_result
 
     print(format_push_result(result))
     if result.pr is None or result.branch is None:
         print("demo failed: no PR was opened")
         return 1
-    print(f"\n$ layersync prs\n{format_pr_table(forge.list_prs())}\n")
-    print("----- PR body -----\n" + result.pr.body + "\n-------------------")
+    print(f"\n{command('prs', '--state-db', state)}\n{format_pr_table(forge.list_prs())}\n")
+    show_body("PR body", result.pr.body)
     database = root / "warehouse.duckdb"
     if not (build(remote, "main", root, database, "prod") and build(remote, result.branch, root, database, "dev")):
         print("demo failed: dbt build failed")
@@ -207,13 +246,19 @@ def run_demo(workdir: Path | None = None, layout: str = "omni") -> int:
     if not verify(semantic, database, result):
         print("demo failed: values differ")
         return 1
-    print(f"\n$ layersync impact --dbt-repo {remote} --semantic-repo {semantic} --base main --head {result.branch}")
-    doc = run_impact(remote, "main", result.branch, semantic_repo=semantic, workdir=root / "impact",
+    # main's commit, not `main`: the demo moves main on below, and the pasted command must still
+    # report what the demo printed
+    base = git.Repo(remote).commit("main").hexsha[:12]
+    print("\n" + command("impact", "--dbt-repo", remote, "--semantic-repo", semantic, "--base", base,
+                         "--head", result.branch, "--pr", result.pr.number))
+    doc = run_impact(remote, base, result.branch, semantic_repo=semantic, workdir=root / "impact",
                      pr=result.pr.number)
-    print(to_markdown(doc))
+    progress.current().done()
+    print(squeeze_blank_lines(to_markdown(doc)).rstrip("\n"))
     if not pull_back(remote, semantic, root, forge):
         return 1
-    print(f"demo ok: repos, PR database and warehouse are in {root}")
+    print(f"demo ok: list its PRs with `{command('prs', '--state-db', state)[2:]}`; "
+          f"its repos, PR database and warehouse are in {root}")
     return 0
 
 
@@ -236,11 +281,14 @@ def pull_back(remote: Path, semantic: Path, root: Path, forge: LocalForge) -> bo
     work.index.commit("Rename customers.number_of_orders to order_count", author=engineer, committer=engineer)
     work.git.push("origin", "HEAD:main")
     print(f"\ndbt engineer merged PR #{dbt_pr.number} and renamed customers.number_of_orders -> order_count on main")
-    print(f"\n$ layersync pull-from-dbt --dbt-repo {remote} --semantic-repo {semantic} --head main")
+    print("\n" + command("pull-from-dbt", "--dbt-repo", remote, "--semantic-repo", semantic, "--head", "main",
+                         "--state-db", forge.db_path))
+    progress.current().step("pull-from-dbt: reading the dbt change")
     result = pull(PullJob(dbt_repo=remote, semantic_repo=semantic, head="main", dbt_label=str(remote)), forge)
+    progress.current().done()
     print(format_pull_result(result))
     if result.pr is None or not any(n.kind == "renamed" for n in result.notes):
         print("demo failed: the rename was not pulled back")
         return False
-    print("----- semantic PR body -----\n" + result.pr.body + "\n----------------------------")
+    show_body("semantic PR body", result.pr.body)
     return True

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from ruamel.yaml import YAML
 from sqlglot import exp
 
-from bot.dbt.runner import DbtRun, run_dbt, write_duckdb_profile, write_postgres_profile
+from bot.dbt.runner import DbtRun, deps_failure, install_packages, run_dbt, write_duckdb_profile, write_postgres_profile
 from bot.yamlbounds import bounded
 
 MAX_IDENTIFIER = 63                      # PostgreSQL's limit (NAMEDATALEN - 1); DuckDB has none
@@ -323,11 +323,7 @@ def dbt_session(project_dir: Path, database: "Target | Path | str", schema: str,
     with tempfile.TemporaryDirectory(prefix="layersync-profiles-") as tmp:
         profiles = Path(tmp)
         write_build_profile(profiles, project_dir, database, schema)
-        deps = None
-        if any((project_dir / f).exists() for f in ("packages.yml", "dependencies.yml")) \
-                and not (project_dir / "dbt_packages").exists():
-            deps = run_dbt(["deps"], project_dir, profiles, log=log, cancel=cancel)
-        yield profiles, deps
+        yield profiles, install_packages(project_dir, profiles, log=log, cancel=cancel)
 
 
 def _build(project_dir: Path, database: "Target | Path | str", schema: str, extra: list[str],
@@ -339,7 +335,7 @@ def _build(project_dir: Path, database: "Target | Path | str", schema: str, extr
     started = time.monotonic()
     with dbt_session(project_dir, database, schema, log=log, cancel=cancel) as (profiles, deps):
         if deps is not None and not deps.ok:
-            return BuildResult(False, schema, errors=["dbt deps failed:", *deps.error_lines()],
+            return BuildResult(False, schema, errors=[deps_failure(deps)],
                                log=deps.output, seconds=round(time.monotonic() - started, 3),
                                target_path=target)
         run = run_dbt(["build", "--target-path", str(target), *extra], project_dir, profiles, log=log,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bot.dbt.runner import run_dbt
+from bot.dbt.runner import deps_failure, run_dbt
 from bot.errors import LayersyncError, RepoError, SemanticError
 from bot.gitops import RevisionReader
 from bot.impact.build import (BUILT_TYPES, BuildResult, Log, Target, _build, _schema_lock, _schemata,
@@ -386,7 +386,7 @@ def _guard(project: Path, target: Target, schema: str, protected: set[str], log:
     with dbt_session(project, target, schema, log=log, cancel=cancel) as (profiles, deps):
         cancel.check()
         if deps is not None and not deps.ok:
-            raise PreviewError("dbt deps failed: " + "; ".join(deps.error_lines()[:3]))
+            raise PreviewError(deps_failure(deps))
         run = run_dbt(["parse", "--target-path", str(out)], project, profiles, log=log, cancel=cancel)
     cancel.check()
     if not run.ok or not (out / "manifest.json").exists():

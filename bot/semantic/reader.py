@@ -16,6 +16,7 @@ from ruamel.yaml.events import AliasEvent
 
 from bot.errors import SemanticError
 from bot.semantic.model import Field, FieldKind, Location, Problem, View
+from bot.yamledit import plain as to_plain
 
 FIELD_SECTIONS: dict[str, FieldKind] = {"dimensions": "dimension", "measures": "measure"}
 # Any PR author's file is read by the automatic dry run, so what one file may cost is bounded.
@@ -97,34 +98,6 @@ def _line_of(mapping: Any, key: str, default: int) -> int:
         return default
 
 
-def _plain(value: Any, path: str | None = None, seen: dict[int, Any] | None = None) -> Any:
-    """ruamel's commented containers as plain Python, so diffs compare values not comments.
-
-    A container met twice is an alias (or a cycle): converting it again is what grows a few
-    hundred bytes into gigabytes, so it is refused. `seen` spans one document and holds the
-    containers themselves, so a freed one's id cannot come back as a false alarm.
-    """
-    if not isinstance(value, (dict, list)):
-        if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
-            return value.value
-        return value
-    seen = {} if seen is None else seen
-    if id(value) in seen:
-        raise SemanticError("YAML aliases are not allowed in view files (a value is shared or contains itself)",
-                            path, _start_line(value))
-    seen[id(value)] = value
-    if isinstance(value, dict):
-        return {str(k): _plain(v, path, seen) for k, v in value.items()}
-    return [_plain(v, path, seen) for v in value]
-
-
-def _start_line(container: Any) -> int | None:
-    try:
-        return int(container.lc.line) + 1
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
 def _type_name(value: Any) -> str:
     return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else type(value).__name__
 
@@ -190,7 +163,7 @@ class YamlViewParser:
             spec = {}
         if not isinstance(spec, dict):
             raise SemanticError(f"field `{name}` must be a mapping of attributes", path, line)
-        plain = _plain(spec, path, seen)
+        plain = to_plain(spec, seen, path, SemanticError)
         sql = spec.get("sql")
         if sql is not None and not isinstance(sql, (str, int, float)):
             raise SemanticError(f"`sql` of `{name}` must be text", path, _line_of(spec, "sql", line))

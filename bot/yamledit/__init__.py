@@ -12,11 +12,11 @@ it must equal the original data with exactly the edits applied, or `YamlEditErro
 A path is a sequence of steps: a mapping key (`"models"`), a sequence index (`0`, `-1`), or a
 mapping `{"name": "orders"}` naming the item of a sequence whose `name` is `orders`.
 """
-from bot.yamledit.document import Commented, Document, Path, Step
+from bot.yamledit.document import Commented, Document, Flow, Path, Spaced, Step
 from bot.yamledit.nodes import YamlEditError, compose, plain, same
 from bot.yamledit.render import block_scalar, double_quoted, inline, key_text, plain_ok, printable
 
 __all__ = [
-    "Commented", "Document", "Path", "Step", "YamlEditError", "block_scalar", "compose", "double_quoted",
+    "Commented", "Document", "Flow", "Path", "Spaced", "Step", "YamlEditError", "block_scalar", "compose", "double_quoted",
     "inline", "key_text", "plain", "plain_ok", "printable", "same",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from bot.yamledit.nodes import (
-    MappingNode, Node, ScalarNode, SequenceNode, YamlEditError, build, compose, same, scalar_value,
+    MappingNode, Node, ScalarNode, SequenceNode, YamlEditError, build, compose, key_of, same, scalar_value,
 )
 from bot.yamledit.render import QUOTES, block_scalar, double_quoted, inline, key_text, plain_ok
 
@@ -35,6 +35,14 @@ class Commented:
 
     value: Any
     comments: tuple[str, ...]
+
+
+class Spaced(list):
+    """A list written with a blank line between its items (as dbt files often separate models)."""
+
+
+class Flow(list):
+    """A list written in flow style, `[a, b]`, where a block list would be the default."""
 
 
 def _bare(value: Any) -> Any:
@@ -82,11 +90,12 @@ class Document:
         else:
             self.expected, self._twins = build(self.root, path)
         self._data: Any = None
-        self._edits: list[tuple[int, int, str, int]] = []
+        self._edits: list[tuple[int, int, str, int, int]] = []   # start, end, text, rank, order
         self._list_ops: dict[int, tuple[list, list[tuple[int, int, str, Any]]]] = {}
         self._lines: list[str] | None = None
         self._starts: list[int] = []
         self._votes: tuple[Counter, Counter] | None = None
+        self._renamed: dict[int, Any] = {}
 
     # ---- reading
 
@@ -122,7 +131,8 @@ class Document:
     def separated(self, path: Path) -> bool | None:
         """Whether the entries of the collection at `path` have blank lines between them: most gaps
         decide, a tie goes to the last gap; None when it has fewer than two entries."""
-        return self._separated(self._need(path))
+        node = self.node(path)
+        return None if node is None else self._separated(node)
 
     def comment_lines(self, path: Path) -> list[int]:
         """0-based indices of the comment lines right above the entry at `path` (no blank between)."""
@@ -171,7 +181,7 @@ class Document:
         parents, last = self._walk(path[:-1]), path[-1]
         if self.root is None and len(path) == 1:
             self._insert_lines(len(self.lines), self._pair_lines(0, last, value, self._layout([])))
-            self.expected = {last: _bare(value)}
+            self.expected = {**(self.expected or {}), last: _bare(value)}
             return
         if not parents:
             raise YamlEditError(f"no `{_show(path[:-1])}` to set `{last}` in", self.path)
@@ -181,26 +191,26 @@ class Document:
             return
         slot = self._child_slot(parent, last)
         if slot is not None:
-            self._replace(slot, value, keep_style)
+            self._replace(slot, value, keep_style, [*parents, slot.value])
             self._expect_at(slot, _bare(value))
             return
         if not isinstance(parent, MappingNode) or not isinstance(last, str):
             raise YamlEditError(f"no `{_show(path)}` to set", self.path, parent.start_mark.line + 1)
-        keys = [scalar_value(k) for k, _v in parent.value]
+        keys = [key_of(k) for k, _v in parent.value]
         position = len(keys)
         if after is not None and after in keys:
             position = keys.index(after) + 1
         elif before is not None and before in keys:
             position = keys.index(before)
+        while position == len(keys) and position and not parent.flow_style \
+                and self._open_block(parent.value[position - 1][1]):
+            position -= 1      # after it, the block's value would gain a line break: go before it
         self._add_entry(parents, position, last, value, open_empty)
         twin = self._twins[id(parent)]
         items = list(twin.items())
         names = [k for k, _v in items]
-        at = names.index(keys[position]) if position < len(keys) and keys[position] in names else len(items)
-        if after is not None and after in names:   # past keys added after `after` already
-            at = names.index(after) + 1
-            while at < len(names) and names[at] not in keys:
-                at += 1
+        following = self._renamed.get(id(parent.value[position][0]), keys[position]) if position < len(keys) else None
+        at = names.index(following) if following in names else len(items)
         items.insert(at, (last, _bare(value)))
         twin.clear()
         twin.update(items)
@@ -223,6 +233,35 @@ class Document:
     def append(self, path: Path, value: Any, *, separate: bool | None = None) -> None:
         self.insert(path, None, value, separate=separate)
 
+    def update(self, path: Path, value: Any) -> None:
+        """Make the value at `path` equal `value` with the fewest edits: keys missing from it removed,
+        new keys added after the key they follow in `value`, a list that `value` extends appended
+        to, every other difference replaced."""
+        self._update(tuple(path), self.get(path), value)
+
+    def _update(self, path: tuple, old: Any, new: Any) -> None:
+        if isinstance(old, dict) and isinstance(new, Mapping) and old:
+            for key in old:
+                if key not in new:
+                    self.remove((*path, key))
+            kept = [k for k in new if k in old]
+            for key, value in new.items():
+                if key in old:
+                    self._update((*path, key), old[key], value)
+                    continue
+                before = [k for k in kept if list(new).index(k) < list(new).index(key)]
+                if before:
+                    self.set((*path, key), value, after=before[-1])
+                else:
+                    self.set((*path, key), value, before=kept[0] if kept else None)
+        elif isinstance(old, list) and isinstance(new, list) and len(new) >= len(old) > 0:
+            for index, item in enumerate(old):
+                self._update((*path, index), item, new[index])
+            for item in new[len(old):]:
+                self.append(path, item)
+        elif not same(old, _bare(new)):
+            self.set(path, new)
+
     def remove(self, path: Path, *, empty: str | None = "{}") -> None:
         """Remove the entry at `path` with the comment lines right above it. Removing a collection's
         last entry leaves its key with `{}` / `[]` (`empty="{}"`), or with no value (`empty=None`)."""
@@ -237,27 +276,32 @@ class Document:
                 self._splice(spans[0][0], spans[1][0], "")
             else:
                 self._splice(spans[0][0], spans[0][1], "")
-        elif len(parent.value) == 1 and parent is not self.root:
-            outer = self._walk(path[:-1])
-            holder = self._slot_of(outer[-2], self._index_in(outer[-2], parent)) if len(outer) > 1 else None
-            if holder is None:
-                raise YamlEditError(f"cannot remove `{_show(path)}`", self.path)
+        else:
+            holder = None
+            if len(parent.value) == 1 and parent is not self.root:
+                outer = self._walk(path[:-1])
+                holder = self._slot_of(outer[-2], self._index_in(outer[-2], parent))
             fill = "" if empty is None else " " + ("[]" if isinstance(parent, SequenceNode) else "{}")
-            self._splice(self._head(holder), self._content_end(parent), fill)
-            if empty is None:
+            if holder is not None and self._line_at(self._head(holder)) == self._entry_line(slot):
+                self._splice(self._head(holder), self._content_end(parent), fill)   # `- a: 1` -> `- {}`
+            else:
+                start, end = self._leading_start(slot), self._own_end(slot)
+                prev_blank, next_blank = self.is_blank(start - 1), self.is_blank(end)
+                opener = start > 0 and self.line_text(start - 1).split("#")[0].rstrip().endswith((":", "-"))
+                if holder is not None:
+                    pass           # the collection goes: blank lines around it are its parent's
+                elif next_blank and (prev_blank or opener):
+                    end += 1
+                elif prev_blank and slot.index == len(parent.value) - 1:
+                    start -= 1
+                self._delete_lines(start, end)
+                if holder is not None and fill:
+                    self._splice(self._head(holder), self._head(holder), fill)
+            if holder is not None and empty is None:
                 self._expect_at(holder, None)
                 return
-        else:
-            start, end = self._leading_start(slot), self._own_end(slot)
-            prev_blank, next_blank = self.is_blank(start - 1), self.is_blank(end)
-            opener = start > 0 and self.line_text(start - 1).split("#")[0].rstrip().endswith((":", "-"))
-            if next_blank and (prev_blank or opener):
-                end += 1
-            elif prev_blank and slot.index == len(parent.value) - 1:
-                start -= 1
-            self._delete_lines(start, end)
         if isinstance(parent, MappingNode):
-            self._twins[id(parent)].pop(scalar_value(slot.key), None)
+            self._twins[id(parent)].pop(self._key_now(slot), None)
         else:
             self._list_op(parent, slot.index, "remove", None)
 
@@ -266,11 +310,12 @@ class Document:
         slot = self._need_slot(path)
         if slot.key is None:
             raise YamlEditError(f"`{_show(path)}` is no mapping key", self.path)
-        old = scalar_value(slot.key)
+        old = key_of(slot.key)
         style = slot.key.style if slot.key.style in QUOTES and plain_ok(str(old), key=True) else None
         self._splice(slot.key.start_mark.index, slot.key.end_mark.index,
                      key_text(new, style, bool(slot.parent.flow_style)))
         twin = self._twins[id(slot.parent)]
+        self._renamed[id(slot.key)] = new
         items = [(new if k == old else k, v) for k, v in twin.items()]
         twin.clear()
         twin.update(items)
@@ -297,36 +342,33 @@ class Document:
             raise YamlEditError("only comment lines can be removed as lines", self.path, index + 1)
         self._delete_lines(index, index + 1)
 
-    def replace_text(self, start: int, end: int, text: str) -> None:
-        """A raw splice of the original text, for edits the data does not see (a block header)."""
-        self._splice(start, end, text)
-
     def result(self, what: str = "editing") -> str:
         """The edited text, once its re-read equals the expected data; the original (the very same
         string) when nothing changed."""
         if not self._edits:
             return self.original
         text, limit = self.text, len(self.text) + 1
-        for start, end, replacement, _n in sorted(self._edits, key=lambda e: (e[0], e[1], e[3]), reverse=True):
+        for start, end, replacement, _r, _n in sorted(self._edits, key=lambda e: e[:2] + e[3:], reverse=True):
             if end > limit:
                 raise YamlEditError(f"{what}: two edits overlap", self.path)
             text = text[:start] + replacement + text[end:]
             limit = start
-        if not self.final_break and text.endswith(self.nl):
-            text = text[:-len(self.nl)]
-        result = self.bom + text
-        if result == self.original:
+        # A file without a final line break gets none, unless the edit ends it in a block scalar whose
+        # last line break is part of its value.
+        texts = [text[:-len(self.nl)], text] if not self.final_break and text.endswith(self.nl) else [text]
+        if self.bom + texts[0] == self.original:
             return self.original
         self._apply_list_ops()
-        try:
-            root = compose(text, self.path)
-            got = None if root is None else build(root, self.path)[0]
-        except YamlEditError as exc:
-            raise YamlEditError(f"{what}: the edited file would not read back ({exc.message})", self.path,
-                                exc.line) from None
-        if not same(got, self.expected):
-            raise YamlEditError(f"{what}: could not make this edit without changing something else", self.path)
-        return result
+        for candidate in texts:
+            try:
+                root = compose(candidate, self.path)
+                got = None if root is None else build(root, self.path)[0]
+            except YamlEditError as exc:
+                raise YamlEditError(f"{what}: the edited file would not read back ({exc.message})", self.path,
+                                    exc.line) from None
+            if same(got, self.expected):
+                return self.bom + candidate
+        raise YamlEditError(f"{what}: could not make this edit without changing something else", self.path)
 
     # ---- paths
 
@@ -345,7 +387,7 @@ class Document:
     def _child_slot(self, node: Node, step: Step) -> _Slot | None:
         if isinstance(node, MappingNode) and isinstance(step, (str, int, float, bool)):
             for i, (key, _value) in enumerate(node.value):
-                if isinstance(key, ScalarNode) and scalar_value(key) == step:
+                if isinstance(key, ScalarNode) and (scalar_value(key) == step or key_of(key) == step):
                     return self._slot_of(node, i)
         elif isinstance(node, SequenceNode) and isinstance(step, int) and not isinstance(step, bool):
             if -len(node.value) <= step < len(node.value):
@@ -390,11 +432,15 @@ class Document:
 
     def _expect_at(self, slot: _Slot, value: Any) -> None:
         if slot.key is not None:
-            self._twins[id(slot.parent)][scalar_value(slot.key)] = value
+            self._twins[id(slot.parent)][self._key_now(slot)] = value
         else:
             self._list_op(slot.parent, slot.index, "set", value)
         if isinstance(value, (dict, list)):
             self._twins.pop(id(slot.value), None)
+
+    def _key_now(self, slot: _Slot) -> Any:
+        """The slot's key in the expected data (a key renamed in this batch goes by its new name)."""
+        return self._renamed.get(id(slot.key), key_of(slot.key))
 
     def _list_op(self, seq: SequenceNode, index: int, kind: str, value: Any) -> None:
         twin = self._twins[id(seq)]
@@ -580,33 +626,48 @@ class Document:
         """`head` (ending in `:` or `-`) and the value after it; nested entries at `child`."""
         if isinstance(value, Mapping) and value:
             return [head] + [line for k, v in value.items() for line in self._pair_lines(child, k, v, lay)]
+        if isinstance(value, Flow):
+            return [head + " " + str(inline(list(value), flow=True))]
         if isinstance(value, list) and value:
-            return [head] + [line for item in value for line in self._item_lines(column + lay.offset, item, lay)]
+            lines = [head]
+            for n, item in enumerate(value):
+                lines += ([""] if n and isinstance(value, Spaced) else []) + self._item_lines(column + lay.offset, item, lay)
+            return lines
         if isinstance(value, Mapping):
             return [head + " {}"]
         if isinstance(value, list):
             return [head + " []"]
+        if value is None:
+            return [head]       # `key:` — nothing written is null
         text = inline(value)
         if text is not None:
             return [head + " " + text]
-        block = block_scalar(str(value), " " * child)
+        block = block_scalar(str(value), child, child - column)
         if block is None:
             return [head + " " + double_quoted(str(value))]
         return [head + " " + block[0]] + block[1:]
 
     # ---- splicing
 
-    def _splice(self, start: int, end: int, text: str) -> None:
-        self._edits.append((start, end, text, len(self._edits)))
+    def _splice(self, start: int, end: int, text: str, rank: int = 0) -> None:
+        """Insertions at one offset land in `rank` order, then in the order they were made."""
+        self._edits.append((start, end, text, rank, len(self._edits)))
 
-    def _insert_lines(self, at_line: int, lines: list[str]) -> None:
+    def _insert_lines(self, at_line: int, lines: list[str], rank: int = 0) -> None:
         offset = self._line_start(at_line) if at_line < len(self.lines) else len(self.text)
         if offset == len(self.text) and not self.final_break:
             self._keep_last_block_value()
-        self._splice(offset, offset, "".join(line + self.nl for line in lines))
+        self._splice(offset, offset, "".join(line + self.nl for line in lines), rank)
 
     def _delete_lines(self, first: int, end: int) -> None:
         self._splice(self._line_start(first), self._line_start(end) if end < len(self.lines) else len(self.text), "")
+
+    def _open_block(self, node: Node) -> bool:
+        """A `|` / `>` scalar (clip chomping) that ends a file with no final line break."""
+        if self.final_break or not isinstance(node, ScalarNode) or node.style not in ("|", ">"):
+            return False
+        header = self.text[node.start_mark.index:self._line_start(node.start_mark.line + 1)].split("#")[0]
+        return node.end_mark.index >= len(self.text) - len(self.nl) and not any(c in header for c in "+-")
 
     def _keep_last_block_value(self) -> None:
         """A `|` / `>` scalar ending a file that has no final line break has no final line break in
@@ -615,62 +676,46 @@ class Document:
         while isinstance(node, (MappingNode, SequenceNode)) and node.value and not node.flow_style:
             last = node.value[-1]
             node = last[1] if isinstance(last, tuple) else last
-        if isinstance(node, ScalarNode) and node.style in ("|", ">") and node.end_mark.index >= len(self.text) - len(self.nl):
-            start = node.start_mark.index
-            header = self.text[start:self._line_start(node.start_mark.line + 1)].split("#")[0]
-            if not any(c in header for c in "+-"):
-                at = start + 1
-                while self.text[at:at + 1].isdigit():
-                    at += 1
-                self._splice(at, at, "-")
+        if self._open_block(node):
+            at = node.start_mark.index + 1
+            while self.text[at:at + 1].isdigit():
+                at += 1
+            self._splice(at, at, "-")
 
-    def _replace(self, slot: _Slot, value: Any, keep_style: bool, block: bool = False) -> None:
-        """`block`: a collection value is written in block style even where a flow one was."""
-        old = slot.value
+    def _replace(self, slot: _Slot, value: Any, keep_style: bool, chain: list[Node], block: bool = False) -> None:
+        """Write `value` where the slot's value is (`chain`: the nodes from the root to it); `block`:
+        a collection value is written in block style even where a flow one was."""
+        old, raw = slot.value, value
         value = _bare(value)
-        if slot.parent.flow_style:
-            self._splice(old.start_mark.index, old.end_mark.index, inline(value, True) or double_quoted(str(value)))
-            return
         quote = old.style if keep_style and isinstance(old, ScalarNode) and old.style in QUOTES else None
+        if slot.parent.flow_style:
+            self._splice(old.start_mark.index, old.end_mark.index,
+                         inline(value, True, quote) or double_quoted(str(value)))
+            return
         flow = isinstance(old, (MappingNode, SequenceNode)) and bool(old.flow_style) and not block
-        one_line = flow or isinstance(old, ScalarNode) and old.style not in ("|", ">") and (
-            _is_empty(old) or self._line_at(max(old.end_mark.index - 1, 0)) == old.start_mark.line)
+        one_line = isinstance(old, (MappingNode, SequenceNode)) and bool(old.flow_style) or \
+            isinstance(old, ScalarNode) and old.style not in ("|", ">") and (
+                _is_empty(old) or self._line_at(max(old.end_mark.index - 1, 0)) == old.start_mark.line)
         nested = isinstance(value, (Mapping, list)) and bool(value)
         text = inline(value, flow and nested, quote) if one_line and (flow or not nested) else None
         if text is not None:
-            if _is_empty(old):
-                start = old.start_mark.index
-                self._splice(start, start, (" " if self.text[start - 1:start] == ":" else "") + text)
-            else:
-                self._splice(old.start_mark.index, old.end_mark.index, text)
+            start = old.start_mark.index
+            self._splice(start, old.end_mark.index, (" " if _is_empty(old) and self.text[start - 1:start] == ":"
+                                                     else "") + text)
             return
         column = self._entry_column(slot)
-        lay = self._layout(self._walk_to(slot))
+        lay = self._layout(chain)
         child = column + lay.step if slot.key is not None else old.start_mark.column
+        lines = None
         if keep_style and isinstance(old, ScalarNode) and old.style in ("|", ">") and isinstance(value, str):
-            block = block_scalar(value, " " * child, old.style)
-            if block is not None:
-                self._splice(self._head(slot), self._content_end(old),
-                             " " + self.nl.join([block[0]] + block[1:]))
-                return
-        lines = self._value_lines("", column, child, value, lay)
-        self._splice(self._head(slot), self._content_end(old) if not _is_empty(old) else self._head(slot),
-                     self.nl.join(lines))
-
-    def _walk_to(self, slot: _Slot) -> list[Node]:
-        """The chain of nodes from the root to the slot's value (for the local layout)."""
-        chain: list[Node] = []
-        node = self.root
-        target = slot.value
-        while node is not None:
-            chain.append(node)
-            if node is target:
-                return chain
-            children = [v for _k, v in node.value] if isinstance(node, MappingNode) else \
-                node.value if isinstance(node, SequenceNode) else []
-            node = next((c for c in children if c.start_mark.index <= target.start_mark.index
-                         and c.end_mark.index >= target.end_mark.index and c is not node), None)
-        return chain
+            block_lines = block_scalar(value, child, child - column, old.style)
+            lines = None if block_lines is None else [" " + block_lines[0]] + block_lines[1:]
+        lines = lines or self._value_lines("", column, child, raw, lay)
+        if one_line:   # the header (or nothing) where the value was; what follows it on its line stays
+            self._splice(self._head(slot), old.end_mark.index, lines[0])
+            self._insert_lines(self._line_at(max(old.end_mark.index - 1, self._head(slot))) + 1, lines[1:])
+        else:
+            self._splice(self._head(slot), self._content_end(old), self.nl.join(lines))
 
     def _add_entry(self, chain: list[Node], position: int, key: Any, value: Any, open_empty: bool,
                    separate: bool | None = None) -> None:
@@ -680,8 +725,11 @@ class Document:
         if node.flow_style:
             if not entries and open_empty and node is not self.root and len(chain) > 1:
                 holder = self._slot_of(chain[-2], self._index_in(chain[-2], node))
-                self._replace(holder, {key: value} if key is not None else [value], False, block=True)
+                self._replace(holder, {key: value} if key is not None else [value], False, chain, block=True)
                 return
+            if isinstance(value, Commented):
+                raise YamlEditError(f"cannot write a comment line above `{key}` inside a flow collection",
+                                    self.path, node.start_mark.line + 1)
             item = inline(_bare(value), True) or double_quoted(str(value))
             if key is not None:
                 item = f"{key_text(key, flow=True)}: {item}"
@@ -714,7 +762,7 @@ class Document:
         else:
             at = self._leading_start(self._slot_of(node, position))
             lines = lines + ([""] if separate else [])
-        self._insert_lines(at, lines)
+        self._insert_lines(at, lines, -column)   # an entry of an inner collection before one of an outer
 
     def _separated(self, node: Node) -> bool | None:
         if not isinstance(node, (MappingNode, SequenceNode)) or node.flow_style or len(node.value) < 2:

@@ -16,10 +16,10 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bot.errors import LayersyncError
-from bot.yamlbounds import bounded
+from bot.yamlbounds import AliasExpansionError, bounded
 
 __all__ = ["MappingNode", "Node", "ScalarNode", "SequenceNode", "YamlEditError", "build", "compose", "plain", "same",
-           "scalar_value"]
+           "key_of", "scalar_value"]
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CONSTRUCT = SafeConstructor()
@@ -53,14 +53,16 @@ def compose(text: str, path: str | None = None) -> Node | None:
         loader.dispose()
 
 
-def plain(value: Any, seen: dict[int, Any] | None = None, path: str | None = None) -> Any:
+def plain(value: Any, seen: dict[int, Any] | None = None, path: str | None = None,
+          error: type[LayersyncError] = YamlEditError) -> Any:
     """Builtins for a composed node (scalars resolved as YAML 1.1, as dbt and PyYAML read them) or for
     loaded data (ruamel's commented maps, sequences and scalar subclasses).
 
     Nodes: an alias becomes one shared object, so the size check of `yamlbounds` stays linear, and a
     duplicate key is refused (a re-read that kept the last of two keys could hide a stale one).
     Loaded data: with `seen` given, a container met twice (an alias, or a cycle) is refused, since
-    converting it twice is how a few hundred bytes become gigabytes; `seen` may span calls.
+    converting it twice is how a few hundred bytes become gigabytes; `seen` may span calls. The
+    refusal is an `error` (a reader raises its own kind), with `path` and the container's line.
     """
     if isinstance(value, Node):
         return build(value, path)[0]
@@ -69,12 +71,12 @@ def plain(value: Any, seen: dict[int, Any] | None = None, path: str | None = Non
     if isinstance(value, Mapping) or isinstance(value, (list, tuple)):
         if seen is not None:
             if id(value) in seen:
-                raise YamlEditError("YAML aliases are not allowed here (a value is shared or contains itself)",
-                                    path, _loaded_line(value))
+                raise error("YAML aliases are not allowed here (a value is shared or contains itself)",
+                            path, _loaded_line(value))
             seen[id(value)] = value
         if isinstance(value, Mapping):
-            return {_key(plain(k, seen, path)): plain(v, seen, path) for k, v in value.items()}
-        return [plain(v, seen, path) for v in value]
+            return {_key(plain(k, seen, path, error)): plain(v, seen, path, error) for k, v in value.items()}
+        return [plain(v, seen, path, error) for v in value]
     if isinstance(value, str):
         return str(value)
     if isinstance(value, int):
@@ -89,7 +91,14 @@ def plain(value: Any, seen: dict[int, Any] | None = None, path: str | None = Non
 def build(node: Node, path: str | None = None) -> tuple[Any, dict[int, Any]]:
     """`plain(node)` and, for every collection node, the container built for it (by the node's id)."""
     built: dict[int, Any] = {}
-    return bounded(_from_node(node, built, path)), built
+    data = _from_node(node, built, path)
+    aliased = built.pop(_ALIASED, None)
+    if aliased is not None:          # without aliases nothing is shared: the size is the document's
+        try:
+            bounded(data)
+        except AliasExpansionError as exc:
+            raise YamlEditError(exc.problem, path, exc.line or aliased) from None
+    return data, built
 
 
 def scalar_value(node: Node) -> Any:
@@ -98,8 +107,14 @@ def scalar_value(node: Node) -> Any:
     return convert(node) if convert is not None else _from_node(node, {}, None)
 
 
-def _key(key: Any) -> Any:
-    return key if isinstance(key, (str, int, float, bool, type(None), tuple)) else str(key)
+def _key(key: Any) -> str:
+    """Keys as text (`1:` and `'1':` alike), as every reader of these files compares them."""
+    return key if isinstance(key, str) else str(key)
+
+
+def key_of(node: Node) -> str:
+    """A key node's key as `plain` writes it."""
+    return _key(scalar_value(node))
 
 
 def _loaded_line(container: Any) -> int | None:
@@ -109,8 +124,12 @@ def _loaded_line(container: Any) -> int | None:
         return None
 
 
+_ALIASED = -1   # key of `built` set when a node was met twice (an alias)
+
+
 def _from_node(node: Node, built: dict[int, Any], path: str | None) -> Any:
     if id(node) in built:
+        built.setdefault(_ALIASED, node.start_mark.line + 1)   # the line of the first anchor aliased
         return built[id(node)]
     if isinstance(node, ScalarNode):
         convert = _SCALARS.get(node.tag)

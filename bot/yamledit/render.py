@@ -55,8 +55,9 @@ def single_quoted(value: str) -> str | None:
 
 
 def _reads_back(snippet: str, value: Any) -> bool:
+    """Both PyYAML parsers agree (libyaml accepts a few plain scalars the pure one refuses, `[0?]`)."""
     try:
-        return yaml.load(snippet, Loader=_LOADER) == value
+        return all(yaml.load(snippet, Loader=loader) == value for loader in {_LOADER, yaml.SafeLoader})
     except yaml.YAMLError:
         return False
 
@@ -102,22 +103,27 @@ def inline(value: Any, flow: bool = False, quote: str | None = None) -> str | No
 
 
 def block_safe(text: str) -> bool:
-    """A literal block holds `text` exactly: its edges are not blank (a block's leading or trailing
-    blank lines can swallow or shed the blank lines around it in a real file)."""
-    return bool(text.strip()) and not text.endswith("\n\n") and not text[0].isspace() and printable(
+    """A literal block holds `text` exactly: it has a line of text, does not start with a line break
+    and ends in at most one (a block's blank edges could swallow or shed blank lines around it)."""
+    return bool(text.strip()) and text[0] != "\n" and not text.endswith("\n\n") and printable(
         text.replace("\n", ""))
 
 
-def block_scalar(value: str, indent: str, style: str = "|") -> list[str] | None:
-    """`|-` / `|` (or `>`-style header kept) and the body lines at `indent`; None if none is exact."""
+def block_scalar(value: str, indent: int, relative: int, style: str = "|") -> list[str] | None:
+    """The header (`|`, `|-`, `|2-` when the first line starts with a space; `>` kept for one line)
+    and the body lines at column `indent`, `relative` deeper than the key; None if none is exact."""
     if not block_safe(value):
         return None
+    if style == ">" and "\n" in value.rstrip("\n"):
+        style = "|"      # folding would need blank lines between the lines: write it literally
     body = value[:-1] if value.endswith("\n") else value
-    header = style + ("" if value.endswith("\n") else "-")
-    if style == ">" and "\n" in body:
-        return None   # folding would need blank lines between the lines: write it literally
-    lines = [header] + [indent + line if line else "" for line in body.split("\n")]
-    return lines if _reads_back("k: " + "\n".join(lines) + "\n", {"k": value}) else None
+    indicator = str(relative) if body[:1] in (" ", "\t") else ""
+    if len(indicator) > 1:
+        return None
+    lines = [style + indicator + ("" if value.endswith("\n") else "-")]
+    lines += [" " * indent + line if line else "" for line in body.split("\n")]
+    probe = ["k: " + lines[0]] + [" " * relative + line[indent:] if line else "" for line in lines[1:]]
+    return lines if _reads_back("\n".join(probe) + "\n", {"k": value}) else None
 
 
 @lru_cache(maxsize=4096)

@@ -49,6 +49,10 @@ class SemanticFormat(Protocol):
         """The file's own name without its suffix, which `--field` also accepts when unambiguous."""
         ...
 
+    def column_sql(self, column: str) -> str:
+        """The `sql:` of a field that reads the view's column `column`, as this format writes it."""
+        ...
+
     def read(self, text: str, path: str) -> View:
         """One view file; a file that cannot be read is a SemanticError with its line."""
         ...

@@ -24,8 +24,9 @@ from bot.semantic.formats import (OMNI_ROOT_FILES, QUERY_VIEW_SUFFIXES, TOPIC_SU
                                   strip_suffix)
 from bot.semantic.formats.views import read_views
 from bot.semantic.model import Field, Location, Problem, Relationship, SemanticModel, Topic, View
-from bot.semantic.reader import YamlViewParser, _line_of, _plain, _type_name, load_view_yaml
+from bot.semantic.reader import YamlViewParser, _line_of, _type_name, load_view_yaml
 from bot.semantic.refs import OMNI_NO_TABLE as NO_TABLE, Ref, scan
+from bot.yamledit import plain as to_plain
 
 AGGREGATE_TYPES = frozenset({
     "sum", "count", "count_distinct", "average", "min", "max", "median", "percentile", "list",
@@ -75,6 +76,11 @@ class OmniFormat(YamlViewParser):
         parts = (rel or "").split("/")
         return parts[0] if rel is not None and len(parts) >= 2 else None
 
+    def column_sql(self, column: str) -> str:
+        """A field's `sql:` reading the view's column `column`: Omni names a raw column bare, quoted
+        when it is no plain identifier (there is no `${TABLE}`)."""
+        return column if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column) else '"' + column.replace('"', '""') + '"'
+
     def file_stem(self, path: str) -> str:
         name = PurePosixPath(path).name
         return strip_suffix(name, QUERY_VIEW_SUFFIXES if self.is_query_view(name) else VIEW_SUFFIXES)
@@ -112,7 +118,7 @@ class OmniFormat(YamlViewParser):
             fields=fields,
             format=self.name,
             query=query,
-            dbt=_plain(dbt, path) if isinstance(dbt, dict) else {},
+            dbt=to_plain(dbt, {}, path, SemanticError) if isinstance(dbt, dict) else {},
             problems=tuple(problems),
         )
 
@@ -180,7 +186,7 @@ class OmniFormat(YamlViewParser):
         if not isinstance(data, dict):
             model.problems.append(Problem(f"model settings must be a mapping, not {_type_name(data)}", path, 1))
             return {}
-        return _plain(data, path)
+        return to_plain(data, {}, path, SemanticError)
 
     def _relationships(self, text: str, path: str, model: SemanticModel) -> list[Relationship]:
         data = self._yaml(text, path, model)
@@ -204,7 +210,7 @@ class OmniFormat(YamlViewParser):
             model.problems.append(Problem(f"a relationship must be a mapping (join_from_view, join_to_view, on_sql), "
                                           f"not {_type_name(entry)}", path, line))
             return None
-        plain = _plain(entry, path)
+        plain = to_plain(entry, {}, path, SemanticError)
         ends = {key: plain.get(key) for key in ("join_from_view", "join_to_view")}
         for key, value in ends.items():
             if not isinstance(value, str) or not value:
@@ -259,7 +265,7 @@ class OmniFormat(YamlViewParser):
             model.problems.append(Problem(f"a topic file must be a mapping (base_view, joins, fields), not "
                                           f"{_type_name(data)}", path, 1))
             return None
-        plain = _plain(data, path)
+        plain = to_plain(data, {}, path, SemanticError)
         name = str(plain.get("name") or strip_suffix(PurePosixPath(path).name, TOPIC_SUFFIXES))
         what = f"topic `{name}`"
         base = plain.get("base_view")

@@ -33,6 +33,10 @@ class ViewsFormat(YamlViewParser):
     def view_name_from_path(self, path: str) -> str:
         return self.file_stem(path)
 
+    def column_sql(self, column: str) -> str:
+        """A field's `sql:` reading the view's column `column`: `${TABLE}.<column>`."""
+        return f"${{TABLE}}.{column}"
+
     def file_stem(self, path: str) -> str:
         return strip_suffix(PurePosixPath(path).name, self.suffixes)
 
