@@ -69,13 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--base", metavar="BRANCH", help="dbt branch the PR targets (default: the remote's default)")
     push.add_argument("--dialect", help="SQL dialect of the semantic layer (default: layersync.yml, else duckdb)")
     push.add_argument("--dbt-dialect", help="SQL dialect of the dbt project (default: layersync.yml, else duckdb)")
-    push.add_argument("--profiles-dir", type=Path, help="dbt profiles dir for the check (default: in-memory DuckDB)")
+    push.add_argument("--profiles-dir", type=Path, help="dbt profiles dir for a static check (`dbt compile`); "
+                      "default: the touched models are built with zero rows in a scratch DuckDB")
+    _prod_options(push, "default: dbt parse of the base branch", schema_default="prod")
     push.add_argument("--state-db", type=Path, default=None,
                       help="local forge database (default: $LAYERSYNC_STATE_DB, else ~/.local/share/layersync/state.sqlite)")
     push.add_argument("--no-parity", dest="parity", action="store_false",
                       help="pushed metrics: skip the build of the branch that compares mf query with the BI numbers")
     push.add_argument("--warehouse", metavar="PATH|DSN",
-                      help="where that build goes: a DuckDB file or a postgresql:// DSN (default: a scratch DuckDB)")
+                      help="a DuckDB file or postgresql:// DSN for the builds: the check builds the touched models "
+                           "with zero rows in a scratch schema there, reading unchanged parents from prod (never "
+                           "written), and pushed metrics' parity build goes there (default: a scratch DuckDB)")
     push.add_argument("--as-model", metavar="NAME",
                       help="write one dbt model NAME aggregating the measures (--field, default: the changed ones) "
                            "by --group-by, checked with dbt build and compared with the BI definition")
@@ -195,7 +199,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     request = PushRequest(semantic_repo=args.semantic_repo, dbt_repo=args.dbt_repo, fields=args.field,
                           since=args.since, base=args.base, dialect=args.dialect, dbt_dialect=args.dbt_dialect,
                           profiles_dir=args.profiles_dir, semantic_path=semantic_path, dbt_path=dbt_path,
-                          parity=args.parity, warehouse=args.warehouse)
+                          parity=args.parity, warehouse=args.warehouse, prod_schema=args.prod_schema,
+                          prod_state=args.prod_state)
     def log(line: str) -> None:
         if args.verbose:
             print(f"  dbt | {line}", file=sys.stderr)

@@ -61,7 +61,7 @@ class Config:
     branch_prefix: str = "layersync/push/"
     base_branch: str | None = None     # dbt repo branch PRs target; None: the remote's default
     auto_push: bool = False
-    dbt_check: bool = True             # run `dbt parse` + `dbt compile` before committing
+    dbt_check: bool = True             # let dbt judge the edit before committing (`dbt build --empty`, else `dbt compile`)
 
     def semantic_format(self, paths: Iterable[str], root: str = "") -> SemanticFormat:
         """The format `format` names, else the one the model's files show (see `detect_format`):

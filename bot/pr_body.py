@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
+from bot.dbt.runner import DbtCheck
 from bot.translate.metrics import PushedMetric
 from bot.translate.push import PushedField, Skipped
 from bot.untrusted import quote
@@ -45,6 +46,41 @@ def _inline(text: str | None) -> str:
     return "`" + (text or "").replace("`", "'").replace("\n", " ") + "`"
 
 
+def check_facts(check: DbtCheck) -> dict[str, Any]:
+    """What dbt's check established, kept in the PR (hidden) so a rerun that checks nothing new
+    still tells the reviewer how the branch's edits were checked."""
+    return {"how": check.how, "where": check.where, "bound": check.bound, "models": list(check.models),
+            "unbound": dict(sorted(check.unbound.items())), "unbuilt_because": check.unbuilt_because}
+
+
+def check_lines(check: dict[str, Any] | None, dbt_checked: bool = True) -> list[str]:
+    """How far the pushed edit was checked, in plain words: a static check is never passed off as a build."""
+    if not dbt_checked:
+        return ["_Not checked with dbt (`dbt_check: false` in layersync.yml)._"]
+    if not isinstance(check, dict) or not check.get("how"):
+        return ["_Not checked again: the branch already held these edits (see its earlier runs)._"]
+    how = str(check["how"])
+    unbound = check.get("unbound") if isinstance(check.get("unbound"), dict) else {}
+    models = [str(m) for m in check.get("models") or []]
+    reasons = [f"- `{m}`: {str(why).replace(chr(10), ' ')}" for m, why in unbound.items()]
+    if check.get("bound") and (not models or set(models) - set(unbound)):
+        lines = [f"_Checked before it was pushed: `dbt {how}` of the touched models (zero rows) in "
+                 f"{check.get('where') or 'a warehouse'}: dbt bound every column they read._"]
+        if unbound:
+            lines[0] = lines[0].replace("the touched models", "the touched models "
+                                        + ", ".join(f"`{m}`" for m in models if m not in unbound))
+            lines += ["", "**Only a static check ran for** (the check could not build them):", "", *reasons]
+        return lines
+    if check.get("bound"):              # built, but none of the touched models could be judged there
+        return [f"_Only a static check ran: `dbt compile` of the touched models. `dbt {how}` in "
+                f"{check.get('where') or 'a warehouse'} could not build them, so the columns they read were "
+                "not checked:_", "", *reasons]
+    because = str(check.get("unbuilt_because") or "no warehouse was available to build them in")
+    return [f"_Only a static check ran: `dbt {how}` of the touched models, after dbt parsed the whole project. "
+            f"The columns they read were not checked ({because}): a column the model does not have shows "
+            "only when the branch is built._"]
+
+
 def title(pushed: Sequence[PushedField], metrics: Sequence[PushedMetric] = ()) -> str:
     every = [p.id for p in pushed] + [m.id for m in metrics]
     if len(every) == 1:
@@ -54,13 +90,14 @@ def title(pushed: Sequence[PushedField], metrics: Sequence[PushedMetric] = ()) -
 
 def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skipped],
            semantic_repo: str, semantic_commit: str, dbt_checked: bool = True,
-           origin: tuple[str, int] | None = None) -> str:
+           origin: tuple[str, int] | None = None, check: dict[str, Any] | None = None) -> str:
     """`origin` is the semantic-layer issue or PR that asked for the push: when this PR merges,
-    the bot reports there and hands the fields back (see `bot.handlers.dbt_pr_closed`)."""
+    the bot reports there and hands the fields back (see `bot.handlers.dbt_pr_closed`). `check`: what
+    dbt's check established (`check_facts`), said plainly at the end and kept hidden for reruns."""
     facts = {"semantic_repo": semantic_repo, "semantic_commit": semantic_commit,
              "origin": list(origin) if origin else None,
              "fields": [[p.id, p.file, p.model, p.column] for p in pushed if p.dbt_sql]}
-    lines = [marker(branch), hidden_json("facts", facts), "",
+    lines = [marker(branch), hidden_json("facts", facts), *([hidden_json("check", check)] if check else []), "",
              f"This PR moves logic from the semantic layer into dbt, from semantic-layer commit "
              f"`{semantic_commit[:12]}` of `{semantic_repo}`.", ""]
     if pushed:
@@ -84,11 +121,7 @@ def render(*, branch: str, pushed: Sequence[PushedField], skipped: Sequence[Skip
             where = f"{s.file}:{s.line}" if s.file and s.line else (s.file or "")
             lines.append(f"| `{s.id}` | {where} | {s.reason.replace('|', '/').replace(chr(10), ' ')} |")
         lines.append("")
-    if dbt_checked:
-        lines.append("_Checked before it was pushed: `dbt compile` of the touched models, after dbt parsed the "
-                     "whole project._")
-    else:
-        lines.append("_Not checked with dbt (`dbt_check: false` in layersync.yml)._")
+    lines += check_lines(check, dbt_checked)
     return "\n".join(lines)
 
 

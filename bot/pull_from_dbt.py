@@ -25,6 +25,8 @@ from bot.push_to_dbt import check_folder, read_config
 from bot.config import Config
 from bot.selection import format_at
 from bot.translate.pull import Note, PullPlan, plan_pull
+from bot.semantic.dependents import DependencyIndex
+from bot.semantic.model import View
 from bot.untrusted import mention, quote
 
 BRANCH_PREFIX = "layersync/pull/"
@@ -68,10 +70,12 @@ class PullResult:
     reviewers: list[str] = dc_field(default_factory=list)
     message: str = ""
     blocked_by: list[str] = dc_field(default_factory=list)   # others' commits on the bot's branch
+    elsewhere: list[Note] = dc_field(default_factory=list)   # problems in dbt files neither the change nor a view touches
 
     @property
     def exit_code(self) -> int:
-        """1 when a human must act: fields break, or something could not be read or applied."""
+        """1 when a human must act: fields break, or something this change or a view touches could not be
+        read or applied (problems elsewhere in the dbt project are counted, not failed on)."""
         return 1 if any(n.kind in ("broken", "problem") for n in self.notes) or self.blocked_by else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +88,7 @@ class PullResult:
             "broken": [asdict(n) for n in self.notes if n.kind == "broken"],
             "altered": [asdict(n) for n in self.notes if n.kind == "altered"],
             "problems": [asdict(n) for n in self.notes if n.kind == "problem"],
+            "problems_elsewhere": [asdict(n) for n in self.elsewhere],
             "blocked_by": self.blocked_by, "message": self.message,
         }
 
@@ -111,8 +116,62 @@ def _commit_line(reader: RevisionReader, sha: str) -> str:
     return f"`{sha[:12]}` {quote(subject)} — {quote(commit.author.name or '')}"    # anyone's text: inert
 
 
+DBT_PROBLEM = "dbt: "                     # how the planner words a dbt file it could not read
+
+
+def touched_paths(changes: ProjectChanges, changed: list[str], views: list[View], dialect: str,
+                  dbt_path: str = "") -> set[str]:
+    """The repository paths a problem must be in to matter to this pull: the files the dbt change
+    touched, the SQL and YAML of every model a view reads, and the project's own settings."""
+    relations = {**(changes.before.models_by_relation() if changes.before else {}),
+                 **(changes.after.models_by_relation() if changes.after else {})}
+    index = DependencyIndex(views, dialect, relations)
+    read = {index.model_of(view) for view in views}
+    paths = set(changed) | {repo_paths.join(dbt_path, "dbt_project.yml")}
+    for snapshot in (changes.before, changes.after):
+        for name in read & set(snapshot.models if snapshot else {}):
+            model = snapshot.models[name]
+            paths |= {repo_paths.join(dbt_path, p) for p in (model.path, model.yaml_file) if p}
+    return paths
+
+
+def triage(notes: list[Note], touched: set[str]) -> tuple[list[Note], list[Note]]:
+    """(the notes to list, the problems to fold): a dbt file that cannot be read matters only when the
+    change or a view touches it; on a large project the rest are dozens of rows nobody asked about.
+    Problems of the semantic files and of applying a change always matter."""
+    kept: list[Note] = []
+    folded: list[Note] = []
+    for note in notes:
+        elsewhere = note.kind == "problem" and note.text.startswith(DBT_PROBLEM) and note.dbt_file not in touched
+        (folded if elsewhere else kept).append(note)
+    return kept, folded
+
+
+def _views_of(texts: dict[str, str], fmt: Any) -> list[View]:
+    views = []
+    for path, text in sorted(texts.items()):
+        if fmt.is_view_file(path):
+            try:
+                views.append(fmt.read(text, path))
+            except Exception:  # noqa: BLE001 - an unreadable view is the planner's own problem row
+                continue
+    return views
+
+
+def _elsewhere_lines(folded: list[Note], shown: int = 20) -> list[str]:
+    """One counted line, the files folded under it (a few: the JSON has them all)."""
+    if not folded:
+        return []
+    files = sorted({n.dbt_file or "" for n in folded})
+    more = [f"- … and {len(files) - shown} more (the JSON output lists them)"] if len(files) > shown else []
+    word = "problem" if len(folded) == 1 else "problems"
+    return [f"<details><summary>{len(folded)} other {word} in dbt files this change and the semantic layer's "
+            "views do not touch (not this PR's business)</summary>", "",
+            *[f"- `{f}`" for f in files[:shown]], *more, "", "</details>", ""]
+
+
 def render_body(*, branch: str, dbt_label: str, dbt_commit: str, commit_line: str, plan: PullPlan,
-                changes: ProjectChanges, authors: list[str]) -> str:
+                changes: ProjectChanges, authors: list[str], elsewhere: list[Note] | None = None) -> str:
     facts = {"dbt_repo": dbt_label, "dbt_commit": dbt_commit,
              "fields": sorted({n.field for n in plan.notes if n.field and n.kind != "altered"})}
     lines = [marker(branch), hidden_json("facts", facts), "",
@@ -136,6 +195,7 @@ def render_body(*, branch: str, dbt_label: str, dbt_commit: str, commit_line: st
             lines += [f"{ask}: this dbt change breaks the fields above. Please restore the column(s), or "
                       "update or remove these fields here; layersync marked them with a `# layersync: broken` "
                       f"comment and deleted nothing.{named}", ""]
+    lines += _elsewhere_lines(elsewhere or [])
     if changes.changes:
         lines += ["<details><summary>Every dbt change considered</summary>", "",
                   *[f"- {describe(c)}" for c in changes.changes], "", "</details>"]
@@ -168,17 +228,26 @@ def run(job: PullJob, forge: Forge, log: Callable[[str], None] = lambda _: None)
         changes = changes_between(job.dbt_repo, since, head, dialect=config.dbt_dialect, root=job.dbt_path)
         result.changes = [describe(c) for c in changes.changes]
         catalog = column_types(job, changes, log)
-        plan = plan_pull(changes, view_texts(semantic, "HEAD", config.format, job.semantic_path), dbt_commit=head,
-                         dialect=config.dialect, catalog=catalog,
-                         fmt=format_at(semantic, "HEAD", job.semantic_path, config=config))
+        texts = view_texts(semantic, "HEAD", config.format, job.semantic_path)
+        fmt = format_at(semantic, "HEAD", job.semantic_path, config=config)
+        plan = plan_pull(changes, texts, dbt_commit=head, dialect=config.dialect, catalog=catalog, fmt=fmt)
+        touched = touched_paths(changes, dbt.changed_paths(since, head), _views_of(texts, fmt), config.dialect,
+                                job.dbt_path)
+        kept, folded = triage(plan.notes, touched)
+        listed = {n.text for n in plan.notes if n.kind == "problem"}
+        # the planner leaves out models the change did not touch and no view reads: counted here too
+        result.elsewhere = folded + [Note("problem", f"{DBT_PROBLEM}{p}", dbt_file=p.file, dbt_line=p.line)
+                                     for p in changes.problems if f"{DBT_PROBLEM}{p}" not in listed]
+        plan = PullPlan(files=plan.files, notes=kept)
         result.notes, result.files = plan.notes, sorted(plan.files)
         if job.dry_run or not plan.files:
             result.message = ("dry run: nothing written" if job.dry_run else
-                              "the semantic layer is already in step with this dbt change" if not changes.problems
+                              "the semantic layer is already in step with this dbt change" if not plan.problems
                               else "nothing to change; some dbt files could not be read")
             return result
         body = render_body(branch=branch, dbt_label=job.dbt_label or str(job.dbt_repo), dbt_commit=head,
-                           commit_line=_commit_line(dbt, head), plan=plan, changes=changes, authors=job.authors)
+                           commit_line=_commit_line(dbt, head), plan=plan, changes=changes, authors=job.authors,
+                           elsewhere=result.elsewhere)
         existing = forge.find_pr_by_head(forge_repo, branch)
         others = ws.foreign_commits(branch, base)
         if others:

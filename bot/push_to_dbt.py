@@ -5,17 +5,22 @@ command do exactly the same thing.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass, field as dc_field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import sqlglot
+from sqlglot import exp
 
 from bot import pr_body, push_metrics
 from bot.config import CONFIG_FILE, Config, ref_format_problem
 from bot import repo_paths
 from bot.dbt.project import DbtProject, DirStore, project_store
-from bot.dbt.runner import check_project
+from bot.dbt.runner import DbtCheck, EmptyBuild, check_project, warehouse_words
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge, PullRequest
 from bot.gitops import RevisionReader, Workspace, repo_remote
@@ -41,7 +46,10 @@ class PushRequest:
     semantic_path: str = ""               # the semantic model's folder in its repo ("": the root)
     dbt_path: str = ""                    # the dbt project's folder in its repo ("": the root)
     parity: bool = True                   # pushed metrics: build the branch and compare with the BI numbers
-    warehouse: str | None = None          # where that build goes (DuckDB path or DSN); None: a scratch DuckDB
+    warehouse: str | None = None          # builds go here (DuckDB path or DSN): the push check's, in a scratch
+                                          # schema deferring to prod, and the metrics' parity build
+    prod_schema: str = "prod"             # the check defers unchanged parents to prod: read, never written
+    prod_state: Path | None = None        # prod's manifest.json (default: `dbt parse` of the base as prod)
 
 
 @dataclass
@@ -54,6 +62,7 @@ class PushResult:
     pushed: list[PushedField] = dc_field(default_factory=list)
     skipped: list[Skipped] = dc_field(default_factory=list)
     message: str = ""
+    check: DbtCheck | None = None         # dbt's verdict on the pushed edit (None: nothing was checked)
     metrics: list[PushedMetric] = dc_field(default_factory=list)   # measures pushed as MetricFlow metrics
     metric_status: tuple[str, str] | None = None                   # their parity as a commit status
 
@@ -76,6 +85,7 @@ class PushResult:
             "skipped": [{"field": s.id, "file": s.file, "line": s.line, "reason": s.reason, "code": s.code}
                         for s in self.skipped],
             "message": self.message,
+            "check": None if self.check is None else pr_body.check_facts(self.check),
         }
 
 
@@ -200,21 +210,32 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
             result.metrics = metrics.pushed
             result.message = "dry run: nothing written"
             return result
-        column_plan = _plan_and_check(ws, request.dbt_path, candidates, config, base_store,
-                                      request.profiles_dir, log, selection.semantic)
+        column_plan, check = _plan_and_check(ws, request.dbt_path, candidates, config, base_store,
+                                             request, log, selection.semantic, branch)
         metrics = _metrics_in_repo(in_repo, push_metrics.plan_and_check(
             ws, request.dbt_path, selection.requests, config, selection.semantic, column_plan.files,
             profiles_dir=request.profiles_dir, parity=request.parity, warehouse=request.warehouse, log=log))
         plan = in_repo.plan(column_plan)
         plan.files.update(metrics.files)
         result.pushed, result.skipped = plan.pushed, result.skipped + plan.skipped + metrics.plan.skipped
-        result.metrics = metrics.pushed
+        result.metrics, result.check = metrics.pushed, check
         changed = [p for p in plan.pushed if p.action != "unchanged"] + \
             [m for m in metrics.pushed if m.action != "unchanged"]
         if not (plan.pushed or metrics.pushed) or (not existed and not changed):
             result.message = ("nothing pushed: " + "; ".join(s.reason for s in result.skipped)
                               if not (plan.pushed or metrics.pushed) else
                               "dbt already has these columns and metrics; no branch needed")
+            return result
+        # The PR tells what it changes against its base, whatever earlier runs already pushed.
+        pushed_ids = {p.id for p in plan.pushed}
+        described = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
+                                             semantic=selection.semantic).plan(
+            [r for r in candidates if r.field.id in pushed_ids])).pushed
+        described_metrics = _described_metrics(in_repo, base_store, selection, config, metrics)
+        if not changed and all(p.action == "unchanged" for p in [*described, *described_metrics]):
+            # A rerun after the PR merged: the branch holds nothing the base lacks, so no PR (not an
+            # empty duplicate of the merged one).
+            result.message = f"the fields are already in the base branch `{base}`: no PR opened"
             return result
         ws.write(plan.files)
         message = _push_message(plan.pushed, metrics.pushed, semantic_label, head)
@@ -223,16 +244,15 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
             ws.push(branch)
             log(f"pushed {branch} ({result.commit[:12]}) to {forge_repo}")
         result.branch = branch
-        # The PR tells what it changes against its base, whatever earlier runs already pushed.
-        pushed_ids = {p.id for p in plan.pushed}
-        described = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
-                                             semantic=selection.semantic).plan(
-            [r for r in candidates if r.field.id in pushed_ids])).pushed
-        described_metrics = _described_metrics(in_repo, base_store, selection, config, metrics)
+        if check is None and config.dbt_check:     # a rerun: the branch's edits were checked when pushed
+            earlier = forge.find_pr_by_head(forge_repo, branch)
+            check_note = pr_body.read_hidden_json(earlier.body if earlier else None, "check")
+        else:
+            check_note = pr_body.check_facts(check) if check is not None else None
         body = pr_body.render(branch=branch, pushed=described, skipped=result.skipped,
                               semantic_repo=semantic_label,
                               semantic_commit=head, dbt_checked=config.dbt_check,
-                              origin=request.origin)
+                              origin=request.origin, check=check_note)
         body += pr_body.metrics_section(described_metrics, metrics.plan.notes, metrics.parity_error,
                                         checked=config.dbt_check)
         result.pr, result.pr_created = forge.open_or_update_pr(forge_repo, head=branch, base=base,
@@ -280,41 +300,151 @@ class _InRepo:
 
 
 def _plan_and_check(ws: Workspace, dbt_path: str, requests: list[FieldRequest], config: Config, base_store: Any,
-                    profiles_dir: Path | None, log: Callable[[str], None],
-                    semantic: Callable[[], Any] | None = None) -> PushPlan:
+                    request: PushRequest, log: Callable[[str], None],
+                    semantic: Callable[[], Any] | None = None,
+                    branch: str = "") -> tuple[PushPlan, DbtCheck | None]:
     """Plan, then let dbt judge; fields on models dbt rejects, and fields whose column dbt compiles to
     something else than the field computes (bot.translate.compiled), are dropped and the rest re-planned.
-    The plan's paths are the dbt project's (`dbt_path` is its folder in the checkout)."""
+    The plan's paths are the dbt project's (`dbt_path` is its folder in the checkout). Returns the
+    plan and dbt's last verdict (None when nothing needed checking)."""
     excluded: dict[str, Skipped] = {}
     project_dir = ws.root / dbt_path if dbt_path else ws.root
     project = DbtProject(DirStore(project_dir))
-    while True:  # each failed round excludes at least one field, so this ends
-        live = [r for r in requests if r.field.id not in excluded]
-        planner = PushPlanner(DirStore(project_dir), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
-                              base_store=base_store, semantic=semantic)
-        plan = planner.plan(live)
-        plan.skipped.extend(excluded.values())
-        if not plan.files or not config.dbt_check:
-            return plan
-        written = [repo_paths.join(dbt_path, p) for p in plan.files]
-        ws.write({repo_paths.join(dbt_path, p): t for p, t in plan.files.items()})
-        try:
-            check = check_project(project_dir, plan.models, profile=project.profile, profiles_dir=profiles_dir,
-                                  log=log)
-        finally:
-            ws.discard(written)
-        if check.ok:
-            # dbt accepted the SQL; now what it means, read from dbt's compiled SQL (macros rendered)
-            changed = compiled.problems(plan, project.compiled_code(plan.models), config.dbt_dialect)
-            if not changed:
-                return plan
-            excluded.update((s.id, s) for s in changed)
-            continue
-        blamed = check.failing_models or set(plan.models)
-        reason = "dbt rejected the edit: " + " / ".join(check.errors[:6])
-        for p in plan.pushed:
-            if p.model in blamed and p.action != "unchanged":
+    with contextlib.ExitStack() as stack:
+        where: list[tuple[EmptyBuild | None, str]] = []   # set up once, only when something needs checking
+        while True:  # each failed round excludes at least one field, so this ends
+            live = [r for r in requests if r.field.id not in excluded]
+            planner = PushPlanner(DirStore(project_dir), dialect=config.dialect, dbt_dialect=config.dbt_dialect,
+                                  base_store=base_store, semantic=semantic)
+            plan = planner.plan(live)
+            plan.skipped.extend(excluded.values())
+            if not plan.files or not config.dbt_check:
+                return plan, None
+            if not where:
+                where.append(stack.enter_context(_check_warehouse(request, config, project_dir, project.profile,
+                                                                  branch, log)))
+            empty, because = where[0]
+            written = [repo_paths.join(dbt_path, p) for p in plan.files]
+            ws.write({repo_paths.join(dbt_path, p): t for p, t in plan.files.items()})
+            try:
+                check = check_project(project_dir, plan.models, profile=project.profile,
+                                      profiles_dir=request.profiles_dir, log=log, build=empty,
+                                      target_path=project_dir / project.target_path)
+            finally:
+                ws.discard(written)
+            if empty is None:
+                check.unbuilt_because = because
+            if not check.ok and empty is not None and check.failing_models:
+                check = _not_the_edits(check, project_dir, project.profile, empty, log)
+            if check.ok:
+                # dbt accepted the SQL; now what it means, read from dbt's compiled SQL (macros rendered)
+                changed = compiled.problems(plan, project.compiled_code(plan.models), config.dbt_dialect)
+                if not changed:
+                    return plan, check
+                excluded.update((s.id, s) for s in changed)
+                continue
+            blamed = check.failing_models or set(plan.models)
+            reason = "dbt rejected the edit: " + " / ".join(check.errors[:6])
+            for p in _culprits(plan.pushed, blamed, check.errors, config.dbt_dialect):
                 excluded[p.id] = Skipped(p.id, p.file, p.line, reason, "dbt-error")
+
+
+def _culprits(pushed: list[PushedField], blamed: set[str], errors: list[str], dialect: str) -> list[PushedField]:
+    """The fields of the models dbt rejected that its error names: a column the warehouse says is not
+    there (`Referenced column "no_such_column" not found`) is one field's fault, not its neighbours'
+    on the same model. When the error names none of their columns, every field of the model goes."""
+    fields = [p for p in pushed if p.model in blamed and p.action != "unchanged"]
+    said = " ".join(errors).lower()
+    named = [p for p in fields if any(f'"{c}"' in said or f"'{c}'" in said for c in _columns_read(p.dbt_sql, dialect))]
+    return named or fields
+
+
+def _columns_read(sql: str | None, dialect: str) -> set[str]:
+    if not sql:
+        return set()
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.ParseError:
+        return set()
+    return {column.name.lower() for column in tree.find_all(exp.Column) if column.name}
+
+
+def _not_the_edits(check: DbtCheck, project_dir: Path, profile: str, empty: EmptyBuild,
+                   log: Callable[[str], None]) -> DbtCheck:
+    """A model that fails the empty build without the edit too, in the warehouse (a source the
+    check's warehouse lacks, SQL only the team's warehouse runs), is not the edit's fault: it is
+    reported as not bound. A model that does not even compile stays a failure, as `dbt compile` said."""
+    before = check_project(project_dir, sorted(check.failing_models), profile=profile, log=log, build=empty)
+    if before.ok:
+        return check
+    also = {m for m in (before.failing_models | set(before.unbound)) & check.failing_models
+            if not any(e.startswith(f"{m}: Compilation Error") for e in before.errors)}
+    if not before.failing_models and not before.unbound:      # the branch does not parse without the edit
+        also = set()
+    if not also:
+        return check
+    reason = _first([e for e in before.errors if any(e.startswith(f"{m}: ") for m in also)])
+    unbound = {**check.unbound, **{m: f"fails without this edit too: {reason}" for m in sorted(also)}}
+    failing = check.failing_models - also
+    errors = [e for e in check.errors if not any(e.startswith(f"{m}: ") for m in also)]
+    return replace(check, ok=not failing, failing_models=failing, errors=errors if failing else [], unbound=unbound)
+
+
+def _first(errors: list[str]) -> str:
+    return next((warehouse_words(e) for e in errors if e.strip()), "") or "it does not build there"
+
+
+@contextlib.contextmanager
+def _check_warehouse(request: PushRequest, config: Config, project_dir: Path, profile: str, branch: str,
+                     log: Callable[[str], None]) -> Iterator[tuple[EmptyBuild | None, str]]:
+    """Where the push check builds the touched models with zero rows — or None, with the reason that
+    only a static check can run (the PR says it).
+
+    The configured warehouse (`request.warehouse`): a scratch schema of its own per branch, deferring
+    unchanged parents to prod's relations (prod's manifest: the given state, else `dbt parse` of the
+    base as prod; bot.impact.prod) — prod is only read — and dropped afterwards. Without one, a scratch
+    DuckDB of layersync's own when the project is DuckDB SQL and no profiles dir of the team's is
+    given. Otherwise there is nothing to bind columns against."""
+    if request.warehouse is None:
+        if request.profiles_dir is not None:
+            yield None, "the given profiles dir is the team's, and no warehouse for the check is configured"
+        elif config.dbt_dialect != "duckdb":
+            yield None, f"the project's SQL is {config.dbt_dialect} and no warehouse for the check is configured"
+        else:
+            yield EmptyBuild(), ""
+        return
+    from bot.impact.build import Target, dev_schema_name, drop_schema, reading_schema
+    from bot.impact.prod import ProdEnv, prepare_prod
+
+    try:
+        target = Target.parse(request.warehouse)
+    except (ValueError, NotImplementedError) as error:
+        raise LayersyncError(f"the warehouse for the push check: {error}") from None
+    state: Path | None = None
+    schemas = {request.prod_schema}
+    try:
+        prod = prepare_prod(project_dir, target, ProdEnv(schema=request.prod_schema, state=request.prod_state),
+                            log=log)
+        state, schemas = prod.manifest, schemas | set(prod.schemas)
+    except RepoError as error:        # no prod to defer to: the parents are built too, with zero rows
+        log(f"the push check builds the parents too: {error}")
+    except Exception as error:  # noqa: BLE001 - a warehouse that is down leaves the static check, said in the PR
+        log(f"the push check's warehouse cannot be read ({type(error).__name__}: {error}); dbt compile only")
+        yield None, f"the configured warehouse could not be read ({type(error).__name__})"
+        return
+    schema = dev_schema_name(f"check_{_short_hash(branch or request.prod_schema)}", "layersync_{number}",
+                             protected=schemas)
+    with tempfile.TemporaryDirectory(prefix="layersync-check-profiles-") as tmp:
+        target.write_profile(Path(tmp), profile, schema)
+        try:
+            with reading_schema(target, request.prod_schema):
+                # the PR names the schema, not the warehouse's address (a DSN's host is nobody's business there)
+                yield EmptyBuild(Path(tmp), state, f"scratch schema `{schema}` of the configured {target.kind} warehouse"), ""
+        finally:
+            try:
+                drop_schema(target, schema, schemas, prod_schema=request.prod_schema)
+            except Exception as error:  # noqa: BLE001 - a scratch schema left behind is not the push's failure
+                log(f"could not drop the check's scratch schema {schema}: {error}")
 
 
 def _metrics_in_repo(in_repo: "_InRepo", outcome: push_metrics.MetricsOutcome) -> push_metrics.MetricsOutcome:

@@ -65,7 +65,8 @@ def test_demo_shows_progress_on_stderr(demo) -> None:
     _, _, err, _ = demo
     steps = [line.strip() for line in err.splitlines() if line.startswith("  … ")]
     assert "… dbt build -> schema prod" in steps and "… dbt build -> schema dev" in steps
-    assert any(s.startswith("… dbt compile --select") for s in steps)               # the push's check
+    # the push's check: the touched models built with zero rows in the check's scratch schema
+    assert any(s.startswith("… dbt build --empty") and s.endswith("-> schema layersync_check") for s in steps)
     assert any(s.startswith("… dbt build --select state:modified+") for s in steps)  # the impact report's dev build
     assert "[21/36] model orders ok" in err
 

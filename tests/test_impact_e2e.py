@@ -42,3 +42,30 @@ def test_a_dbt_pr_that_doubles_amounts(repos, tmp_path, capsys) -> None:
     assert (revenue["prod"], revenue["dev"], revenue["pct"]) == (1672.0, 3344.0, 100.0)
     assert doc["semantic"]["broken"] == []
     assert "<!-- layersync:impact pr=7 -->" in markdown and "| `orders.revenue` | total | 1,672 | 3,344 |" in markdown
+
+
+def test_a_model_that_does_not_build_is_reported_failed_not_compared(repos, tmp_path, capsys) -> None:
+    """The only changed model fails: reported as failed with dbt's error; no "models built 1" and
+    none of its columns listed as "removed" (dev has no relation to compare)."""
+    work = git.Repo.clone_from(repos.remote, tmp_path / "dbt-edit")
+    model = tmp_path / "dbt-edit" / "models" / "marts" / "orders.sql"
+    model.write_text(model.read_text().replace("select * from final", "select *, no_such_column + 1 as ghost from final"))
+    work.git.checkout("-b", "ghost")
+    work.git.add("-A")
+    work.index.commit("a column orders does not have", author=ANALYST, committer=ANALYST)
+    work.git.push("origin", "ghost")
+
+    report = tmp_path / "impact.json"
+    code = main(["impact", "--dbt-repo", str(repos.remote), "--semantic-repo", str(repos.semantic),
+                 "--base", "main", "--head", "ghost", "--pr", "8", "--json", str(report),
+                 "--workdir", str(tmp_path / "impact")])
+    markdown = capsys.readouterr().out
+    doc = json.loads(report.read_text())
+    assert code == 1 and not doc["build"]["ok"] and doc["build"]["failed"] == ["orders"]
+    assert doc["build"]["built"] == []
+    (orders,) = [m for m in doc["models"] if m["model"] == "orders"]
+    assert orders["status"] == "failed" and "no_such_column" in orders["error"]
+    assert orders["columns_removed"] == [] and orders["rows"] is None
+    assert "| 0 | 0 | 0 | 0 | 0 |" in markdown          # nothing built, nothing compared
+    assert "removed `" not in markdown and "- `orders`: failed to build" in markdown
+    assert "no_such_column" in markdown

@@ -62,3 +62,34 @@ def test_always_under_the_limit_detail_trimmed_first() -> None:
     assert len(text) <= 20000
     assert "| 2 | 1 | 19 | 0 | 0 |" in text  # the summary survives
     assert "more rows in the JSON report" in text or "left out" in text
+
+
+def test_a_model_that_failed_is_neither_counted_as_built_nor_compared() -> None:
+    """The only selected model failed: no "models built 1", its error shown, no comparison rows."""
+    failed = doc(build={"ok": False, "selected": ["orders"], "failed": ["orders"], "skipped": [],
+                        "errors": ["model orders: Binder Error: Referenced column \"nope\" not found"]},
+                 models=[{"model": "orders", "status": "failed", "error": "Binder Error", "columns_added": [],
+                          "columns_removed": [], "types_changed": [], "rows": None, "value_diff": None}],
+                 semantic={"views": [], "broken": [], "measures": []})
+    assert summary(failed)["models_built"] == 0
+    text = to_markdown(failed)
+    assert "| 0 | 0 | 0 | 0 | 0 |" in text
+    assert "Binder Error: Referenced column \"nope\" not found" in text
+    assert "- `orders`: failed to build" in text
+    assert "Schema changes" not in text and "Row counts" not in text
+
+
+def test_groups_that_vanish_or_appear_on_dev_are_in_the_markdown() -> None:
+    measures = [
+        {"view": "orders", "measure": "count", "dimension": None, "group": None, "prod": 99, "dev": 50,
+         "delta": -49, "pct": -49.5},
+        {"view": "orders", "measure": "count", "dimension": "status", "group": "returned", "prod": 49, "dev": None,
+         "delta": None, "pct": None},
+        {"view": "orders", "measure": "count", "dimension": "status", "group": "lost", "prod": None, "dev": 1,
+         "delta": None, "pct": None},
+        {"view": "orders", "measure": "count", "dimension": "status", "group": "placed", "prod": 50, "dev": 50,
+         "delta": 0, "pct": 0.0}]
+    text = to_markdown(doc(semantic={"views": ["orders"], "broken": [], "measures": measures}))
+    assert "| `orders.count` | status = returned (gone on dev) | 49 | – | – | – |" in text
+    assert "| `orders.count` | status = lost (new on dev) | – | 1 | – | – |" in text
+    assert "status = placed" not in text            # unchanged groups stay out

@@ -111,3 +111,23 @@ def test_filtered_and_ratio_measures_are_the_bi_tools_numbers_and_a_list_is_no_b
     by_status = {v.group: v for v in diff.values if v.dimension == "status" and v.measure == "completed_count"}
     assert by_status["placed"].prod == 0 and by_status["completed"].prod == completed
     assert "statuses" not in totals and "orders.statuses" not in {b.id for b in diff.broken}
+
+
+def test_a_group_that_vanishes_on_dev_ranks_by_all_it_held(tmp_path) -> None:
+    """`status = returned` gone on dev (prod 49, dev none) moved more than any group that shifted a
+    little: it is kept among the top groups, not cut as "moved 0"."""
+    path = tmp_path / "groups.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create schema prod; create schema dev")
+    con.execute("create table prod.orders as select range as order_id, range % 7 as customer_id, "
+                "case when range < 49 then 'returned' else 's' || (range % 6)::varchar end as status, "
+                "1.0::double as amount, 1 as discount from range(200)")
+    con.execute("create table dev.orders as select order_id, customer_id, status, amount * 1.5 as amount, discount "
+                "from prod.orders where status <> 'returned'")
+    con.close()
+    view = OmniYamlReader().read(VIEW, "views/orders.view.yaml")
+    with DuckDBWarehouse(path) as wh:
+        diff = semantic_diff(wh, [view], {"orders": "orders"}, "prod", "dev", top_n=3)
+    by_status = {v.group: v for v in diff.values if v.dimension == "status" and v.measure == "revenue"}
+    assert "returned" in by_status and (by_status["returned"].prod, by_status["returned"].dev) == (49, None)
+    assert len(by_status) == 3 and all(v.delta for g, v in by_status.items() if g != "returned")

@@ -74,8 +74,9 @@ class Mono:
         return sha
 
     def file(self, rev: str, rel: str) -> str | None:
+        repo = git.Repo(self.remote)     # held while the blob is read: a collected Repo closes its cat-file pipe
         try:
-            return (git.Repo(self.remote).commit(rev).tree / rel).data_stream.read().decode()
+            return (repo.commit(rev).tree / rel).data_stream.read().decode()
         except KeyError:
             return None
 

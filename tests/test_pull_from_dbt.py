@@ -255,3 +255,30 @@ def test_authors_and_commit_text_in_the_pull_body_cannot_ping_a_team() -> None:
     assert "@ada " in body or "@ada:" in body           # a real login is still asked
     assert "@acme/admins" not in body                   # a team-shaped author is not a live mention
 
+
+
+def test_problems_neither_the_change_nor_a_view_touches_fold_into_one_counted_line(repos, dbt, capsys) -> None:
+    """On a large project most unreadable models are nobody's business in a one-line PR: they are
+    counted under <details>, not listed as rows, and do not fail the pull; a problem in a file the
+    change touches still does."""
+    dbt.commit({"models/marts/legacy_a.sql": "select from from\n", "models/marts/legacy_b.sql": "select from from\n"},
+               "two models layersync cannot read; no view reads them")
+    dbt.commit({MARTS_YML: lambda t: t.replace("Date the order was placed.", "When it was placed.")})
+    code = main(["pull-from-dbt", "--dbt-repo", str(repos.remote), "--semantic-repo", str(repos.semantic),
+                 "--head", "main", "--json", "--state-db", str(repos.state_db)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["problems"] == []
+    assert sorted(p["dbt_file"] for p in out["problems_elsewhere"]) == ["models/marts/legacy_a.sql",
+                                                                        "models/marts/legacy_b.sql"]
+    body = LocalForge(repos.state_db).get_pr(out["pr"]["repo"], out["pr"]["number"]).body
+    assert "<details><summary>2 other problems in dbt files this change and the semantic layer's views do not touch" \
+        in body and "- `models/marts/legacy_a.sql`" in body
+    assert "Could not be read or applied" not in body
+    assert _view(repos, out["branch"])[1].fields["order_date"].description == "When it was placed."
+
+    dbt.commit({"models/marts/legacy_a.sql": "select from from where\n",
+                MARTS_YML: lambda t: t.replace("When it was placed.", "When it was placed, in UTC.")})
+    _, touched = _pull(repos)
+    assert touched.exit_code == 1
+    assert {n.dbt_file for n in touched.notes if n.kind == "problem"} == {"models/marts/legacy_a.sql"}
+    assert {n.dbt_file for n in touched.elsewhere} == {"models/marts/legacy_b.sql"}

@@ -1,4 +1,4 @@
-"""push-to-dbt end to end on real git repos, with real `dbt parse` / `dbt compile` checks."""
+"""push-to-dbt end to end on real git repos, with real dbt checks (`dbt build --empty`, `dbt compile`)."""
 from __future__ import annotations
 
 import difflib
@@ -296,3 +296,139 @@ def test_an_invalid_branch_prefix_is_one_line_naming_the_setting(repos, capsys, 
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "layersync.yml:2: `branch_prefix`" in err and words in err
     assert LocalForge(repos.state_db).list_prs() == []
+
+
+@pytest.mark.slow
+def test_a_column_the_model_lacks_is_caught_before_anything_is_pushed(repos) -> None:
+    """`dbt compile` binds no column: the check builds the touched model with zero rows, so DuckDB's
+    binder refuses `no_such_column` and nothing reaches a branch (orders ends `select * from final`,
+    so the planner itself cannot tell)."""
+    repos.edit_view("orders", "\nmeasures:", "\n  ghost:\n    sql: ${TABLE}.no_such_column + 1\nmeasures:")
+    repos.commit_semantic()
+    result = push(repos)
+    assert result.exit_code == 1 and result.pushed == [] and result.branch is None
+    (skip,) = result.skipped
+    assert skip.id == "orders.ghost" and skip.code == "dbt-error"
+    assert "Binder Error" in skip.reason and "no_such_column" in skip.reason
+    assert LocalForge(repos.state_db).list_prs() == []
+    assert repos.branch_sha("layersync/push/orders-ghost") is None
+
+    # A good field on the same model is not dropped with it: dbt's error names the ghost's column only.
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.commit_semantic("and a good one")
+    both = push(repos, since=None, fields=["orders.ghost", "orders.is_large_order"])
+    assert both.exit_code == 1 and [p.id for p in both.pushed] == ["orders.is_large_order"]
+    assert [(s.id, s.code) for s in both.skipped] == [("orders.ghost", "dbt-error")]
+    model = repos.dbt_file(both.branch, ORDERS_SQL)
+    assert "amount > 20 as is_large_order" in model and "no_such_column" not in model
+
+
+@pytest.mark.slow
+def test_with_no_warehouse_to_build_in_the_pr_says_only_a_static_check_ran(repos, tmp_path) -> None:
+    """The team's own profiles dir is no warehouse layersync may write into: compile only, said plainly."""
+    from bot.dbt.runner import write_duckdb_profile
+
+    profiles = tmp_path / "profiles"
+    write_duckdb_profile(profiles, "jaffle_shop", str(tmp_path / "team.duckdb"), schema="analytics")
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.commit_semantic()
+    result = push(repos, profiles_dir=profiles)
+    assert result.exit_code == 0 and result.check is not None and not result.check.bound
+    body = LocalForge(repos.state_db).list_prs()[0].body
+    assert "Only a static check ran: `dbt compile`" in body
+    assert "were not checked (the given profiles dir is the team's, and no warehouse for the check is configured)" \
+        in body
+    assert "Checked before it was pushed" not in body
+
+
+@pytest.mark.slow
+def test_a_configured_warehouse_that_cannot_be_reached_leaves_a_static_check_said_plainly(repos) -> None:
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.commit_semantic()
+    result = push(repos, warehouse="postgresql://layersync@127.0.0.1:1/analytics")    # nothing listens on port 1
+    assert result.exit_code == 0 and result.check is not None and not result.check.bound
+    assert "were not checked (the configured warehouse could not be read (OperationalError))" in result.pr.body
+
+
+@pytest.mark.slow
+def test_rerun_after_the_pr_merged_opens_no_duplicate_pr(repos, tmp_path, capsys) -> None:
+    import git
+
+    repos.edit_view("orders", "\nmeasures:", "\n" + LARGE.rstrip("\n") + "\nmeasures:")
+    repos.commit_semantic()
+    first = push(repos)
+    assert "`dbt build --empty` of the touched models" in first.pr.body and "bound every column" in first.pr.body
+    work = git.Repo.clone_from(repos.remote, tmp_path / "merge")
+    work.git.merge("--no-ff", f"origin/{first.branch}", "-m", "Merge the layersync PR")
+    work.git.push("origin", "HEAD:main")
+    LocalForge(repos.state_db).close_pr(first.pr.repo, first.pr.number, merged=True)
+
+    args = ["push-to-dbt", "--semantic-repo", str(repos.semantic), "--dbt-repo", str(repos.remote),
+            "--state-db", str(repos.state_db), "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pr"] is None and out["commit"] is None
+    assert out["message"] == "the fields are already in the base branch `main`: no PR opened"
+    assert [(pr.number, pr.state) for pr in LocalForge(repos.state_db).list_prs()] == [(1, "merged")]
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_without_the_edit_too_is_not_blamed_and_the_pr_says_so(repos, tmp_path) -> None:
+    """A model reading a source the scratch warehouse lacks cannot be built there, edit or not: the
+    field is pushed on dbt compile's word, and the PR names the model as statically checked only."""
+    import git
+
+    work = git.Repo.clone_from(repos.remote, tmp_path / "dbt-edit")
+    root = tmp_path / "dbt-edit" / "models" / "marts"
+    (root / "legacy_orders.sql").write_text("select order_id, amount from {{ source('legacy', 'orders') }}\n")
+    (root / "_legacy__sources.yml").write_text("version: 2\nsources:\n  - name: legacy\n    tables:\n"
+                                               "      - name: orders\n")
+    work.git.add("-A")
+    work.index.commit("a model over a source only prod has")
+    work.git.push("origin", "HEAD:main")
+    repos.write_semantic("views/legacy_orders.view.yaml",
+                         "table_name: legacy_orders\ndimensions:\n  order_id:\n    primary_key: true\n"
+                         "  doubled:\n    sql: ${TABLE}.amount * 2\n")
+    repos.commit_semantic()
+    result = push(repos)
+    assert result.exit_code == 0 and "legacy_orders.doubled" in [p.id for p in result.pushed]
+    assert set(result.check.unbound) == {"legacy_orders"}
+    assert result.check.unbound["legacy_orders"].startswith("fails without this edit too: Catalog Error")
+    body = result.pr.body
+    assert "_Only a static check ran: `dbt compile` of the touched models. `dbt build --empty`" in body
+    assert "- `legacy_orders`: fails without this edit too: Catalog Error" in body
+    assert "bound every column" not in body
+
+
+@pytest.mark.slow
+def test_a_configured_warehouse_checks_in_a_scratch_schema_deferring_to_prod(repos, tmp_path) -> None:
+    """With the team's warehouse configured, the touched model is built empty in a scratch schema of
+    its own, its unchanged parents read from prod; prod is never written, the scratch schema is dropped."""
+    import duckdb
+    import git
+
+    from bot.impact.build import build_prod
+
+    checkout = tmp_path / "prod-checkout"
+    git.Repo.clone_from(repos.remote, checkout)
+    warehouse = tmp_path / "warehouse.duckdb"
+    built, _manifest = build_prod(checkout, warehouse, "prod")
+    assert built.ok, built.errors
+
+    def prod_tables() -> list[tuple]:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            return con.execute("select table_schema, table_name from information_schema.tables "
+                               "order by 1, 2").fetchall()
+
+    before = prod_tables()
+    repos.edit_view("orders", "\nmeasures:", "\n  ghost:\n    sql: ${TABLE}.no_such_column + 1\nmeasures:")
+    repos.edit_view("customers", "\nmeasures:", "\n  is_new:\n    sql: ${number_of_orders} = 0\nmeasures:")
+    repos.commit_semantic()
+    result = push(repos, warehouse=str(warehouse))
+    assert result.exit_code == 1
+    assert {s.id: s.code for s in result.skipped} == {"orders.ghost": "dbt-error"}
+    assert [p.id for p in result.pushed] == ["customers.is_new"]
+    assert result.check.bound and "scratch schema `layersync_check_" in result.check.where
+    assert str(warehouse) not in result.pr.body
+    assert "bound every column" in result.pr.body
+    assert prod_tables() == before            # prod untouched, and no scratch schema left behind

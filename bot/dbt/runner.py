@@ -51,6 +51,12 @@ class DbtCheck:
     ok: bool
     errors: list[str] = field(default_factory=list)
     failing_models: set[str] = field(default_factory=set)
+    how: str = ""                        # the dbt command that judged: "compile", "build --empty"
+    where: str = ""                      # the warehouse it built in, in words ("" for a static check)
+    bound: bool = False                  # columns were bound: the touched models were built in a warehouse
+    unbound: dict[str, str] = field(default_factory=dict)   # touched models the build could not judge, and why
+    models: list[str] = field(default_factory=list)          # the touched models it judged
+    unbuilt_because: str = ""            # a static check: why nothing was built (for the PR body)
 
 
 def _strip_timestamp(line: str) -> str:
@@ -460,26 +466,169 @@ def deps_failure(run: DbtRun) -> str:
     return f"dbt deps failed: {reason}"
 
 
-def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
-                  profiles_dir: Path | None = None, log: Callable[[str], None] | None = None) -> DbtCheck:
-    """`dbt compile` of the touched models (after dbt's parse of the project): dbt's own verdict on the edit.
+@dataclass(frozen=True)
+class EmptyBuild:
+    """Where the push check may build the touched models with zero rows (`dbt build --empty`), so
+    dbt binds every column they read: `dbt compile` alone lets `no_such_column + 1` through.
 
-    Without a profiles dir, an in-memory DuckDB target is written, which is enough for parse and
-    compile of any project whose models do not query the warehouse while compiling.
+    `profiles_dir`: a profile whose target schema is a scratch schema of the configured warehouse
+    (never prod: the caller writes it); None is a scratch DuckDB of layersync's own, deleted after.
+    `state`: prod's manifest (or its folder) to defer the unchanged parents to; None builds the
+    parents too, with zero rows. `where`: the warehouse in words, for the PR body."""
+    profiles_dir: Path | None = None
+    state: Path | None = None
+    where: str = "a scratch DuckDB"
+
+
+@dataclass
+class BuiltNode:
+    status: str                          # dbt's: success, error, skipped, …
+    message: str = ""
+    parents: tuple[str, ...] = ()
+
+
+def check_project(project_dir: Path, models: Sequence[str], *, profile: str,
+                  profiles_dir: Path | None = None, log: Callable[[str], None] | None = None,
+                  build: EmptyBuild | None = None, target_path: Path | None = None) -> DbtCheck:
+    """dbt's own verdict on the edit of `models`.
+
+    With `build`, `dbt build --empty` of the touched models (see EmptyBuild): a column a model reads
+    and does not have fails here, before anything is pushed. Without it, `dbt compile` of the touched
+    models (after dbt's parse of the project): syntax, refs and Jinja only — the check says so
+    (`DbtCheck.bound` is False). Without a profiles dir, an in-memory DuckDB target is written for the
+    compile, which is enough for any project whose models do not query the warehouse while compiling.
+    `target_path`: where the empty build leaves its manifest (the touched models' compiled SQL, read
+    afterwards); default a scratch folder. A compile leaves it where the project says.
     """
+    if build is not None and models:
+        return _empty_build_check(project_dir, models, profile=profile, build=build, log=log,
+                                  target_path=target_path)
     with tempfile.TemporaryDirectory(prefix="layersync-profiles-") as tmp:
         if profiles_dir is None:
             profiles_dir = Path(tmp)
             write_duckdb_profile(profiles_dir, profile, ":memory:")
-        deps = install_packages(project_dir, profiles_dir, log=log)
-        if deps is not None and not deps.ok:
-            return DbtCheck(False, [deps_failure(deps)])
+        failed = _deps(project_dir, profiles_dir, log)
+        if failed is not None:
+            return failed
         # `dbt compile` parses the whole project first, so one run answers both questions.
         args = ["compile", "--select", *models] if models else ["parse"]
         checked = run_dbt(args, project_dir, profiles_dir, log=log)
         if not checked.ok:
-            return DbtCheck(False, checked.error_lines(), _models_named(checked.output, models))
-    return DbtCheck(True)
+            return DbtCheck(False, checked.error_lines(), _models_named(checked.output, models), how="compile",
+                            models=sorted(models))
+    return DbtCheck(True, how="compile" if models else "parse", models=sorted(models))
+
+
+def _deps(project_dir: Path, profiles_dir: Path, log: Callable[[str], None] | None) -> DbtCheck | None:
+    """The project's packages (installed once per package files, see install_packages); a failed
+    check, in one line, when they cannot be had."""
+    deps = install_packages(project_dir, profiles_dir, log=log)
+    if deps is not None and not deps.ok:
+        return DbtCheck(False, [deps_failure(deps)])
+    return None
+
+
+CHECK_SCHEMA = "layersync_check"         # the scratch DuckDB's schema (a dev-style name, never prod's)
+
+
+def _empty_build_check(project_dir: Path, models: Sequence[str], *, profile: str, build: EmptyBuild,
+                       log: Callable[[str], None] | None, target_path: Path | None = None) -> DbtCheck:
+    """`dbt build --empty` of `models` (tests left out: zero rows pass every test), judged node by node.
+
+    A touched model that errors is the edit's failure (the caller confirms against the base); one
+    skipped because a parent failed could not be judged, and neither could a parent that failed: the
+    check then says which models were not bound and why, instead of blaming the edit."""
+    with tempfile.TemporaryDirectory(prefix="layersync-check-") as tmp:
+        scratch = Path(tmp)
+        profiles_dir = build.profiles_dir
+        if profiles_dir is None:
+            profiles_dir = scratch / "profiles"
+            write_duckdb_profile(profiles_dir, profile, str(scratch / "check.duckdb"), schema=CHECK_SCHEMA)
+        failed = _deps(project_dir, profiles_dir, log)
+        if failed is not None:
+            return failed
+        target = target_path or scratch / "target"
+        (target / "run_results.json").unlink(missing_ok=True)       # never read an earlier run's results
+        selected = list(models) if build.state is not None else [f"+{m}" for m in models]
+        args = ["build", "--empty", "--target-path", str(target),
+                "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test", "--select", *selected]
+        if build.state is not None:
+            state = Path(build.state)
+            args += ["--defer", "--state", str((state.parent if state.suffix == ".json" else state).resolve())]
+        run = run_dbt(args, project_dir, profiles_dir, log=log)
+        verdict = DbtCheck(True, how="build --empty", where=build.where, bound=True, models=sorted(models))
+        nodes = _built_nodes(target)
+        if not nodes:                      # dbt stopped before building anything: a parse or compile error
+            if not run.ok:
+                verdict.ok, verdict.errors = False, run.error_lines()
+                verdict.failing_models, verdict.bound = _models_named(run.output, models), False
+            return verdict
+        touched = set(models)
+        failing = {m for m in touched if nodes.get(m, BuiltNode("")).status in ("error", "runtime error")}
+        errors = [f"{m}: {nodes[m].message}" for m in sorted(failing) if nodes[m].message]
+        for m in sorted(touched - failing):
+            node = nodes.get(m)
+            if node is None or node.status != "skipped":
+                continue
+            broken = [p for p in _ancestors(m, nodes) if nodes[p].status in ("error", "runtime error")]
+            why = "; ".join(f"`{p}` does not build here: {warehouse_words(nodes[p].message)}" for p in broken[:2])
+            verdict.unbound[m] = why or "dbt skipped it"
+        if verdict.unbound:        # dbt compiles no model it skips: the static check still runs for those
+            skipped = sorted(verdict.unbound)
+            # all touched models, so the manifest left in `target` holds every one's compiled SQL
+            compiled = run_dbt(["compile", "--target-path", str(target), "--select", *sorted(models)],
+                               project_dir, profiles_dir, log=log)
+            if not compiled.ok:
+                named = _models_named(compiled.output, models)
+                blamed = named & set(skipped) if named else set(skipped)
+                failing |= blamed
+                errors += [f"{m}: " + " / ".join(compiled.error_lines()[:3]) for m in sorted(blamed)]
+                verdict.unbound = {m: why for m, why in verdict.unbound.items() if m not in blamed}
+    if failing:
+        verdict.ok, verdict.failing_models, verdict.errors = False, failing, errors or run.error_lines()
+    return verdict
+
+
+def _built_nodes(target: Path) -> dict[str, BuiltNode]:
+    """Model/seed/snapshot name → how dbt's build of it went (run_results) and its parents (manifest)."""
+    try:
+        results = json.loads((target / "run_results.json").read_text(encoding="utf-8")).get("results", [])
+        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8")).get("nodes", {})
+    except (OSError, ValueError):
+        return {}
+    names = {uid: node.get("name", uid) for uid, node in manifest.items()}
+    nodes: dict[str, BuiltNode] = {}
+    for item in results:
+        uid = str(item.get("unique_id", ""))
+        if uid.split(".", 1)[0] not in ("model", "seed", "snapshot"):
+            continue
+        parents = tuple(names[p] for p in (manifest.get(uid, {}).get("depends_on") or {}).get("nodes", [])
+                        if p in names)
+        nodes[names.get(uid, uid)] = BuiltNode(str(item.get("status") or ""), scrub(str(item.get("message") or "")),
+                                               parents)
+    return nodes
+
+
+def _ancestors(name: str, nodes: dict[str, BuiltNode]) -> list[str]:
+    seen: list[str] = []
+    todo = list(nodes[name].parents)
+    while todo:
+        parent = todo.pop(0)
+        if parent in seen or parent not in nodes:
+            continue
+        seen.append(parent)
+        todo.extend(nodes[parent].parents)
+    return seen
+
+
+def warehouse_words(message: str) -> str:
+    """The warehouse's own line of a dbt node error (`Catalog Error: Table … does not exist!`), not
+    dbt's `Runtime Error in model x (path)` heading above it."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if lines and lines[0].startswith(f"{lines[0].split(':')[0]}: "):     # `orders: Runtime Error …`
+        lines[0] = lines[0].split(": ", 1)[1]
+    body = [line for line in lines[1:] if "Error" in line] if lines and " Error in " in lines[0] else []
+    return (body or lines or [""])[0]
 
 
 def _models_named(output: str, models: Sequence[str]) -> set[str]:

@@ -126,7 +126,9 @@ def _push(ctx: Context, command: Command, issue: dict, repo: str, number: int) -
                                   message="this issue names no field; use `/push-to-dbt VIEW.FIELD`")
         request = PushRequest(semantic_repo=ws.root, fields=fields, since=since, dbt_forge_repo=ctx.settings.dbt_repo,
                               profiles_dir=ctx.settings.profiles_dir, origin=(repo, number),
-                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path)
+                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path,
+                              warehouse=ctx.settings.warehouse, prod_schema=ctx.settings.prod_schema,
+                              prod_state=ctx.settings.prod_state)
         if command.as_model is not None:
             return push_as_model.run_for_comment(
                 push_as_model.AsModelRequest(request, command.as_model, list(command.group_by), command.grain),

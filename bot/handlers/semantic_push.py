@@ -22,6 +22,8 @@ def on_semantic_push(event: Event, ctx: Context) -> None:
     with semantic_clone(ctx.forge, event.repo, sha=payload["after"]) as ws:
         request = PushRequest(semantic_repo=ws.root, since=None if before in (None, NULL_SHA) else before,
                               dbt_forge_repo=ctx.settings.dbt_repo, profiles_dir=ctx.settings.profiles_dir,
-                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path)
+                              semantic_path=ctx.settings.semantic_path, dbt_path=ctx.settings.dbt_path,
+                              warehouse=ctx.settings.warehouse, prod_schema=ctx.settings.prod_schema,
+                              prod_state=ctx.settings.prod_state)
         result = run(request, ctx.forge, log=lambda line: ctx.log.debug("dbt | %s", line))
     ctx.log.info("auto push-to-dbt for %s@%s: %s", event.repo, str(payload["after"])[:12], result.message)

@@ -306,7 +306,9 @@ def _result(run: DbtRun, schema: str, target: Path, seconds: float) -> BuildResu
             failed_tests.append(name)
         if status in ("error", "fail", "runtime error") and item.get("message"):
             messages.append(f"{kind} {name}: {item['message'].strip()}")
-    errors = list(dict.fromkeys(messages + (run.error_lines() if not run.ok else [])))
+    # dbt's message per failed node says it all; its log lines only when no node carries one (a parse
+    # error), else the report would show the same error twice between progress lines.
+    errors = list(dict.fromkeys(messages or (run.error_lines() if not run.ok else [])))
     return BuildResult(ok=run.ok, schema=schema, selected=selected, failed=failed, errors=errors,
                        log=run.output, seconds=round(seconds, 3), failed_tests=failed_tests,
                        skipped=skipped, target_path=target)

@@ -44,7 +44,7 @@ def summary(doc: dict) -> dict[str, int]:
     models = doc.get("models", [])
     semantic = doc.get("semantic", {})
     return {
-        "models_built": len(doc.get("build", {}).get("selected", [])),
+        "models_built": _built_count(doc.get("build", {})),
         "schema_changes": sum(len(m.get("columns_added", [])) + len(m.get("columns_removed", []))
                               + len(m.get("types_changed", [])) for m in models),
         "rows_changed": sum((m.get("value_diff") or {}).get("added", 0) + (m.get("value_diff") or {}).get("removed", 0)
@@ -53,6 +53,14 @@ def summary(doc: dict) -> dict[str, int]:
                                if v.get("dimension") is None and (v.get("delta") or 0) != 0}),
         "fields_broken": len(semantic.get("broken", [])),
     }
+
+
+def _built_count(build: dict) -> int:
+    """Models dbt built: what it tried, less what failed or was skipped (a failed model is not built)."""
+    if "built" in build:
+        return len(build["built"])
+    not_built = set(build.get("failed", [])) | set(build.get("skipped", []))
+    return len([m for m in build.get("selected", []) if m not in not_built])
 
 
 def gate(doc: dict, max_measure_move_pct: float | None = None) -> tuple[str, str]:
@@ -122,13 +130,27 @@ def _value_section(doc: dict, with_samples: bool) -> list[str]:
     return _details("Value diffs", lines) if lines else []
 
 
+def _one_sided(value: dict) -> bool:
+    """A group only one side has: it vanished on dev (prod 49, dev none) or appeared there."""
+    return (value.get("prod") is None) != (value.get("dev") is None)
+
+
+def _group(value: dict) -> str:
+    if value.get("dimension") is None:
+        return "total"
+    label = f"{value['dimension']} = {value['group']}"
+    if _one_sided(value):
+        label += " (gone on dev)" if value.get("dev") is None else " (new on dev)"
+    return label
+
+
 def _measures_section(doc: dict, max_rows: int) -> list[str]:
-    # Totals always; a group only where it moved — unchanged groups are noise to a reviewer.
+    # Totals always; a group only where it moved, vanished or appeared — unchanged groups are noise.
     values = [v for v in doc.get("semantic", {}).get("measures", [])
-              if v.get("dimension") is None or (v.get("delta") or 0) != 0]
+              if v.get("dimension") is None or (v.get("delta") or 0) != 0 or _one_sided(v)]
     if not values:
         return []
-    rows = [[f"`{v['view']}.{v['measure']}`", "total" if v.get("dimension") is None else f"{v['dimension']} = {v['group']}",
+    rows = [[f"`{v['view']}.{v['measure']}`", _group(v),
              fmt_number(v.get("prod")), fmt_number(v.get("dev")), fmt_delta(v.get("delta")), fmt_pct(v.get("pct"))]
             for v in values[:max_rows]]
     more = [f"_… {len(values) - max_rows} more rows in the JSON report_"] if len(values) > max_rows else []
@@ -160,6 +182,12 @@ def _render(doc: dict, with_samples: bool, max_rows: int, keep_sections: int) ->
     if not build.get("ok", True):
         lines += [f"❌ **These models failed to build:** {', '.join(f'`{m}`' for m in build.get('failed', []))}",
                   "", "```", *build.get("errors", [])[:20], "```", ""]
+        unbuilt = [m for m in doc.get("models", []) if m.get("status") in ("failed", "skipped", "not built")]
+        if unbuilt:
+            lines += ["Not compared (dev has no relation for them):", ""]
+            lines += [f"- `{m['model']}`: " + ("failed to build" if m["status"] == "failed" else
+                                               "skipped: a model it reads failed" if m["status"] == "skipped"
+                                               else "not built") for m in unbuilt] + [""]
     broken = doc.get("semantic", {}).get("broken", [])
     if broken:
         lines += ["**Broken by this PR** (semantic fields whose SQL no longer runs on dev):", ""]

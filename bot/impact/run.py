@@ -12,7 +12,7 @@ import git
 from bot.dbt.project import model_named_by
 from bot.errors import LayersyncError, RepoError
 from bot.gitops import RevisionReader
-from bot.impact.build import Target, build_dev, dev_schema_name, reading_schema
+from bot.impact.build import BuildResult, Target, build_dev, dev_schema_name, reading_schema
 from bot.impact.lineage import lineage, mermaid
 from bot.impact.prod import DEFAULT_PROD_SCHEMA, ProdEnv, models_by_relation, prepare_prod, relations
 from bot.impact.report import SCHEMA_VERSION, gate
@@ -120,6 +120,7 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
             "dev_schema": dev_schema, "database": target.describe(), "warehouse": target.kind,
             "prod": prod_state.as_json(),
             "build": {"ok": dev_build.ok, "selected": dev_build.selected, "failed": dev_build.failed,
+                      "skipped": dev_build.skipped, "built": dev_build.built,
                       "errors": dev_build.errors, "seconds": round(dev_build.seconds, 2)},
             "lineage": {"modified": graph.modified, "added": graph.added, "removed": graph.removed,
                         "descendants": graph.descendants, "edges": [list(e) for e in graph.edges],
@@ -129,8 +130,12 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
         keys = _keys(after, views)
         with target.open(read_only=True) as wh:
             for model in changed:
+                unbuilt = _not_built(model, dev_build)
+                if unbuilt is not None:     # no dev relation to compare: every column would read "removed"
+                    doc["models"].append(unbuilt)
+                    continue
                 diff = schema_and_rows(wh, model, prod_rel.get(model), dev_rel.get(model))
-                entry = {"model": model, "columns_added": [[c.name, c.type] for c in diff.added],
+                entry = {"model": model, "status": "built", "columns_added": [[c.name, c.type] for c in diff.added],
                          "columns_removed": [[c.name, c.type] for c in diff.removed],
                          "types_changed": [list(t) for t in diff.type_changed],
                          "rows": _rows(diff.prod_rows, diff.dev_rows), "value_diff": None}
@@ -150,6 +155,18 @@ def run_impact(dbt_repo: Path, base: str, head: str, *, semantic_repo: Path | No
     state, description = gate(doc, max_measure_move_pct)
     doc["status"] = {"state": state, "description": description}
     return doc
+
+
+def _not_built(model: str, build: BuildResult) -> dict[str, Any] | None:
+    """The report entry of a changed model dev has no fresh relation for (failed, skipped after a parent
+    failed, or not run at all), with dbt's error; None for a model that built."""
+    if model in build.built or (build.ok and model not in build.failed + build.skipped):
+        return None                 # built, or nothing of dbt's to run (an ephemeral model)
+    status = "failed" if model in build.failed else "skipped" if model in build.skipped else "not built"
+    prefix = f"model {model}:"
+    errors = [e for e in build.errors if e.startswith(prefix)] if status == "failed" else []
+    return {"model": model, "status": status, "error": "\n".join(e[len(prefix):].strip() for e in errors) or None,
+            "columns_added": [], "columns_removed": [], "types_changed": [], "rows": None, "value_diff": None}
 
 
 def _rows(prod: int | None, dev: int | None) -> dict[str, Any]:

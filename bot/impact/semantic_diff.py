@@ -138,6 +138,13 @@ def broken_fields(wh: Warehouse, view: View, schema: str, table: str, dialect: s
 Relation = tuple[str, str]
 
 
+def _moved(value: MeasureValue) -> float:
+    """How far a group's value moved: |Δ|, or the whole value of a group only one side has."""
+    if value.delta is not None:
+        return abs(value.delta)
+    return abs(value.prod if value.prod is not None else value.dev or 0)
+
+
 def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str | tuple[Relation | None, Relation]],
                   prod_schema: str = "", dev_schema: str = "", *, dialect: str = "duckdb", top_n: int = 5,
                   group_dimensions: int = 2) -> SemanticDiff:
@@ -171,8 +178,8 @@ def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str | 
                 values = [MeasureValue(view.name, measure.name, dimension.name if dimension else None, g,
                                        _number(prod[g][index]) if g in prod else None,
                                        _number(dev[g][index]) if g in dev else None) for g in groups]
-                if dimension is not None:  # the groups that moved most first
-                    values.sort(key=lambda v: (-abs(v.delta or 0), v.group is None, str(v.group)))
+                if dimension is not None:  # the groups that moved most first; one gone or new moved by all of it
+                    values.sort(key=lambda v: (-_moved(v), v.group is None, str(v.group)))
                     values = values[:top_n]
                 result.values.extend(values)
     return result
