@@ -30,6 +30,15 @@ class TranslationError(LayersyncError):
     """A field that cannot be translated into dbt (unknown field, cycle, join needed, ...)."""
 
 
+class RefusedTranslation(TranslationError):
+    """A translation refused for a reason results name: `code` is the stable, scriptable key that
+    JSON results and skip lists carry (`fan-out`, `aggregate-type`, ...), the message is for people."""
+
+    def __init__(self, message: str, code: str, file: str | None = None, line: int | None = None):
+        super().__init__(message, file, line)
+        self.code = code
+
+
 class RepoError(LayersyncError):
     """A repository that cannot be read or written (missing path, unknown revision, ...)."""
 

@@ -13,7 +13,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from bot.errors import TranslationError
+from bot.errors import RefusedTranslation
 from bot.semantic.model import Relationship, SemanticModel, View
 from bot.semantic.refs import JOIN_PREFIX, REF_PREFIX, Ref, Resolver, scan
 
@@ -21,12 +21,8 @@ SAFE_TYPES = ("many_to_one", "one_to_one")
 _MIRROR = {"many_to_one": "one_to_many", "one_to_many": "many_to_one"}
 
 
-class JoinRefused(TranslationError):
+class JoinRefused(RefusedTranslation):
     """A reference into another view that no join can express; `code` says which reason."""
-
-    def __init__(self, message: str, code: str, file: str | None = None, line: int | None = None):
-        super().__init__(message, file, line)
-        self.code = code
 
 
 @dataclass(frozen=True)

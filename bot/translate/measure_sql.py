@@ -39,7 +39,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 
-from bot.errors import TranslationError
+from bot.errors import RefusedTranslation, TranslationError
 from bot.semantic.model import Field, SemanticModel, View
 from bot.semantic.refs import JOIN_PREFIX, TABLE_PLACEHOLDER, Resolver, parse_field_sql
 from bot.translate import joins
@@ -68,12 +68,8 @@ _LIKE_ESCAPE = "!"
 Relation = Callable[[View], exp.Expression]
 
 
-class MeasureUnsupported(TranslationError):
+class MeasureUnsupported(RefusedTranslation):
     """A measure (or a grouping) no SQL here can compute as the BI tool does; `code` says which reason."""
-
-    def __init__(self, message: str, code: str, file: str | None = None, line: int | None = None):
-        super().__init__(message, file, line)
-        self.code = code
 
 
 @dataclass(frozen=True)

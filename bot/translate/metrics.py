@@ -20,7 +20,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from bot.dbt.project import DbtProject, Model
 from bot.dbt.semantic_layer import OWNER_KEY, DeclaredSemanticModel, SemanticLayer, is_time_type
-from bot.errors import LayersyncError, TranslationError
+from bot.errors import LayersyncError, RefusedTranslation
 from bot.semantic.model import Field, Relationship, SemanticModel, View
 from bot.semantic.refs import REF_PREFIX, Resolver, is_aggregate, parse_field_sql
 from bot.translate import joins
@@ -43,12 +43,8 @@ TIME_GRANULARITY = "day"
 _TIME_NAME = re.compile(r"(^|_)(date|day|at|time|timestamp|ts|datetime)$")
 
 
-class NotTranslated(TranslationError):
+class NotTranslated(RefusedTranslation):
     """A measure with no exact MetricFlow definition; `code` says which reason."""
-
-    def __init__(self, message: str, code: str, file: str | None = None, line: int | None = None):
-        super().__init__(message, file, line)
-        self.code = code
 
 
 def mf_name(text: str) -> str:
