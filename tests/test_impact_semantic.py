@@ -131,3 +131,26 @@ def test_a_group_that_vanishes_on_dev_ranks_by_all_it_held(tmp_path) -> None:
     by_status = {v.group: v for v in diff.values if v.dimension == "status" and v.measure == "revenue"}
     assert "returned" in by_status and (by_status["returned"].prod, by_status["returned"].dev) == (49, None)
     assert len(by_status) == 3 and all(v.delta for g, v in by_status.items() if g != "returned")
+
+
+def test_a_measure_over_a_column_new_in_the_pr_has_no_prod_value_and_a_dimension_it_broke_groups_nothing(
+        tmp_path) -> None:
+    """prod lacks the column a new measure reads (the PR adds it), and dev lacks the column a
+    low-cardinality dimension reads (the PR drops it): the report says so instead of failing."""
+    path = tmp_path / "new.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create schema prod; create schema dev")
+    con.execute("create table prod.orders as select range as order_id, range % 7 as customer_id, "
+                "case when range % 3 = 0 then 'completed' else 'placed' end as status, "
+                "(range % 20)::double as amount, range % 2 as discount from range(100)")
+    con.execute("create table dev.orders as select order_id, customer_id, status, amount, 1.0 as tip from prod.orders")
+    con.close()
+    view = OmniYamlReader().read(VIEW + "  tips:\n    sql: ${TABLE}.tip\n    aggregate_type: sum\n",
+                                 "views/orders.view.yaml")
+    with DuckDBWarehouse(path) as wh:
+        diff = semantic_diff(wh, [view], {"orders": "orders"}, "prod", "dev")
+    tips = [v for v in diff.values if v.measure == "tips" and v.dimension is None]
+    assert [(v.prod, v.dev) for v in tips] == [(None, 100.0)]
+    assert "orders.discount" in {b.id for b in diff.broken}
+    assert "discount" not in {v.dimension for v in diff.values}
+    assert {v.dimension for v in diff.values} == {None, "status", "is_big"}

@@ -102,11 +102,13 @@ def _values_by_group(wh: Warehouse, sql: str, grouped: bool) -> dict[Any, tuple[
     return {row[0]: row[1:] for row in rows} if grouped else {None: rows[0] if rows else ()}
 
 
-def _low_cardinality(wh: Warehouse, view: View, schema: str, table: str, dialect: str, limit: int) -> list[Field]:
-    """Dimensions with few values on prod: the groupings a BI user would look at first."""
+def _low_cardinality(wh: Warehouse, view: View, schema: str, table: str, dialect: str, limit: int,
+                     broken: set[str] = frozenset()) -> list[Field]:
+    """Dimensions with few values on prod: the groupings a BI user would look at first (never one
+    the PR broke: dev could not be grouped by it)."""
     picked: list[Field] = []
     for dim in view.fields.values():
-        if dim.kind != "dimension" or dim.primary_key or len(picked) >= limit:
+        if dim.kind != "dimension" or dim.primary_key or dim.id in broken or len(picked) >= limit:
             continue
         try:
             inner = _expression(view, dim, dialect)
@@ -117,6 +119,16 @@ def _low_cardinality(wh: Warehouse, view: View, schema: str, table: str, dialect
         if 1 < distinct <= MAX_GROUP_VALUES:
             picked.append(dim)
     return picked
+
+
+def _runs_on(wh: Warehouse, view: View, measure: Field, schema: str, table: str, dialect: str) -> bool:
+    """Whether the measure's SQL runs against `schema.table` (LIMIT 0): prod may lack a column the PR
+    adds, and a measure new with it has no prod value rather than failing the whole report."""
+    try:
+        wh.query(measure_select(view, [measure], schema, table, dialect).limit(0).sql(dialect=dialect))
+    except Exception:  # noqa: BLE001 - any failure means prod cannot compute it
+        return False
+    return True
 
 
 def broken_fields(wh: Warehouse, view: View, schema: str, table: str, dialect: str) -> list[BrokenField]:
@@ -167,16 +179,19 @@ def semantic_diff(wh: Warehouse, views: Iterable[View], tables: dict[str, str | 
         if not measures:
             continue
         usual = prod_side or (dev_schema, table)          # groupings a BI user knows: prod's when it has them
-        groupings: list[Field | None] = [None, *_low_cardinality(wh, view, *usual, dialect, group_dimensions)]
+        groupings: list[Field | None] = [None, *_low_cardinality(wh, view, *usual, dialect, group_dimensions,
+                                                                 broken_ids)]
+        on_prod = [m for m in measures if _runs_on(wh, view, m, *prod_side, dialect)] if prod_side else []
         for dimension in groupings:
-            prod = _values_by_group(wh, _select(view, measures, *prod_side, dialect, dimension),
-                                    dimension is not None) if prod_side else {}
+            prod = _values_by_group(wh, _select(view, on_prod, *prod_side, dialect, dimension),
+                                    dimension is not None) if on_prod else {}
             dev = _values_by_group(wh, _select(view, measures, dev_schema, table, dialect, dimension),
                                    dimension is not None)
             groups = list(dict.fromkeys([*prod, *dev]))
             for index, measure in enumerate(measures):
+                at = on_prod.index(measure) if measure in on_prod else None
                 values = [MeasureValue(view.name, measure.name, dimension.name if dimension else None, g,
-                                       _number(prod[g][index]) if g in prod else None,
+                                       _number(prod[g][at]) if at is not None and g in prod else None,
                                        _number(dev[g][index]) if g in dev else None) for g in groups]
                 if dimension is not None:  # the groups that moved most first; one gone or new moved by all of it
                     values.sort(key=lambda v: (-_moved(v), v.group is None, str(v.group)))
