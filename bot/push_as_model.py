@@ -33,7 +33,7 @@ from bot.dbt.runner import check_project, deps_failure, install_packages, run_db
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge
 from bot.gitops import RevisionReader, Workspace, repo_remote
-from bot.push_to_dbt import (MAX_SLUG, PushRequest, PushResult, _InRepo, _slug, check_folder, load_config,
+from bot.push_to_dbt import (MAX_SLUG, PushRequest, PushResult, InRepo, branch_slug, check_folder, load_config,
                              select)
 from bot.semantic.model import Field, SemanticModel, View
 from bot.translate import measure_sql
@@ -420,7 +420,7 @@ def _jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- the use case
 
 def branch_for(prefix: str, name: str) -> str:
-    return prefix + _slug(f"model-{name}", name)[:MAX_SLUG]
+    return prefix + branch_slug(f"model-{name}", name)[:MAX_SLUG]
 
 
 def run(request: AsModelRequest, forge: Forge, log: Callable[[str], None] = lambda _: None) -> AsModelResult:
@@ -455,7 +455,7 @@ def run(request: AsModelRequest, forge: Forge, log: Callable[[str], None] = lamb
         project = DbtProject(base_store)
         plan = plan_model(model, measures, request.group_by, request.name, project, grain=request.grain,
                           dialect=config.dialect, dbt_dialect=config.dbt_dialect)
-        in_repo = _InRepo(push.dbt_path, base_store)
+        in_repo = InRepo(push.dbt_path, base_store)
         placed = in_repo.plan(PushPlan(files=plan.files, pushed=plan.pushed, skipped=plan.skipped))
         result.pushed, result.skipped = placed.pushed, result.skipped + placed.skipped
         result.group_by = plan.group_by

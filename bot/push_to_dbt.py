@@ -101,7 +101,7 @@ def branch_name(prefix: str, requests: list[FieldRequest]) -> str:
     ids = sorted({r.field.id for r in requests})
     if len(ids) == 1:
         view, _, name = ids[0].partition(".")
-        slug = _slug(f"{view}-{name}", ids[0])
+        slug = branch_slug(f"{view}-{name}", ids[0])
     else:
         slug = "batch-" + _short_hash("\n".join(ids))
     branch = prefix + slug
@@ -112,7 +112,7 @@ def branch_name(prefix: str, requests: list[FieldRequest]) -> str:
     return branch
 
 
-def _slug(text: str, key: str) -> str:
+def branch_slug(text: str, key: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
     slug = re.sub(r"\.{2,}", ".", slug).strip("-.") or "fields"
     if slug.endswith(".lock"):
@@ -200,7 +200,7 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
         dbt_reader = RevisionReader(ws.root, "dbt repo")
         check_folder(dbt_reader, f"origin/{base}", request.dbt_path, "--dbt-path")
         base_store = project_store(dbt_reader.store(f"origin/{base}"), request.dbt_path)
-        in_repo = _InRepo(request.dbt_path, base_store)
+        in_repo = InRepo(request.dbt_path, base_store)
         if request.dry_run:
             plan = in_repo.plan(PushPlanner(base_store, dialect=config.dialect, dbt_dialect=config.dbt_dialect,
                                             semantic=selection.semantic).plan(candidates))
@@ -264,7 +264,7 @@ def run(request: PushRequest, forge: Forge, log: Callable[[str], None] = lambda 
     return result
 
 
-class _InRepo:
+class InRepo:
     """A plan made inside the dbt project (its paths relative to `dbt_project.yml`) as the repository
     sees it: files to write and commit, and the paths PRs and results name, under the dbt folder."""
 
@@ -447,7 +447,7 @@ def _check_warehouse(request: PushRequest, config: Config, project_dir: Path, pr
                 log(f"could not drop the check's scratch schema {schema}: {error}")
 
 
-def _metrics_in_repo(in_repo: "_InRepo", outcome: push_metrics.MetricsOutcome) -> push_metrics.MetricsOutcome:
+def _metrics_in_repo(in_repo: "InRepo", outcome: push_metrics.MetricsOutcome) -> push_metrics.MetricsOutcome:
     """The metrics' files and skips as the repository names them (under the dbt folder)."""
     if not in_repo.root:
         return outcome
@@ -457,7 +457,7 @@ def _metrics_in_repo(in_repo: "_InRepo", outcome: push_metrics.MetricsOutcome) -
     return outcome
 
 
-def _described_metrics(in_repo: "_InRepo", base_store: Any, selection: Selection, config: Config,
+def _described_metrics(in_repo: "InRepo", base_store: Any, selection: Selection, config: Config,
                        outcome: push_metrics.MetricsOutcome) -> list[PushedMetric]:
     """The pushed metrics as the PR shows them: their change against the base branch, with the parity
     this run measured."""
