@@ -93,3 +93,10 @@ def test_groups_that_vanish_or_appear_on_dev_are_in_the_markdown() -> None:
     assert "| `orders.count` | status = returned (gone on dev) | 49 | – | – | – |" in text
     assert "| `orders.count` | status = lost (new on dev) | – | 1 | – | – |" in text
     assert "status = placed" not in text            # unchanged groups stay out
+
+
+def test_the_posted_markdown_has_no_run_of_blank_lines() -> None:
+    """GitHub shows two blank lines as a gap in the report: sections join with one."""
+    failed = doc(build={"ok": False, "selected": ["orders"], "failed": ["orders"], "errors": ["boom"]})
+    for d in (doc(), failed):
+        assert "\n\n\n" not in to_markdown(d)

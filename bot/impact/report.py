@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.forge.base import BODY_LIMIT
+from bot.readable import squeeze_blank_lines
 
 SCHEMA_VERSION = 1
 
@@ -204,4 +205,4 @@ def _render(doc: dict, with_samples: bool, max_rows: int, keep_sections: int) ->
     if left_out:
         lines.append(f"_{left_out} detail section(s) left out to stay under GitHub's size limit; "
                      f"the JSON report has everything._")
-    return "\n".join(lines).rstrip() + "\n"
+    return squeeze_blank_lines("\n".join(lines)).rstrip() + "\n"
