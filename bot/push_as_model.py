@@ -33,6 +33,7 @@ from bot.dbt.runner import check_project, deps_failure, install_packages, run_db
 from bot.errors import LayersyncError, RepoError
 from bot.forge.base import Forge
 from bot.gitops import RevisionReader, Workspace, repo_remote
+from bot.impact.prod import relations as built_relations
 from bot.push_to_dbt import (MAX_SLUG, PushRequest, PushResult, InRepo, branch_slug, check_folder, load_config,
                              select)
 from bot.semantic.model import Field, SemanticModel, View
@@ -323,7 +324,8 @@ def build_and_compare(project_dir: Path, plan: ModelPlan, model: SemanticModel, 
             database = _duckdb_database(profiles_dir, profile, project_dir)
             if database is None:           # another warehouse: layersync compares values on DuckDB only
                 return BuildCheck(True, checked="dbt build only")
-        relations = _built_relations(target / "manifest.json")
+        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+        relations = {name.lower(): rel for name, rel in built_relations(manifest).items()}
         with DuckDBWarehouse(database) as warehouse:
             parity = compare(warehouse, plan, model, relations, dialect)
         return BuildCheck(True, parity=parity, checked="built")
@@ -346,16 +348,6 @@ def _duckdb_database(profiles_dir: Path, profile: str, project_dir: Path) -> Pat
         return None
     database = Path(path)
     return database if database.is_absolute() else project_dir / database
-
-
-def _built_relations(manifest_path: Path) -> dict[str, tuple[str, str]]:
-    """Model and seed name -> (schema, relation) as dbt built them (custom schemas and aliases included)."""
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    found: dict[str, tuple[str, str]] = {}
-    for node in manifest.get("nodes", {}).values():
-        if node.get("resource_type") in ("model", "seed"):
-            found[str(node["name"]).lower()] = (str(node["schema"]), str(node.get("alias") or node["name"]))
-    return found
 
 
 def compare(warehouse: Any, plan: ModelPlan, model: SemanticModel, relations: dict[str, tuple[str, str]],
